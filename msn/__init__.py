@@ -1,0 +1,27 @@
+"""MSN (NTIRE 2024 ESR, DASE-IDEALab) in PyTorch: training form, inference form, loading."""
+
+from msn.arch import MSN
+from msn.checkpoint import KNOWN_CHECKPOINTS, Checkpoint, ChecksumError, read_checkpoint, resolve_checkpoint
+from msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
+from msn.inference import MSNInference, to_inference_form
+from msn.loading import build_model, load_model, random_model
+from msn.validation import InputError, check_input
+
+__all__ = [
+    "KNOWN_CHECKPOINTS",
+    "MIN_INPUT_SIZE",
+    "MSN",
+    "Checkpoint",
+    "CheckpointError",
+    "ChecksumError",
+    "InputError",
+    "MSNConfig",
+    "MSNInference",
+    "build_model",
+    "check_input",
+    "load_model",
+    "random_model",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "to_inference_form",
+]

@@ -1,0 +1,53 @@
+"""Shared fixtures. Tests that need ../shared data skip with the reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from msn import build_model, random_model, read_checkpoint
+from validate.reference import ReferenceCase, load_reference_cases
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MSN_SHARED_DIR", REPO.parent / "shared"))
+OFFICIAL_CKPT = SHARED / "checkpoints" / "team28_MSN.pth"
+REFERENCE_DIR = SHARED / "reference"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def official_ckpt() -> Path:
+    if not OFFICIAL_CKPT.is_file():
+        pytest.skip(f"official checkpoint not found at {OFFICIAL_CKPT}")
+    return OFFICIAL_CKPT
+
+
+@pytest.fixture(scope="session")
+def official_model(official_ckpt: Path):
+    return build_model(read_checkpoint(official_ckpt))
+
+
+@pytest.fixture(scope="session")
+def reference_cases() -> list[ReferenceCase]:
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"reference folder not found at {REFERENCE_DIR}")
+    return load_reference_cases(REFERENCE_DIR)
+
+
+@pytest.fixture(scope="session")
+def random_msn():
+    return random_model(seed=0)
+
+
+@pytest.fixture
+def seeded_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official_ckpt: Path) -> Path:
+    """A checkpoint cache holding the official file, so that 'official' resolves without a download."""
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(official_ckpt, tmp_path / "checkpoints" / official_ckpt.name)
+    return tmp_path / "checkpoints"

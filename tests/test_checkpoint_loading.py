@@ -1,0 +1,124 @@
+"""Every accepted checkpoint layout loads strict; bad files fail with one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from msn import (
+    MSN,
+    CheckpointError,
+    ChecksumError,
+    MSNConfig,
+    MSNInference,
+    load_model,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+
+
+def save(obj, path: Path) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def test_official_checkpoint_config_and_params(official_ckpt):
+    ckpt = read_checkpoint(official_ckpt)
+    assert ckpt.config == MSNConfig()
+    assert len(ckpt.state_dict) == 763
+    assert sum(v.numel() for v in ckpt.state_dict.values()) == 87_612
+    assert ckpt.sha256 == "5cbe6074c9c041f9894fa697f179c4deea4e91f0d0e06106c20ba24bcaeb6609"
+
+
+def test_ema_flag_picks_the_right_weights(official_ckpt):
+    raw = torch.load(official_ckpt, weights_only=True)
+    ema = load_model(official_ckpt).state_dict()
+    plain = load_model(official_ckpt, ema=False).state_dict()
+    assert torch.equal(ema["c1.weight"], raw["params_ema"]["c1.weight"])
+    assert torch.equal(plain["c1.weight"], raw["params"]["c1.weight"])
+    assert not torch.equal(ema["c1.weight"], plain["c1.weight"])
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"params_ema": sd},
+        lambda sd: {"params": sd},
+        lambda sd: {"state_dict": sd},
+        lambda sd: {"model": sd},
+        lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
+        lambda sd: {f"module.{k}": v for k, v in sd.items()},
+    ],
+    ids=["plain", "params_ema", "params", "state_dict", "model", "state_dict+module", "module"],
+)
+def test_accepted_layouts(tmp_path, random_msn, wrap):
+    sd = random_msn.state_dict()
+    model = load_model(save(wrap(sd), tmp_path / "w.pth"))
+    assert isinstance(model, MSN) and not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+
+
+@pytest.mark.parametrize("config", [MSNConfig.from_width(32, 4, 2), MSNConfig.from_width(24, 6, 3)])
+def test_variant_configs_are_inferred(tmp_path, config):
+    sd = MSN(config).state_dict()
+    model = load_model(save({"params": sd}, tmp_path / "v.pth"), deploy=True)
+    assert isinstance(model, MSNInference) and model.config == config
+    assert model(torch.rand(1, 3, 29, 30)).shape == (1, 3, 29 * config.upscale, 30 * config.upscale)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="neither a file nor a known name"):
+        load_model("/nonexistent/best.pth")
+
+
+def test_truncated_file(tmp_path, random_msn):
+    path = save({"params": random_msn.state_dict()}, tmp_path / "full.pth")
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(cut)
+
+
+def test_foreign_checkpoint(tmp_path):
+    foreign = {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 64)}
+    with pytest.raises(CheckpointError, match="not an MSN state dict: missing fea_conv.weight"):
+        load_model(save(foreign, tmp_path / "resnet.pth"))
+
+
+def test_not_a_state_dict(tmp_path):
+    with pytest.raises(CheckpointError, match="not tensors"):
+        load_model(save({"epoch": 3, "lr": 0.1}, tmp_path / "meta.pth"))
+
+
+def test_mismatched_checkpoint_names_keys_and_shapes(tmp_path, random_msn):
+    sd = dict(random_msn.state_dict())
+    del sd["B3.c5.bias"]
+    sd["B2.c1_d.bias"] = torch.zeros(5)
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as err:
+        load_model(save(sd, tmp_path / "bad.pth"))
+    message = str(err.value)
+    assert "1 missing keys: B3.c5.bias" in message
+    assert "1 unexpected keys: extra.weight" in message
+    assert "B2.c1_d.bias: checkpoint (5,) vs model (14,)" in message
+
+
+def test_known_name_resolves_from_seeded_cache(seeded_cache):
+    assert resolve_checkpoint("official") == seeded_cache / "team28_MSN.pth"
+    assert isinstance(load_model("official", deploy=True), MSNInference)
+
+
+def test_cached_file_with_wrong_hash_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "team28_MSN.pth").write_bytes(b"not the official weights")
+    with pytest.raises(ChecksumError, match="delete it so that it is downloaded again"):
+        resolve_checkpoint("official")
+
+
+def test_unknown_name():
+    with pytest.raises(FileNotFoundError, match="known name \\(official\\)"):
+        resolve_checkpoint("team99")

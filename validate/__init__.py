@@ -1,0 +1,1 @@
+"""Parity and speed validation of MSN artifacts against eager PyTorch."""
