@@ -1,0 +1,36 @@
+"""PyTorch backend: MSN's inference form, eager or compiled, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engines.base import Engine, ShapeProfile
+from msn import MSN, MSNInference, load_model, to_inference_form
+
+
+class TorchEngine(Engine):
+    backend = "torch"
+
+    def __init__(
+        self,
+        model: MSN | MSNInference | str,
+        *,
+        device: str = "cpu",
+        fp16: bool = False,
+        compile: bool = False,
+    ) -> None:
+        if isinstance(model, str) or hasattr(model, "__fspath__"):
+            model = load_model(model, deploy=True)
+        elif isinstance(model, MSN):
+            model = to_inference_form(model)
+        dtype = torch.float16 if fp16 else torch.float32
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.device, self.dtype = torch.device(device), dtype
+        self.forward = torch.compile(self.model, dynamic=True) if compile else self.model
+        super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(), "fp16" if fp16 else "fp32")
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            return self.forward(x).cpu().numpy()

@@ -1,0 +1,1 @@
+"""Export of MSN's inference form to ONNX and TensorRT."""
