@@ -1,0 +1,144 @@
+"""ONNX export through the CLI, judged on ONNX Runtime against the float64 references."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engines.onnxruntime_engine import OnnxRuntimeEngine
+from export import to_onnx
+from export.metadata import read_metadata
+from export.trt_ops import unsupported_ops
+from tests.util import psnr, to_hwc
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, official_ckpt) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("onnx")
+    paths = {
+        "fp32": (out / "fp32.onnx", []),
+        "fp16": (out / "fp16.onnx", ["--fp16"]),
+        "fp16-io16-static": (out / "static.onnx", ["--fp16", "--io-dtype", "float16", "--static", "37x53", "--batch", "1"]),
+    }
+    for path, extra in paths.values():
+        assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path), *extra]) == 0
+    return {name: path for name, (path, _) in paths.items()}
+
+
+def float64_reference(official_model, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        out = official_model.double()(x.double()).numpy()
+    official_model.float()
+    return out
+
+
+def test_graphs_are_clean(exported):
+    for name, path in exported.items():
+        model = onnx.load(path)
+        onnx.checker.check_model(model, full_check=True)
+        assert unsupported_ops(model) == [], name
+        assert [i.name for i in model.graph.input] == ["input"]
+        assert [o.name for o in model.graph.output] == ["output"]
+        # Far below the training form's ~1,600 nodes (see the closing note for exact counts).
+        assert len(model.graph.node) < 1000, (name, len(model.graph.node))
+
+
+def test_dynamic_axes_and_dtypes(exported):
+    dims = onnx.load(exported["fp32"]).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 3, "H", "W"]
+    static = onnx.load(exported["fp16-io16-static"]).graph.input[0].type
+    assert [d.dim_value for d in static.tensor_type.shape.dim] == [1, 3, 37, 53]
+    assert static.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_fp16_graph_keeps_statistics_in_float32(exported):
+    model = onnx.load(exported["fp16"])
+    reductions = [n for n in model.graph.node if n.op_type == "ReduceMean"]
+    typed = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    assert reductions and all(typed[n.output[0]] == onnx.TensorProto.FLOAT for n in reductions)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert all(typed[n.output[0]] == onnx.TensorProto.FLOAT16 for n in convs)
+
+
+def test_metadata(exported, official_ckpt):
+    meta = read_metadata(onnx.load(exported["fp16"]))
+    assert meta["model_name"] == "MSN" and meta["scale"] == "4" and meta["min_input_size"] == "29"
+    assert meta["precision"] == "fp16" and meta["opset"] == "20" and meta["torch_version"] == torch.__version__
+    assert meta["checkpoint_sha256"] == "5cbe6074c9c041f9894fa697f179c4deea4e91f0d0e06106c20ba24bcaeb6609"
+    assert meta["input_range"].startswith("[0, 1]") and "exporter" in meta
+
+
+def test_reference_images(exported, reference_cases):
+    fp32, fp16 = OnnxRuntimeEngine(exported["fp32"]), OnnxRuntimeEngine(exported["fp16"])
+    for case in reference_cases:
+        x = case.input_tensor().numpy()
+        assert np.abs(to_hwc(fp32(x)) - case.sr).max() < 1e-5, case.name
+        out16 = to_hwc(fp16(x))
+        assert np.isfinite(out16).all() and psnr(out16, case.sr) >= 50.0, case.name
+
+
+def test_static_fp16_io_graph(exported, reference_cases):
+    case = next(c for c in reference_cases if c.lr.shape[:2] == (37, 53))
+    engine = OnnxRuntimeEngine(exported["fp16-io16-static"])
+    assert engine.io_dtype == np.float16
+    out = engine(case.input_tensor().numpy().astype(np.float16))
+    assert out.dtype == np.float16 and psnr(to_hwc(out), case.sr) >= 50.0
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 29, 29), (1, 3, 33, 47), (1, 3, 61, 30), (2, 3, 40, 52)])
+def test_shapes_against_float64(exported, official_model, shape):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    expected = float64_reference(official_model, x)
+    # Pixel noise drives activations higher than photos do: float32 rounding reaches ~2e-5 here.
+    assert np.abs(OnnxRuntimeEngine(exported["fp32"])(x.numpy()) - expected).max() < 2e-4
+    out16 = OnnxRuntimeEngine(exported["fp16"])(x.numpy())
+    assert np.isfinite(out16).all()
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        return to_onnx.main(args)
+    except SystemExit as exc:  # argparse rejects bad options this way
+        return int(exc.code)
+
+
+def test_missing_checkpoint_leaves_nothing(tmp_path):
+    assert run_cli(["--ckpt", str(tmp_path / "nope.pth"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_opset(tmp_path, random_msn):
+    ckpt = tmp_path / "w.pth"
+    torch.save(random_msn.state_dict(), ckpt)
+    assert run_cli(["--ckpt", str(ckpt), "--opset", "13", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_unwritable_output(tmp_path, random_msn):
+    ckpt = tmp_path / "w.pth"
+    torch.save(random_msn.state_dict(), ckpt)
+    assert run_cli(["--ckpt", str(ckpt), "-o", str(tmp_path / "missing" / "m.onnx")]) == 2
+    if os.geteuid() != 0:  # root writes anywhere, so a read-only folder proves nothing there
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert run_cli(["--ckpt", str(ckpt), "-o", str(locked / "m.onnx")]) == 2
+
+
+def test_foreign_checkpoint_leaves_nothing(tmp_path):
+    ckpt = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, ckpt)
+    assert run_cli(["--ckpt", str(ckpt), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet.pth"]
+
+
+def test_random_weights_export_and_verify(tmp_path, random_msn):
+    """Runs without the shared checkpoint: the exporter's own verification must pass."""
+    ckpt = tmp_path / "w.pth"
+    torch.save({"params_ema": random_msn.state_dict()}, ckpt)
+    assert run_cli(["--ckpt", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 0
+    assert read_metadata(onnx.load(tmp_path / "m.onnx"))["precision"] == "fp32"
