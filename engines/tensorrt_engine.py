@@ -1,0 +1,102 @@
+"""TensorRT / TensorRT-RTX engine backend. Needs an NVIDIA GPU and the module the engine was built with.
+
+Before deserialising, the sidecar written by export/build_trt.py is checked against this machine
+(TensorRT flavour and exact version, GPU or AOT compute capabilities), so a mismatch names the
+rebuild command instead of failing inside TensorRT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import Engine, EngineError, ShapeProfile
+from export.trt_build import SIDECAR_FORMAT, current_gpu, sidecar_path
+from export.trt_compat import TensorRT, TensorRTUnavailable, import_tensorrt
+
+log = logging.getLogger(__name__)
+
+
+def read_sidecar(engine_path: Path) -> dict:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise EngineError(f"{engine_path} has no sidecar {path.name}; rebuild it with export/build_trt.py")
+    try:
+        sidecar = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"sidecar {path} is not valid JSON ({exc}); rebuild the engine") from exc
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise EngineError(f"sidecar {path} has format {sidecar.get('format')!r}, expected {SIDECAR_FORMAT!r}")
+    return sidecar
+
+
+def compatibility_problems(sidecar: dict, trt: TensorRT | None, gpu: dict | None) -> list[str]:
+    """Why this engine cannot run here (empty when it can)."""
+    built = sidecar["tensorrt"]
+    rebuild = f"rebuild with: python export/build_trt.py --onnx {sidecar['onnx']['path']} --backend {built['flavour']}"
+    problems = []
+    if trt is None or trt.flavour != built["flavour"]:
+        have = trt.label if trt else "no TensorRT module"
+        problems.append(f"engine was built with {built['flavour']} {built['version']}, this machine has {have}")
+    elif trt.version != built["version"]:
+        problems.append(f"engine was built with {trt.flavour} {built['version']}, this machine has {trt.version}; {rebuild}")
+    if gpu is None:
+        problems.append("TensorRT engines need an NVIDIA GPU and none is visible; use the onnxruntime or torch backend")
+    else:
+        targets = sidecar["target"]["compute_capabilities"]
+        built_on = sidecar["target"].get("gpu")
+        if targets and gpu["compute_capability"] not in targets:
+            problems.append(f"engine targets {targets} but this GPU ({gpu['name']}) is {gpu['compute_capability']}; {rebuild}")
+        elif not targets and built_on and built_on["compute_capability"] != gpu["compute_capability"]:
+            problems.append(f"engine was built on {built_on['name']} ({built_on['compute_capability']}), this GPU is "
+                            f"{gpu['name']} ({gpu['compute_capability']}); {rebuild}")
+    return problems
+
+
+class TensorRTEngine(Engine):
+    backend = "tensorrt"
+
+    def __init__(self, path: str | Path) -> None:
+        import torch
+
+        path = Path(path)
+        sidecar = read_sidecar(path)
+        try:
+            trt = import_tensorrt(sidecar["tensorrt"]["flavour"])
+        except TensorRTUnavailable:
+            trt = None
+        problems = compatibility_problems(sidecar, trt, current_gpu())
+        if problems:
+            raise EngineError(f"cannot run {path}: " + "; ".join(problems))
+        self.runtime = trt.module.Runtime(trt.logger())
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise EngineError(f"{trt.label} could not deserialise {path} (corrupt file, or built for another GPU)")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        io = {t["mode"]: t for t in sidecar["io"]}
+        self.input_name, self.output_name = io["input"]["name"], io["output"]["name"]
+        dtype = np.float16 if io["input"]["dtype"] in ("half", "float16") else np.float32
+        self.output_half = io["output"]["dtype"] in ("half", "float16")
+        prof = sidecar["profile"]
+        super().__init__(sidecar["scale"], dtype, ShapeProfile(tuple(prof["min"]), tuple(prof["max"])), sidecar["precision"])
+        self.backend = trt.flavour
+        self.sidecar, self.torch = sidecar, torch
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(batch).cuda(non_blocking=True)
+        n, c, h, w = x.shape
+        out_dtype = torch.float16 if self.output_half else torch.float32
+        y = torch.empty((n, c, h * self.scale, w * self.scale), dtype=out_dtype, device="cuda")
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        self.context.set_tensor_address(self.input_name, x.data_ptr())
+        self.context.set_tensor_address(self.output_name, y.data_ptr())
+        with torch.cuda.stream(self.stream):
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise EngineError("TensorRT execution failed (see TensorRT's log above)")
+        self.stream.synchronize()
+        return y.cpu().numpy().astype(self.io_dtype, copy=False)
