@@ -107,7 +107,13 @@ class Engine(ABC):
             raise InputError(f"tile {tile} is larger than the engine's profile {self.profile}")
         if tile >= h and tile >= w:
             return None
-        return TilePlan(h, w, tile, min(overlap, tile // 2 - 1))
+        plan = TilePlan(h, w, tile, min(overlap, tile // 2 - 1))
+        if not all(self.profile.fits(1, t.h, t.w) for t in plan.tiles()):
+            raise InputError(
+                f"input {h}x{w} is outside the engine's profile {self.profile} and {tile}px tiles do not fit it "
+                "either; export with dynamic shapes or rebuild the engine with a larger profile"
+            )
+        return plan
 
     def _infer_tiled(self, image: np.ndarray, plan: TilePlan) -> np.ndarray:
         s = self.scale

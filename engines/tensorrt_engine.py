@@ -40,7 +40,8 @@ def compatibility_problems(sidecar: dict, trt: TensorRT | None, gpu: dict | None
     problems = []
     if trt is None or trt.flavour != built["flavour"]:
         have = trt.label if trt else "no TensorRT module"
-        problems.append(f"engine was built with {built['flavour']} {built['version']}, this machine has {have}")
+        problems.append(f"engine was built with {built['flavour']} {built['version']}, this machine has {have}; "
+                        f"install {built['flavour']}=={built['version']} or {rebuild}")
     elif trt.version != built["version"]:
         problems.append(f"engine was built with {trt.flavour} {built['version']}, this machine has {trt.version}; {rebuild}")
     if gpu is None:

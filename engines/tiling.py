@@ -23,7 +23,6 @@ import numpy as np
 
 from msn import MIN_INPUT_SIZE
 
-DEFAULT_TILE = 256  # LR px
 DEFAULT_OVERLAP = 32  # LR px
 
 

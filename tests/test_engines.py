@@ -1,0 +1,126 @@
+"""The Python engine runtime through its ONNX Runtime and PyTorch backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import engines
+from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.tiling import TilePlan, axis_starts, tile_weight
+from engines.torch_engine import TorchEngine
+from export import to_onnx
+from msn import InputError
+from tests.util import psnr, to_hwc
+from validate.seams import seam_error
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory, official_ckpt):
+    out = tmp_path_factory.mktemp("graphs")
+    paths = {"fp32": out / "fp32.onnx", "static": out / "static.onnx"}
+    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(paths["fp32"])]) == 0
+    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(paths["static"]), "--static", "37x53", "--batch", "1"]) == 0
+    return paths
+
+
+def test_load_dispatches_on_file_type(graphs, official_ckpt):
+    assert isinstance(engines.load(graphs["fp32"]), OnnxRuntimeEngine)
+    assert isinstance(engines.load(official_ckpt), TorchEngine)
+    with pytest.raises(ValueError, match="unknown backend"):
+        engines.load(graphs["fp32"], backend="tflite")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_reference_parity(graphs, official_ckpt, reference_cases, backend):
+    engine = engines.load(graphs["fp32"] if backend == "onnxruntime" else official_ckpt)
+    for case in reference_cases:
+        assert np.abs(to_hwc(engine(case.input_tensor().numpy())) - case.sr).max() < 1e-5, case.name
+
+
+def test_torch_fp16_engine(official_ckpt, reference_cases):
+    engine = TorchEngine(str(official_ckpt), fp16=True)
+    for case in reference_cases:
+        out = engine(case.input_tensor().numpy())  # float32 in, float32 out: casts done for the caller
+        assert out.dtype == np.float32 and psnr(to_hwc(out), case.sr) >= 60.0
+
+
+def test_container_and_dtype_follow_the_caller(graphs):
+    engine = engines.load(graphs["fp32"])
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    y = engine(x)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64 and y.shape == (1, 3, 128, 128)
+    assert engine(x.numpy().astype(np.float16)).dtype == np.float16
+
+
+def test_batches_split_to_fit_a_batch_1_graph(graphs, reference_cases):
+    case = next(c for c in reference_cases if c.lr.shape[:2] == (37, 53))
+    engine = engines.load(graphs["static"])
+    x = np.concatenate([case.input_tensor().numpy(), 1 - case.input_tensor().numpy(), case.input_tensor().numpy()])
+    out = engine(x)
+    assert out.shape == (3, 3, 148, 212)
+    assert np.abs(to_hwc(out[:1]) - case.sr).max() < 1e-5
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], engine(x[1:2])[0])
+
+
+def test_static_graph_refuses_other_sizes(graphs):
+    with pytest.raises(InputError, match="outside the engine's profile"):
+        engines.load(graphs["static"])(np.zeros((1, 3, 40, 40), np.float32))
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 3, 28, 40), "at least 29x29"), ((1, 4, 32, 32), "3 channels"), ((3, 32, 32), "4 dims")],
+)
+def test_bad_inputs(graphs, shape, message):
+    with pytest.raises(InputError, match=message):
+        engines.load(graphs["fp32"])(np.zeros(shape, np.float32))
+    with pytest.raises(InputError, match="divide 8-bit"):
+        engines.load(graphs["fp32"])(np.zeros((1, 3, 32, 32), np.uint8))
+
+
+def test_tiled_output_close_to_whole_image(graphs, reference_cases):
+    """CCA uses per-tile statistics, so tiles cannot be exact; blending must hide the seams."""
+    case = next(c for c in reference_cases if c.lr.shape[:2] == (128, 128))
+    engine = engines.load(graphs["fp32"])
+    x = case.input_tensor().numpy()
+    whole = engine(x)
+    blended = seam_error(engine, x, tile=64, overlap=16, whole=whole)
+    hard = seam_error(engine, x, tile=64, overlap=0, whole=whole)
+    assert blended["mean_lsb"] < 0.5 and blended["psnr_db"] > 50
+    assert blended["max_lsb"] < hard["max_lsb"]  # overlap blending removes the hard seams
+    assert psnr(to_hwc(engine(x, tile=64, overlap=16)), case.sr) > 50
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(29, 29, 0), (100, 64, 16), (257, 64, 8), (1000, 256, 32), (64, 64, 16)])
+def test_axis_starts_cover_the_axis(length, tile, overlap):
+    starts = axis_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def summed_weights(plan: TilePlan) -> np.ndarray:
+    total = np.zeros((plan.height * 4, plan.width * 4))
+    for t in plan.tiles():
+        total[t.y * 4 : (t.y + t.h) * 4, t.x * 4 : (t.x + t.w) * 4] += tile_weight(plan, t, 4)
+    return total
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(100, 140, 64, 16), (90, 90, 40, 8), (64, 200, 64, 10)])
+def test_blend_weights_cover_every_pixel(h, w, tile, overlap):
+    assert summed_weights(TilePlan(h, w, tile, overlap)).min() > 0
+
+
+def test_blend_weights_sum_to_one_when_tiles_step_evenly():
+    # 112 = 64 + 48: two tiles per axis overlapping by exactly 16 px; the ramps cross-fade to 1.
+    np.testing.assert_allclose(summed_weights(TilePlan(112, 112, 64, 16)), 1.0, rtol=0, atol=1e-6)
+
+
+def test_tile_plan_rejects_bad_settings():
+    with pytest.raises(ValueError, match="below MSN's minimum input"):
+        TilePlan(100, 100, 16, 4)
+    with pytest.raises(ValueError, match="overlap"):
+        TilePlan(100, 100, 64, 32)
