@@ -58,11 +58,13 @@ def test_dynamic_axes_and_dtypes(exported):
 
 def test_fp16_graph_keeps_statistics_in_float32(exported):
     model = onnx.load(exported["fp16"])
-    reductions = [n for n in model.graph.node if n.op_type == "ReduceMean"]
     typed = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    reductions = [n for n in model.graph.node if n.op_type == "ReduceMean"]
     assert reductions and all(typed[n.output[0]] == onnx.TensorProto.FLOAT for n in reductions)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert all(typed[n.output[0]] == onnx.TensorProto.FLOAT16 for n in convs)
+    float32_convs = [n for n in convs if typed[n.output[0]] == onnx.TensorProto.FLOAT]
+    # Only LayerNorm's two channel-mean convs per block stay float32; everything else is half.
+    assert len(float32_convs) == 2 * 8 and len(convs) > 250
 
 
 def test_metadata(exported, official_ckpt):
