@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -19,15 +21,20 @@ class TorchEngine(Engine):
         device: str = "cpu",
         fp16: bool = False,
         compile: bool = False,
+        inference_form: bool = True,
     ) -> None:
+        """`inference_form=False` runs the training form as loaded (the eager reference)."""
         if isinstance(model, str) or hasattr(model, "__fspath__"):
-            model = load_model(model, deploy=True)
-        elif isinstance(model, MSN):
+            model = load_model(model, deploy=inference_form)
+        elif isinstance(model, MSN) and inference_form:
             model = to_inference_form(model)
+        else:
+            model = copy.deepcopy(model)  # .to(dtype) below must not change the caller's model
         dtype = torch.float16 if fp16 else torch.float32
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.forward = torch.compile(self.model, dynamic=True) if compile else self.model
+        self.form = "inference" if isinstance(model, MSNInference) else "training"
         super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(), "fp16" if fp16 else "fp32")
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

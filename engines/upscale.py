@@ -18,6 +18,7 @@ from engines.base import EngineError
 from engines.images import IMAGE_SUFFIXES, ImageError, read_image, upscale_alpha, write_image
 from engines.tiling import DEFAULT_OVERLAP
 from msn import CheckpointError, InputError
+from msn.logs import setup_logging
 
 log = logging.getLogger("msn.upscale")
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         files = collect_inputs(args.inputs)
         engine = engines.load(args.model, args.backend, device=args.device)

@@ -18,6 +18,7 @@ from export import to_onnx
 from export.trt_build import BuildError, BuildSettings, Profile, build_engine, parse_shape
 from export.trt_compat import TensorRTUnavailable, import_tensorrt
 from msn import CheckpointError
+from msn.logs import setup_logging
 
 log = logging.getLogger("msn.build_trt")
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     command = shlex.join(["python", "export/build_trt.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         path = run(args, command)

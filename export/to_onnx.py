@@ -19,6 +19,7 @@ from export.onnx_graph import DEFAULT_OPSET, SUPPORTED_OPSETS, ExportError, Expo
 from export.verify import VerificationError, verify_onnx
 from msn import CheckpointError, build_model, read_checkpoint, to_inference_form
 from msn.files import atomic_output, check_writable
+from msn.logs import setup_logging
 
 log = logging.getLogger("msn.export")
 
@@ -94,7 +95,7 @@ def export(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         summary = export(args)
     except (FileNotFoundError, PermissionError, IsADirectoryError, CheckpointError, ExportError,

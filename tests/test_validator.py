@@ -1,0 +1,97 @@
+"""The validator on CPU backends: report produced, numbers independently reproduced, failures caught."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export import to_onnx
+from tests.conftest import REFERENCE_DIR
+from validate import run
+
+FAST = ["--sizes", "32x48", "--runs", "3", "--warmup", "0.05", "--max-seconds", "1", "--ntire-runs", "2"]
+
+
+@pytest.fixture(scope="module")
+def fp32_graph(tmp_path_factory, official_ckpt):
+    path = tmp_path_factory.mktemp("graph") / "msn_fp32.onnx"
+    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, official_ckpt, fp32_graph, reference_cases):
+    out = tmp_path_factory.mktemp("report")
+    args = ["--ckpt", str(official_ckpt), "--onnx", str(fp32_graph), "--reference", str(REFERENCE_DIR),
+            "--out", str(out), *FAST]
+    assert run.main(args) == 0
+    return out
+
+
+def test_report_files(report):
+    for name in ("report.json", "report.md", "latency.png", "error_heatmap.png", "crops.png"):
+        assert (report / name).stat().st_size > 0, name
+    data = json.loads((report / "report.json").read_text())
+    assert data["schema"] == "msn-validate/1" and data["passed"] is True
+    assert data["machine"]["torch"] == torch.__version__
+    assert "| ort-cpu-fp32 | astronaut |" in (report / "report.md").read_text()
+
+
+def test_parity_numbers_match_an_independent_computation(report, official_model, fp32_graph, reference_cases):
+    data = json.loads((report / "report.json").read_text())
+    rows = {(r["backend"], r["image"]): r for r in data["parity"]}
+    for case in reference_cases:
+        x = case.input_tensor()
+        with torch.no_grad():
+            eager = official_model.float()(x)[0].permute(1, 2, 0).double().numpy()
+        session = ort.InferenceSession(str(fp32_graph), providers=["CPUExecutionProvider"])
+        onnx_out = session.run(None, {"input": x.numpy()})[0][0].transpose(1, 2, 0).astype(np.float64)
+        row = rows[("ort-cpu-fp32", case.name)]
+        # ORT's optimisation level may change the last bits; the report must agree to ~1e-6.
+        assert row["vs_eager"]["max_abs"] == pytest.approx(np.abs(onnx_out - eager).max(), abs=1e-6)
+        assert row["vs_reference"]["max_abs"] == pytest.approx(np.abs(onnx_out - case.sr).max(), abs=1e-6)
+        mse = np.mean((onnx_out - eager) ** 2)
+        assert row["vs_eager"]["psnr_db"] == pytest.approx(10 * np.log10(1 / mse), abs=0.5)
+        assert rows[(run.BASELINE, case.name)]["vs_eager"]["max_abs"] == 0.0
+
+
+def test_speed_rows_and_ratios(report):
+    data = json.loads((report / "report.json").read_text())
+    speed = {r["backend"]: r for r in data["speed"]}
+    assert speed[run.BASELINE]["speedup_vs_eager"] == 1.0
+    ort_row = speed["ort-cpu-fp32"]
+    expected = speed[run.BASELINE]["timing"]["median_ms"] / ort_row["timing"]["median_ms"]
+    assert ort_row["speedup_vs_eager"] == pytest.approx(expected)
+    assert ort_row["timing"]["runs"] >= 3 and data["ntire_protocol"][0]["runs"] == 2
+
+
+def test_skipped_backends_are_reported_with_reasons(report):
+    data = json.loads((report / "report.json").read_text())
+    status = {b["name"]: b for b in data["backends"]}
+    assert status["tensorrt"]["status"] == "skipped" and "--engine" in status["tensorrt"]["reason"]
+    if not torch.cuda.is_available():
+        assert "GPU" in status["torch-compile-fp16"]["reason"]
+        assert status["ort-cuda-fp32"]["status"] == "skipped"
+    assert "## Skipped" in (report / "report.md").read_text()
+
+
+def test_broken_artifact_fails(tmp_path, official_ckpt, fp32_graph):
+    model = onnx.load(fp32_graph)
+    conv_weights = [i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] == 48]  # the upsampler
+    weights = numpy_helper.to_array(conv_weights[0]).copy()
+    weights *= 1.01
+    conv_weights[0].CopyFrom(numpy_helper.from_array(weights, conv_weights[0].name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, broken)
+    args = ["--ckpt", str(official_ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
+            "--backends", "ort-cpu-fp32"]
+    assert run.main(args) == 1
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["passed"] is False
+    assert [r["passed"] for r in data["parity"] if r["backend"] == "ort-cpu-fp32"] == [False]

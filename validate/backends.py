@@ -1,0 +1,96 @@
+"""Which backends the validator compares, and why any of them is skipped on this machine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engines.base import Engine, EngineError
+from msn import MSN
+
+log = logging.getLogger(__name__)
+
+BASELINE = "eager-fp32"
+
+
+@dataclass
+class Candidate:
+    name: str
+    precision: str
+    factory: Callable[[], Engine] | None = None
+    skip_reason: str | None = None
+    timed: bool = True  # False: parity only (with the reason in speed_note)
+    speed_note: str | None = None
+
+
+def _cuda_reason() -> str | None:
+    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
+
+
+def _ort_provider_reason(provider: str) -> str | None:
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        return f"ONNX Runtime here has no {provider} (install onnxruntime-gpu on a GPU machine)"
+    return _cuda_reason()
+
+
+def torch_candidates(model: MSN) -> list[Candidate]:
+    from engines.torch_engine import TorchEngine
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    fp16_cpu_note = None if cuda else "float16 convolutions on CPU are emulated (seconds per frame); timed on GPU only"
+    candidates = [
+        Candidate(BASELINE, "fp32", lambda: TorchEngine(model, device=device, inference_form=False)),
+        Candidate("torch-fp32", "fp32", lambda: TorchEngine(model, device=device)),
+        Candidate("torch-fp16", "fp16", lambda: TorchEngine(model, device=device, fp16=True),
+                  timed=cuda, speed_note=fp16_cpu_note),
+    ]
+    compile_reason = None if cuda else "torch.compile is measured on GPU only (CPU compile of ~800 small ops takes minutes)"
+    candidates.append(
+        Candidate("torch-compile-fp16", "fp16", lambda: TorchEngine(model, device="cuda", fp16=True, compile=True),
+                  skip_reason=compile_reason)
+    )
+    return candidates
+
+
+def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
+    from engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    candidates = []
+    for graph in graphs:
+        precision = "fp16" if "fp16" in graph.name else "fp32"
+        try:
+            precision = OnnxRuntimeEngine(graph).precision
+        except EngineError as exc:
+            candidates.append(Candidate(f"ort-cpu:{graph.name}", precision, skip_reason=str(exc)))
+            continue
+        tag = f"-{graph.stem}" if len(graphs) > 2 else ""
+        candidates.append(Candidate(f"ort-cpu-{precision}{tag}", precision,
+                                    lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads())))
+        for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+            candidates.append(Candidate(f"ort-{device}-{precision}{tag}", precision,
+                                        lambda g=graph, d=device: OnnxRuntimeEngine(g, device=d),
+                                        skip_reason=_ort_provider_reason(provider)))
+    return candidates
+
+
+def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
+    if not engine_paths:
+        return [Candidate("tensorrt", "fp16", skip_reason="no --engine given (build one with export/build_trt.py)")]
+    from engines.tensorrt_engine import TensorRTEngine
+
+    candidates = []
+    for path in engine_paths:
+        try:
+            engine = TensorRTEngine(path)
+        except (EngineError, FileNotFoundError) as exc:
+            candidates.append(Candidate(f"tensorrt:{path.name}", "fp16", skip_reason=str(exc)))
+            continue
+        candidates.append(Candidate(f"{engine.backend}-{engine.precision}", engine.precision, lambda e=engine: e))
+    return candidates

@@ -1,0 +1,112 @@
+"""Writing the validation report: JSON (stable schema), Markdown summary, PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
+from validate.machine import machine_line  # noqa: E402
+
+SCHEMA = "msn-validate/1"
+
+
+def write_json(report: dict, path: Path) -> None:
+    atomic_write_bytes(path, json.dumps(report, indent=2, allow_nan=True).encode())
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# MSN validation report",
+        "",
+        f"Machine: {machine_line(report['machine'])}",
+        "",
+        f"Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
+        f"(fp32: |out - eager| <= {report['settings']['atol']:g} + {report['settings']['rtol']:g}*|eager|; "
+        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere)",
+        "",
+        "## Parity (per backend and image; errors vs eager FP32 training form)",
+        "",
+        "| backend | image | max abs | mean abs | p99 abs | PSNR dB | >1 LSB | non-finite | max abs vs fp64 ref | PSNR-Y vs HR | pass |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["parity"]:
+        e, ref = row["vs_eager"], row["vs_reference"]
+        lines.append(
+            f"| {row['backend']} | {row['image']} | {e['max_abs']:.2e} | {e['mean_abs']:.2e} | {e['p99_abs']:.2e} | "
+            f"{e['psnr_db']:.1f} | {100 * e['over_1_lsb']:.3f}% | {e['nonfinite']} | "
+            f"{_fmt(ref and ref['max_abs'], '.2e')} | {_fmt(row['psnr_y_hr'], '.2f')} | {'yes' if row['passed'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"## Speed (median of timed runs after {report['settings']['warmup']:g} s warm-up; "
+        "speed-up = eager FP32 median / backend median, same run)",
+        "",
+        "| backend | LR size | runs | median ms | p95 ms | p99 ms | CV | out MP/s | speed-up vs eager |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["speed"]:
+        t = row["timing"]
+        lines.append(
+            f"| {row['backend']} | {row['size']} | {t['runs']} | {t['median_ms']:.2f} | {t['p95_ms']:.2f} | "
+            f"{t['p99_ms']:.2f} | {t['cv']:.3f} | {row['out_mp_per_s']:.2f} | {row['speedup_vs_eager']:.2f}x |"
+        )
+    lines += ["", "NTIRE protocol (eager FP32 training form, no warm-up, mean):", ""]
+    lines += [f"- {row['size']}: {row['mean_ms']:.1f} ms over {row['runs']} runs" for row in report["ntire_protocol"]]
+    skipped = [b for b in report["backends"] if b["status"] != "ok" or b.get("speed_note")]
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        for b in skipped:
+            what = "skipped" if b["status"] != "ok" else "not timed"
+            lines.append(f"- {b['name']}: {what}: {b.get('reason') or b.get('speed_note')}")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_latency(report: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    by_backend: dict[str, list[tuple[float, float]]] = {}
+    for row in report["speed"]:
+        h, w = (int(v) for v in row["size"].split("x"))
+        by_backend.setdefault(row["backend"], []).append((h * w / 1e6, row["timing"]["median_ms"]))
+    for name, points in by_backend.items():
+        points.sort()
+        ax.plot(*zip(*points), marker="o", label=name)
+    ax.set(xlabel="LR megapixels", ylabel="median latency (ms)", yscale="log", title="MSN x4 latency by backend")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_error_heatmap(error: np.ndarray, title: str, path: Path) -> None:
+    """error: HxW absolute error (already reduced over channels)."""
+    fig, ax = plt.subplots(figsize=(6, 6 * error.shape[0] / error.shape[1] + 0.5))
+    im = ax.imshow(error * 255, cmap="inferno")
+    fig.colorbar(im, ax=ax, label="|out - eager| (8-bit levels)")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    _save(fig, path)
+
+
+def plot_crops(crops: dict[str, np.ndarray], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(crops), figsize=(2.4 * len(crops), 2.8))
+    for ax, (name, crop) in zip(np.atleast_1d(axes), crops.items()):
+        ax.imshow(np.clip(crop, 0, 1))
+        ax.set_title(name, fontsize=7)
+        ax.axis("off")
+    _save(fig, path)
