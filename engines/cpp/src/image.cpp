@@ -1,0 +1,139 @@
+// Interleaved u8/u16 images <-> planar float32/float16 RGB.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "errors.hpp"
+#include "half.hpp"
+#include "image.hpp"
+
+namespace msn {
+namespace {
+
+int64_t row_stride(const msn_image& img) {
+  const int64_t packed = int64_t{img.width} * img.channels * (img.type == MSN_PIXEL_U16 ? 2 : 1);
+  return img.stride_bytes ? img.stride_bytes : packed;
+}
+
+float max_value(msn_pixel_type type) { return type == MSN_PIXEL_U16 ? 65535.0f : 255.0f; }
+
+template <class Pixel>
+Pixel pixel_at(const msn_image& img, int32_t y, int32_t x, int32_t c) {
+  Pixel value;
+  const auto* row = static_cast<const unsigned char*>(img.data) + y * row_stride(img);
+  std::memcpy(&value, row + (int64_t{x} * img.channels + c) * sizeof(Pixel), sizeof(Pixel));
+  return value;
+}
+
+template <class Pixel>
+void set_pixel(msn_image& img, int32_t y, int32_t x, int32_t c, Pixel value) {
+  auto* row = static_cast<unsigned char*>(img.data) + y * row_stride(img);
+  std::memcpy(row + (int64_t{x} * img.channels + c) * sizeof(Pixel), &value, sizeof(Pixel));
+}
+
+void store(void* planes, msn_plane_type type, int64_t index, float value) {
+  if (type == MSN_PLANE_F16)
+    static_cast<uint16_t*>(planes)[index] = float_to_half(value);
+  else
+    static_cast<float*>(planes)[index] = value;
+}
+
+float load(const void* planes, msn_plane_type type, int64_t index) {
+  return type == MSN_PLANE_F16 ? half_to_float(static_cast<const uint16_t*>(planes)[index])
+                               : static_cast<const float*>(planes)[index];
+}
+
+template <class Pixel>
+void to_planes(const msn_image& img, msn_plane_type type, void* planes) {
+  const int64_t plane = int64_t{img.height} * img.width;
+  const float scale = max_value(img.type);
+  for (int32_t y = 0; y < img.height; ++y)
+    for (int32_t x = 0; x < img.width; ++x)
+      for (int32_t c = 0; c < 3; ++c) {
+        const Pixel v = pixel_at<Pixel>(img, y, x, img.channels == 1 ? 0 : c);
+        store(planes, type, c * plane + int64_t{y} * img.width + x, static_cast<float>(v) / scale);
+      }
+}
+
+template <class Pixel>
+void from_planes(const void* planes, msn_plane_type type, msn_image& img) {
+  const int64_t plane = int64_t{img.height} * img.width;
+  const float scale = max_value(img.type);
+  auto quantise = [scale](float v) {
+    v = std::fmin(std::fmax(v, 0.0f), 1.0f);  // NaN becomes 0 here rather than an undefined cast
+    return static_cast<Pixel>(std::nearbyint(v * scale));
+  };
+  for (int32_t y = 0; y < img.height; ++y)
+    for (int32_t x = 0; x < img.width; ++x) {
+      const int64_t i = int64_t{y} * img.width + x;
+      float rgb[3];
+      for (int32_t c = 0; c < 3; ++c) rgb[c] = std::fmin(std::fmax(load(planes, type, c * plane + i), 0.0f), 1.0f);
+      if (img.channels == 1) {
+        set_pixel<Pixel>(img, y, x, 0, quantise((rgb[0] + rgb[1] + rgb[2]) / 3.0f));
+      } else {
+        for (int32_t c = 0; c < 3; ++c) set_pixel<Pixel>(img, y, x, c, quantise(rgb[c]));
+      }
+    }
+}
+
+template <class Pixel>
+void resize_alpha(const msn_image& src, msn_image& dst) {
+  const float sy = static_cast<float>(src.height) / dst.height, sx = static_cast<float>(src.width) / dst.width;
+  for (int32_t y = 0; y < dst.height; ++y) {
+    const float fy = std::fmax((y + 0.5f) * sy - 0.5f, 0.0f);
+    const int32_t y0 = std::min(static_cast<int32_t>(fy), src.height - 1), y1 = std::min(y0 + 1, src.height - 1);
+    const float wy = fy - y0;
+    for (int32_t x = 0; x < dst.width; ++x) {
+      const float fx = std::fmax((x + 0.5f) * sx - 0.5f, 0.0f);
+      const int32_t x0 = std::min(static_cast<int32_t>(fx), src.width - 1), x1 = std::min(x0 + 1, src.width - 1);
+      const float wx = fx - x0;
+      auto a = [&](int32_t yy, int32_t xx) { return static_cast<float>(pixel_at<Pixel>(src, yy, xx, 3)); };
+      const float top = a(y0, x0) + (a(y0, x1) - a(y0, x0)) * wx;
+      const float bottom = a(y1, x0) + (a(y1, x1) - a(y1, x0)) * wx;
+      set_pixel<Pixel>(dst, y, x, 3, static_cast<Pixel>(std::nearbyint(top + (bottom - top) * wy)));
+    }
+  }
+}
+
+}  // namespace
+
+void upscale_alpha(const msn_image& src, msn_image& dst) {
+  if (src.type == MSN_PIXEL_U16)
+    resize_alpha<uint16_t>(src, dst);
+  else
+    resize_alpha<uint8_t>(src, dst);
+}
+
+void check_image(const msn_image* img, const char* name) {
+  require_not_null(img, name);
+  require_not_null(img->data, (std::string(name) + "->data").c_str());
+  require(img->channels == 1 || img->channels == 3 || img->channels == 4, MSN_ERR_UNSUPPORTED_CHANNELS,
+          std::string(name) + " has " + std::to_string(img->channels) + " channels; expected 1 (gray), 3 (RGB) or 4 (RGBA)");
+  require(img->type == MSN_PIXEL_U8 || img->type == MSN_PIXEL_U16, MSN_ERR_INVALID_ARGUMENT,
+          std::string(name) + " has an unknown pixel type");
+  require(img->width > 0 && img->height > 0, MSN_ERR_INVALID_ARGUMENT, std::string(name) + " has no pixels");
+  const int64_t packed = int64_t{img->width} * img->channels * (img->type == MSN_PIXEL_U16 ? 2 : 1);
+  require(img->stride_bytes == 0 || img->stride_bytes >= packed, MSN_ERR_INVALID_ARGUMENT,
+          std::string(name) + " stride_bytes is smaller than one row");
+}
+
+size_t plane_bytes(int32_t height, int32_t width, msn_plane_type type) {
+  return size_t{3} * height * width * (type == MSN_PLANE_F16 ? 2 : 4);
+}
+
+void image_to_planes(const msn_image& img, msn_plane_type type, void* planes) {
+  if (img.type == MSN_PIXEL_U16)
+    to_planes<uint16_t>(img, type, planes);
+  else
+    to_planes<uint8_t>(img, type, planes);
+}
+
+void planes_to_image(const void* planes, msn_plane_type type, msn_image& img) {
+  if (img.type == MSN_PIXEL_U16)
+    from_planes<uint16_t>(planes, type, img);
+  else
+    from_planes<uint8_t>(planes, type, img);
+}
+
+}  // namespace msn
