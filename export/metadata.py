@@ -11,7 +11,9 @@ from export.onnx_graph import ExportOptions
 EXPORTER = "msn-deploy 0.1.0"
 
 
-def stamp_metadata(model: onnx.ModelProto, config: MSNConfig, options: ExportOptions, checkpoint_sha256: str) -> None:
+def stamp_metadata(
+    model: onnx.ModelProto, config: MSNConfig, options: ExportOptions, checkpoint_sha256: str, *, fold_pointwise: bool
+) -> None:
     props = {
         "model_name": "MSN",
         "scale": str(config.upscale),
@@ -26,6 +28,7 @@ def stamp_metadata(model: onnx.ModelProto, config: MSNConfig, options: ExportOpt
         "exporter": EXPORTER,
         "torch_version": torch.__version__,
         "opset": str(options.opset),
+        "strip_convs": "dense 3x3" if fold_pointwise else "1x1 + depthwise 3x3",
     }
     del model.metadata_props[:]
     for key, value in props.items():

@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="check the graph on ONNX Runtime against PyTorch (default: on)")
     p.add_argument("--params", action="store_true", help="use `params` instead of `params_ema`")
+    p.add_argument("--fold-pointwise", action="store_true",
+                   help="fold each strip conv's 1x1 into a dense 3x3 (fewer, heavier convs; slower on CPU)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -64,12 +66,12 @@ def export(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     log.info("[1/4] reading checkpoint %s", args.ckpt)
     checkpoint = read_checkpoint(args.ckpt, ema=not args.params)
-    model = to_inference_form(build_model(checkpoint))
+    model = to_inference_form(build_model(checkpoint), fold_pointwise=args.fold_pointwise)
     output = args.output or default_output(options, checkpoint.config.upscale)
     check_writable(output)
     log.info("[2/4] exporting the %s inference form (opset %d)", options.precision, options.opset)
     graph = export_graph(model, options)
-    stamp_metadata(graph, checkpoint.config, options, checkpoint.sha256)
+    stamp_metadata(graph, checkpoint.config, options, checkpoint.sha256, fold_pointwise=args.fold_pointwise)
     with atomic_output(output) as tmp:
         onnx.save(graph, tmp)
         verification = None

@@ -49,8 +49,8 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        f"## Speed (median of timed runs after {report['settings']['warmup']:g} s warm-up; "
-        "speed-up = eager FP32 median / backend median, same run)",
+        f"## Speed (median of timed runs after {report['settings']['warmup']:g} s warm-up, backends interleaved "
+        "round-robin; speed-up = eager FP32 median / backend median, same run)",
         "",
         "| backend | LR size | runs | median ms | p95 ms | p99 ms | CV | out MP/s | speed-up vs eager |",
         "|---|---|---|---|---|---|---|---|---|",

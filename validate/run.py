@@ -27,7 +27,7 @@ from validate.backends import BASELINE, Candidate, onnx_candidates, tensorrt_can
 from validate.machine import machine_info, machine_line
 from validate.metrics import error_stats, psnr_y
 from validate.reference import load_reference_cases
-from validate.timing import measure, measure_cold
+from validate.timing import measure_cold, measure_interleaved
 from msn.logs import setup_logging
 
 log = logging.getLogger("msn.validate")
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="batch size for timing")
     p.add_argument("--runs", type=int, default=10, help="timed runs per backend and size (at most)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per backend and size")
-    p.add_argument("--max-seconds", type=float, default=12.0, help="time budget per backend and size")
+    p.add_argument("--max-seconds", type=float, default=12.0, help="timed seconds per backend and size, at most")
     p.add_argument("--ntire-runs", type=int, default=3, help="cold runs for the NTIRE protocol figure")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: torch's)")
     p.add_argument("--atol", type=float, default=1e-4, help="fp32 absolute tolerance vs eager")
@@ -123,18 +123,16 @@ def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate], args
         baseline = engines[BASELINE]
         cold = measure_cold(lambda: baseline(x), args.ntire_runs, cuda=cuda)
         ntire.append({"size": size, "mean_ms": cold.mean_ms, "runs": cold.runs})
-        eager_ms = None
-        for name, engine in engines.items():
-            if not candidates[name].timed:
-                continue
-            timing = measure(lambda e=engine: e(x), warmup_s=args.warmup, runs=args.runs, max_s=args.max_seconds, cuda=cuda)
-            eager_ms = timing.median_ms if name == BASELINE else eager_ms
+        timed = {name: (lambda e=engine: e(x)) for name, engine in engines.items() if candidates[name].timed}
+        timings = measure_interleaved(timed, warmup_s=args.warmup, runs=args.runs, max_s=args.max_seconds, cuda=cuda)
+        eager_ms = timings[BASELINE].median_ms
+        for name, timing in timings.items():
             rows.append({
                 "backend": name,
                 "size": size,
                 "batch": args.batch,
                 "timing": timing.as_dict(),
-                "out_mp_per_s": args.batch * h * w * engine.scale**2 / 1e6 / (timing.median_ms / 1e3),
+                "out_mp_per_s": args.batch * h * w * engines[name].scale**2 / 1e6 / (timing.median_ms / 1e3),
                 "speedup_vs_eager": eager_ms / timing.median_ms,
             })
             log.info("speed  %-22s %-9s median %8.2f ms  (%d runs, CV %.3f)", name, size, timing.median_ms,

@@ -55,22 +55,29 @@ def _timer(cuda: bool) -> Callable[[Callable[[], object]], float]:
     return events
 
 
-def measure(
-    fn: Callable[[], object], *, warmup_s: float, runs: int, max_s: float, min_runs: int = 3, cuda: bool = False
-) -> Timing:
-    """Call fn until `warmup_s` has passed (at least once), then time up to `runs` calls,
-    stopping early after `max_s` seconds once `min_runs` calls are in."""
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]], *, warmup_s: float, runs: int, max_s: float, min_runs: int = 3,
+    cuda: bool = False,
+) -> dict[str, Timing]:
+    """Warm each fn up for `warmup_s` (at least one call), then time them round-robin: one call of
+    each per round, up to `runs` rounds. Interleaving spreads a shared machine's slow spells over
+    every backend instead of whichever happened to run then, so the ratios stay fair. A fn stops
+    being timed once it has used `max_s` seconds and has `min_runs` calls."""
     timer = _timer(cuda)
-    start = time.perf_counter()
-    while True:
-        fn()
-        if time.perf_counter() - start >= warmup_s:
+    for fn in fns.values():
+        start = time.perf_counter()
+        while True:
+            fn()
+            if time.perf_counter() - start >= warmup_s:
+                break
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        active = [n for n in fns if len(seconds[n]) < min_runs or sum(seconds[n]) < max_s]
+        if not active:
             break
-    seconds: list[float] = []
-    start = time.perf_counter()
-    while len(seconds) < runs and (len(seconds) < min_runs or time.perf_counter() - start < max_s):
-        seconds.append(timer(fn))
-    return Timing.of(seconds)
+        for name in active:
+            seconds[name].append(timer(fns[name]))
+    return {name: Timing.of(s) for name, s in seconds.items()}
 
 
 def measure_cold(fn: Callable[[], object], runs: int, cuda: bool = False) -> Timing:
