@@ -9,7 +9,7 @@ from PIL import Image
 
 from msn import to_inference_form
 from tests.conftest import REFERENCE_DIR
-from tests.util import psnr, to_hwc
+from tests.util import converted, psnr, to_hwc
 
 
 def real_looking_input() -> torch.Tensor:
@@ -37,8 +37,7 @@ MIN_PSNR_DB = {"photo": 60.0, "saturated": 40.0, "noise": 40.0}
 def test_naive_half_overflows_but_inference_form_does_not(official_model, kind):
     x = INPUTS[kind]()
     with torch.no_grad():
-        naive = official_model.half()(x.half())
-        official_model.float()
+        naive = converted(official_model, torch.float16)(x.half())
         safe = to_inference_form(official_model).half()(x.half())
         reference = official_model(x)
     assert not torch.isfinite(naive).all(), "expected the authors' float16 statistics to overflow"

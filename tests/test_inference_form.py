@@ -8,12 +8,13 @@ import torch
 from msn import MSN, MSNConfig, to_inference_form
 from msn.arch import local_variance_unfold
 from msn.stats import local_variance
+from tests.util import converted
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 29, 29), (1, 3, 31, 45), (1, 3, 64, 37), (2, 3, 40, 33)])
 @pytest.mark.parametrize("fold_pointwise", [False, True])
 def test_fusion_is_exact(random_msn, shape, fold_pointwise):
-    model = random_msn.double()
+    model = converted(random_msn, torch.float64)
     # Random LayerNorm affine and non-zero biases, so that every folded term is exercised.
     torch.manual_seed(1)
     with torch.no_grad():
@@ -26,7 +27,6 @@ def test_fusion_is_exact(random_msn, shape, fold_pointwise):
         expected, actual = model(x), fused(x)
     assert actual.shape == (shape[0], 3, shape[2] * 4, shape[3] * 4)
     assert torch.allclose(actual, expected, rtol=0, atol=1e-10), (actual - expected).abs().max()
-    random_msn.float()
 
 
 @pytest.mark.parametrize("config", [MSNConfig.from_width(32, 2, 2), MSNConfig.from_width(16, 3, 3)])

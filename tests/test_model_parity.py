@@ -10,7 +10,7 @@ import torch
 
 from msn import to_inference_form
 from tests.conftest import REFERENCE_DIR
-from tests.util import psnr, to_hwc
+from tests.util import converted, psnr, to_hwc
 from validate.metrics import psnr_y
 
 # 8-bit quantisation noise alone is 20*log10(255*sqrt(12)) = 58.9 dB; FP16 must stay below it.
@@ -19,23 +19,22 @@ FP16_MIN_PSNR_DB = 60.0
 
 def run(model, case, dtype):
     with torch.no_grad():
-        return to_hwc(model.to(dtype)(case.input_tensor(dtype)))
+        return to_hwc(model(case.input_tensor(dtype)))
 
 
 @pytest.mark.parametrize("form", ["training", "inference", "inference-folded"])
 def test_float64_matches_reference(official_model, reference_cases, form):
-    model = official_model.double()
+    model = converted(official_model, torch.float64)
     if form != "training":
         model = to_inference_form(model, fold_pointwise=form == "inference-folded")
     for case in reference_cases:
         # The reference is float64 stored as float32: agreement up to float32 storage precision.
         assert np.abs(run(model, case, torch.float64) - case.sr).max() <= 1e-6, case.name
-    official_model.float()
 
 
 @pytest.mark.parametrize("form", ["training", "inference", "inference-folded"])
 def test_float32_matches_reference(official_model, reference_cases, form):
-    model = official_model.float()
+    model = official_model
     if form != "training":
         model = to_inference_form(model, fold_pointwise=form == "inference-folded")
     for case in reference_cases:
@@ -44,7 +43,7 @@ def test_float32_matches_reference(official_model, reference_cases, form):
 
 
 def test_float16_inference_form_is_finite_and_close(official_model, reference_cases):
-    model = to_inference_form(official_model.float()).half()
+    model = to_inference_form(official_model).half()
     for case in reference_cases:
         out = run(model, case, torch.float16)
         assert np.isfinite(out).all(), case.name
@@ -55,5 +54,5 @@ def test_reference_quality_vs_ground_truth(official_model, reference_cases):
     """The manifest's Y-PSNR vs HR (rounded to 0.01 dB there) is reproduced in float32."""
     manifest = json.loads((REFERENCE_DIR / "manifest.json").read_text())
     for case in reference_cases:
-        out = run(official_model.float(), case, torch.float32)
+        out = run(official_model, case, torch.float32)
         assert psnr_y(out, case.hr) == pytest.approx(manifest[case.name]["psnr_y_vs_hr"], abs=0.006), case.name

@@ -14,7 +14,7 @@ from engines.onnxruntime_engine import OnnxRuntimeEngine
 from export import to_onnx
 from export.metadata import read_metadata
 from export.trt_ops import unsupported_ops
-from tests.util import psnr, to_hwc
+from tests.util import converted, psnr, to_hwc
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,7 @@ def exported(tmp_path_factory, official_ckpt) -> dict[str, Path]:
 
 def float64_reference(official_model, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        out = official_model.double()(x.double()).numpy()
-    official_model.float()
+        out = converted(official_model, torch.float64)(x.double()).numpy()
     return out
 
 
