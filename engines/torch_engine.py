@@ -21,9 +21,11 @@ class TorchEngine(Engine):
         device: str = "cpu",
         fp16: bool = False,
         compile: bool = False,
+        cuda_graphs: bool = False,
         inference_form: bool = True,
     ) -> None:
-        """`inference_form=False` runs the training form as loaded (the eager reference)."""
+        """`inference_form=False` runs the training form as loaded (the eager reference).
+        `cuda_graphs` compiles in "reduce-overhead" mode, which replays CUDA graphs per shape."""
         if isinstance(model, str) or hasattr(model, "__fspath__"):
             model = load_model(model, deploy=inference_form)
         elif isinstance(model, MSN) and inference_form:
@@ -33,7 +35,12 @@ class TorchEngine(Engine):
         dtype = torch.float16 if fp16 else torch.float32
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
-        self.forward = torch.compile(self.model, dynamic=True) if compile else self.model
+        if cuda_graphs:
+            self.forward = torch.compile(self.model, mode="reduce-overhead")
+        elif compile:
+            self.forward = torch.compile(self.model, dynamic=True)
+        else:
+            self.forward = self.model
         self.form = "inference" if isinstance(model, MSNInference) else "training"
         super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(), "fp16" if fp16 else "fp32")
 

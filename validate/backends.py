@@ -52,10 +52,12 @@ def torch_candidates(model: MSN) -> list[Candidate]:
                   timed=cuda, speed_note=fp16_cpu_note),
     ]
     compile_reason = None if cuda else "torch.compile is measured on GPU only (CPU compile of ~800 small ops takes minutes)"
-    candidates.append(
+    candidates += [
         Candidate("torch-compile-fp16", "fp16", lambda: TorchEngine(model, device="cuda", fp16=True, compile=True),
-                  skip_reason=compile_reason)
-    )
+                  skip_reason=compile_reason),
+        Candidate("torch-cudagraph-fp16", "fp16",
+                  lambda: TorchEngine(model, device="cuda", fp16=True, cuda_graphs=True), skip_reason=compile_reason),
+    ]
     return candidates
 
 
@@ -92,5 +94,8 @@ def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
         except (EngineError, FileNotFoundError) as exc:
             candidates.append(Candidate(f"tensorrt:{path.name}", "fp16", skip_reason=str(exc)))
             continue
-        candidates.append(Candidate(f"{engine.backend}-{engine.precision}", engine.precision, lambda e=engine: e))
+        label = f"{engine.backend}-{engine.precision}"
+        candidates.append(Candidate(label, engine.precision, lambda e=engine: e))
+        candidates.append(Candidate(f"{label}-cudagraph", engine.precision,
+                                    lambda p=path: TensorRTEngine(p, cuda_graph=True)))
     return candidates
