@@ -65,14 +65,15 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
     from engines.onnxruntime_engine import OnnxRuntimeEngine
 
     candidates = []
+    loaded = []
     for graph in graphs:
-        precision = "fp16" if "fp16" in graph.name else "fp32"
         try:
-            precision = OnnxRuntimeEngine(graph).precision
+            loaded.append((graph, OnnxRuntimeEngine(graph).precision))
         except EngineError as exc:
-            candidates.append(Candidate(f"ort-cpu:{graph.name}", precision, skip_reason=str(exc)))
-            continue
-        tag = f"-{graph.stem}" if len(graphs) > 2 else ""
+            candidates.append(Candidate(f"ort-cpu:{graph.name}", "fp32", skip_reason=str(exc)))
+    precisions = [p for _, p in loaded]
+    for graph, precision in loaded:
+        tag = f"-{graph.stem}" if precisions.count(precision) > 1 else ""  # two graphs of one precision
         candidates.append(Candidate(f"ort-cpu-{precision}{tag}", precision,
                                     lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads())))
         for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
