@@ -33,7 +33,7 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **
     if backend == "tensorrt":
         from engines.tensorrt_engine import TensorRTEngine
 
-        return TensorRTEngine(path)
+        return TensorRTEngine(path, **options)
     raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
 
 

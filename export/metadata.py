@@ -34,7 +34,7 @@ def stamp_metadata(
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name, model.producer_version = "msn-deploy", EXPORTER.split()[-1]
-    model.doc_string = "MSN x{} super-resolution ({}), inference form".format(config.upscale, options.precision)
+    model.doc_string = f"MSN x{config.upscale} super-resolution ({options.precision}), inference form"
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:

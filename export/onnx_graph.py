@@ -108,14 +108,9 @@ def _rename_io(model: onnx.ModelProto) -> None:
         node.output[:] = [renames.get(n, n) for n in node.output]
 
 
-def _name_dims(model: onnx.ModelProto, options: ExportOptions, scale: int) -> None:
+def _name_dims(model: onnx.ModelProto, scale: int) -> None:
     """Readable symbolic dims: N, H, W on the input; N, H*s, W*s on the output."""
-    names = [
-        ("N", "N"),
-        (None, None),
-        ("H", f"H*{scale}"),
-        ("W", f"W*{scale}"),
-    ]
+    names = [("N", "N"), (None, None), ("H", f"H*{scale}"), ("W", f"W*{scale}")]
     for value, idx in ((model.graph.input[0], 0), (model.graph.output[0], 1)):
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
             label = names[axis][idx]
@@ -143,7 +138,7 @@ def export_graph(model: MSNInference, options: ExportOptions) -> onnx.ModelProto
         graph = _simplify(graph)
         log.info("simplified to %d nodes", len(graph.graph.node))
     _rename_io(graph)
-    _name_dims(graph, options, model.config.upscale)
+    _name_dims(graph, model.config.upscale)
     problems = unsupported_ops(graph)
     if problems:
         raise ExportError("graph has ops TensorRT cannot import:\n  " + "\n  ".join(problems))

@@ -229,7 +229,7 @@ def build_engine(
         "engine_sha256": sha256_bytes(plan),
         "engine_bytes": len(plan),
         "build_seconds": round(seconds, 2),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "command": command,
     }

@@ -32,7 +32,7 @@ class MSNConfig:
     cca_hidden: int = 1  # squeeze width of CCA's conv_du
 
     @classmethod
-    def from_width(cls, num_feat: int = 28, num_block: int = 8, upscale: int = 4) -> "MSNConfig":
+    def from_width(cls, num_feat: int = 28, num_block: int = 8, upscale: int = 4) -> MSNConfig:
         return cls(
             num_feat=num_feat,
             num_block=num_block,
@@ -43,7 +43,7 @@ class MSNConfig:
         )
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> "MSNConfig":
+    def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> MSNConfig:
         """Read width, depth and scale off tensor shapes, as spandrel does for its architectures."""
         required = ("fea_conv.weight", "upsampler.upsampleOneStep.0.weight", "B1.c1_d.weight")
         missing = [k for k in required if k not in state_dict]

@@ -19,7 +19,7 @@ class Timing:
     cv: float  # standard deviation / mean
 
     @classmethod
-    def of(cls, seconds: list[float]) -> "Timing":
+    def of(cls, seconds: list[float]) -> Timing:
         ms = np.asarray(seconds) * 1e3
         return cls(
             runs=len(ms),
