@@ -26,6 +26,15 @@ def fp32_graph(tmp_path_factory, official_ckpt):
 
 
 @pytest.fixture(scope="module")
+def random_setup(tmp_path_factory, random_msn):
+    """Random weights and their FP32 graph: the validator's mechanics need no particular weights."""
+    out = tmp_path_factory.mktemp("random")
+    torch.save(random_msn.state_dict(), out / "w.pth")
+    assert to_onnx.main(["--ckpt", str(out / "w.pth"), "-o", str(out / "msn_fp32.onnx"), "--no-verify"]) == 0
+    return out / "w.pth", out / "msn_fp32.onnx"
+
+
+@pytest.fixture(scope="module")
 def report(tmp_path_factory, official_ckpt, fp32_graph, reference_cases):
     out = tmp_path_factory.mktemp("report")
     args = ["--ckpt", str(official_ckpt), "--onnx", str(fp32_graph), "--reference", str(REFERENCE_DIR),
@@ -71,27 +80,39 @@ def test_speed_rows_and_ratios(report):
     assert ort_row["timing"]["runs"] >= 3 and data["ntire_protocol"][0]["runs"] == 2
 
 
-def test_skipped_backends_are_reported_with_reasons(report):
-    data = json.loads((report / "report.json").read_text())
+def test_skipped_backends_are_reported_with_reasons(tmp_path, random_setup):
+    ckpt, graph = random_setup
+    args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed"]
+    assert run.main(args) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
     status = {b["name"]: b for b in data["backends"]}
     assert status["tensorrt"]["status"] == "skipped" and "--engine" in status["tensorrt"]["reason"]
     if not torch.cuda.is_available():
         assert "GPU" in status["torch-compile-fp16"]["reason"]
         assert status["ort-cuda-fp32"]["status"] == "skipped"
-    assert "## Skipped" in (report / "report.md").read_text()
+        assert "float16 convolutions on CPU" in status["torch-fp16"]["speed_note"]
+    assert "## Skipped" in (tmp_path / "report.md").read_text()
 
 
-def test_broken_artifact_fails(tmp_path, official_ckpt, fp32_graph):
-    model = onnx.load(fp32_graph)
+def test_broken_artifact_fails(tmp_path, random_setup):
+    ckpt, graph = random_setup
+    model = onnx.load(graph)
     conv_weights = [i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] == 48]  # the upsampler
     weights = numpy_helper.to_array(conv_weights[0]).copy()
     weights *= 1.01
     conv_weights[0].CopyFrom(numpy_helper.from_array(weights, conv_weights[0].name))
     broken = tmp_path / "broken.onnx"
     onnx.save(model, broken)
-    args = ["--ckpt", str(official_ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
+    args = ["--ckpt", str(ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
             "--backends", "ort-cpu-fp32"]
     assert run.main(args) == 1
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["passed"] is False
     assert [r["passed"] for r in data["parity"] if r["backend"] == "ort-cpu-fp32"] == [False]
+
+
+def test_intact_artifact_passes(tmp_path, random_setup):
+    """The same check on the unmodified graph passes, so the failure above is the perturbation's."""
+    ckpt, graph = random_setup
+    args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed", "--backends", "ort-cpu-fp32"]
+    assert run.main(args) == 0
