@@ -1,5 +1,5 @@
 // msn_upscale: PNG in, PNG out, through whichever backend this build of msn_infer has.
-//   msn_upscale ENGINE.plan IN.png OUT.png [--tile N] [--overlap N]
+//   msn_upscale MODEL IN.png OUT.png [--tile N] [--overlap N]     (MODEL: .plan with sidecar, or .onnx)
 #include <png.h>
 
 #include <cstdio>
@@ -94,7 +94,7 @@ void write_png(const std::string& path, msn::Image<Pixel>& img) {
 }
 
 int usage() {
-  std::cerr << "usage: msn_upscale ENGINE.plan IN.png OUT.png [--tile N] [--overlap N]\n";
+  std::cerr << "usage: msn_upscale MODEL(.plan|.onnx) IN.png OUT.png [--tile N] [--overlap N]\n";
   return 2;
 }
 

@@ -64,6 +64,9 @@ int32_t msn_available_backends(void) {
 #ifdef MSN_WITH_TENSORRT
   mask |= MSN_BACKEND_TENSORRT;
 #endif
+#ifdef MSN_WITH_ONNXRUNTIME
+  mask |= MSN_BACKEND_ONNXRUNTIME;
+#endif
   return mask;
 }
 
@@ -180,16 +183,21 @@ msn_status msn_engine_create(const char* path, msn_engine** out) {
       return p.size() >= suffix.size() && p.compare(p.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     const bool is_plan = ends_with(".plan") || ends_with(".engine");
-    require(is_plan, MSN_ERR_INVALID_ARGUMENT, p + ": expected a TensorRT engine (.plan or .engine) with its .json sidecar");
-#ifdef MSN_WITH_TENSORRT
+    const bool is_onnx = ends_with(".onnx");
+    require(is_plan || is_onnx, MSN_ERR_INVALID_ARGUMENT,
+            p + ": expected a TensorRT engine (.plan or .engine, with its .json sidecar) or an ONNX graph (.onnx)");
     auto engine = std::make_unique<msn_engine>();
-    engine->backend = msn::make_tensorrt_backend(p);
-    *out = engine.release();
-#else
-    throw Error(MSN_ERR_BACKEND_UNAVAILABLE,
-                "this build of msn_infer has no TensorRT backend (CMake found no NvInfer.h / CUDA); "
-                "rebuild with -DTensorRT_ROOT=... or run the engine from Python");
+#ifdef MSN_WITH_TENSORRT
+    if (is_plan) engine->backend = msn::make_tensorrt_backend(p);
 #endif
+#ifdef MSN_WITH_ONNXRUNTIME
+    if (is_onnx) engine->backend = msn::make_onnxruntime_backend(p);
+#endif
+    require(engine->backend != nullptr, MSN_ERR_BACKEND_UNAVAILABLE,
+            std::string("this build of msn_infer has no ") + (is_plan ? "TensorRT" : "ONNX Runtime") +
+                " backend (CMake did not find its headers); rebuild with " +
+                (is_plan ? "-DTensorRT_ROOT=..." : "-Donnxruntime_ROOT=...") + " or run the artifact from Python");
+    *out = engine.release();
   });
 }
 

@@ -111,7 +111,8 @@ MSN_API msn_status msn_sidecar_profile(const msn_sidecar* sidecar, int32_t min[3
 MSN_API msn_status msn_sidecar_check(const msn_sidecar* sidecar, const char* flavour, const char* version,
                                      const char* compute_capability);
 
-/* ---- engines (TensorRT plan, when this build has the TensorRT backend) ------------------ */
+/* ---- engines: a TensorRT plan (.plan/.engine + .json sidecar) or an ONNX graph (.onnx), each
+ * when this build has that backend (msn_available_backends); else MSN_ERR_BACKEND_UNAVAILABLE. */
 typedef struct msn_engine msn_engine;
 MSN_API msn_status msn_engine_create(const char* path, msn_engine** out);
 MSN_API void msn_engine_destroy(msn_engine* engine);

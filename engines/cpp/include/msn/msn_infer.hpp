@@ -38,7 +38,8 @@ struct Image {
   }
 };
 
-// A TensorRT engine (with its .json sidecar). Construction throws msn::Exception on any mismatch.
+// A TensorRT engine (.plan with its .json sidecar) or ONNX graph (.onnx), run by whichever backend
+// this build has. Construction throws msn::Exception on any mismatch.
 class Engine {
  public:
   explicit Engine(const std::string& path) { check(msn_engine_create(path.c_str(), &handle_)); }
