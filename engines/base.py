@@ -17,6 +17,7 @@ import torch
 
 from engines.tiling import DEFAULT_OVERLAP, TilePlan, tile_weight
 from msn import MIN_INPUT_SIZE, InputError
+from msn.validation import check_batch
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Engine(ABC):
         """
         as_torch = isinstance(x, torch.Tensor)
         array = x.detach().cpu().numpy() if as_torch else np.asarray(x)
-        _check_batch(array)
+        check_batch(array.shape, np.issubdtype(array.dtype, np.floating), array.dtype)
         out_dtype = array.dtype
         n, _, h, w = array.shape
         plan = self._tile_plan(h, w, tile, overlap)
@@ -127,17 +128,3 @@ class Engine(ABC):
             acc[:, t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += sr * wt
             weight[t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += wt
         return (acc / weight).astype(self.io_dtype)
-
-
-def _check_batch(x: np.ndarray) -> None:
-    if x.ndim != 4:
-        raise InputError(f"expected an NCHW batch (4 dims), got shape {x.shape}; add a batch axis with x[None]")
-    if x.shape[1] != 3:
-        raise InputError(f"expected 3 channels (RGB), got {x.shape[1]}; convert grayscale or RGBA images to RGB first")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise InputError(f"expected floats in [0, 1], got {x.dtype}; divide 8-bit images by 255")
-    if min(x.shape[2:]) < MIN_INPUT_SIZE:
-        raise InputError(
-            f"input is {x.shape[2]}x{x.shape[3]} but MSN needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}; "
-            "pad the image (reflect) first"
-        )

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from engines.base import Engine, EngineError, ShapeProfile
+from export.metadata import read_metadata
 from msn import MIN_INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class OnnxRuntimeEngine(Engine):
             model = onnx.load(path, load_external_data=False)
         except Exception as exc:
             raise EngineError(f"{path} is not a readable ONNX model: {exc}") from exc
-        meta = {p.key: p.value for p in model.metadata_props}
+        meta = read_metadata(model)
         if meta.get("model_name") != "MSN":
             raise EngineError(f"{path} is not an MSN graph exported by msn-deploy (metadata model_name missing)")
         available = ort.get_available_providers()

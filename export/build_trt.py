@@ -51,16 +51,14 @@ def run(args: argparse.Namespace, command: str) -> Path:
         args.workspace,
         [c.upper() for c in args.compute_capability],
     )
-    if args.onnx is not None:
-        if not args.onnx.is_file():
-            raise FileNotFoundError(f"ONNX graph {args.onnx} does not exist; export one with export/to_onnx.py")
-        return build_engine(trt, args.onnx, args.output, settings, timing_cache=args.timing_cache,
-                            verbose=args.verbose, command=command)[0]
+    if args.onnx is not None and not args.onnx.is_file():
+        raise FileNotFoundError(f"ONNX graph {args.onnx} does not exist; export one with export/to_onnx.py")
     with tempfile.TemporaryDirectory() as tmp:
-        graph = Path(tmp) / ("msn_fp16.onnx" if args.fp16 else "msn_fp32.onnx")
-        export_args = ["--ckpt", args.ckpt, "-o", str(graph), *(["--fp16"] if args.fp16 else [])]
-        if to_onnx.main(export_args) != 0:
-            raise BuildError("ONNX export failed (see above)")
+        graph = args.onnx
+        if graph is None:
+            graph = Path(tmp) / ("msn_fp16.onnx" if args.fp16 else "msn_fp32.onnx")
+            if to_onnx.main(["--ckpt", args.ckpt, "-o", str(graph), *(["--fp16"] if args.fp16 else [])]) != 0:
+                raise BuildError("ONNX export failed (see above)")
         return build_engine(trt, graph, args.output, settings, timing_cache=args.timing_cache,
                             verbose=args.verbose, command=command)[0]
 

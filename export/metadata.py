@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 import torch
 
-from msn import MIN_INPUT_SIZE, MSNConfig
 from export.onnx_graph import ExportOptions
+from msn import MIN_INPUT_SIZE, MSNConfig
 
 EXPORTER = "msn-deploy 0.1.0"
 

@@ -11,8 +11,8 @@ import onnx
 import torch
 from torch import nn
 
-from msn import MIN_INPUT_SIZE, MSNInference
 from export.trt_ops import unsupported_ops
+from msn import MIN_INPUT_SIZE, MSNInference
 
 log = logging.getLogger(__name__)
 

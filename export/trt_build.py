@@ -20,6 +20,7 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
+from export.metadata import read_metadata
 from export.trt_compat import TensorRT
 from msn import MIN_INPUT_SIZE
 from msn.checkpoint import cache_dir
@@ -145,10 +146,9 @@ def _parse(trt: TensorRT, network, logger, onnx_bytes: bytes, source: str) -> No
 
 
 def _check_graph_shapes(network, profile: Profile) -> None:
-    shape = tuple(network.get_input(0).shape)
-    for axis, (fixed, lo, hi) in zip((0, 2, 3), ((shape[0], profile.min[0], profile.max[0]),
-                                                  (shape[2], profile.min[1], profile.max[1]),
-                                                  (shape[3], profile.min[2], profile.max[2]))):
+    shape = network.get_input(0).shape
+    for axis, i in ((0, 0), (2, 1), (3, 2)):  # NCHW axis, index into the profile's (N, H, W)
+        fixed, lo, hi = shape[axis], profile.min[i], profile.max[i]
         if fixed != -1 and not (lo == hi == fixed):
             raise BuildError(f"the graph fixes axis {axis} to {fixed}, but the profile asks {lo}..{hi}; "
                              "export with dynamic shapes or match the profile to the graph")
@@ -167,7 +167,7 @@ def build_engine(
     """Parse, build and write the engine plus sidecar (both atomically); return (path, sidecar)."""
     onnx_bytes = Path(onnx_path).read_bytes()
     try:
-        graph_meta = {p.key: p.value for p in onnx.load_from_string(onnx_bytes).metadata_props}
+        graph_meta = read_metadata(onnx.load_from_string(onnx_bytes))
     except Exception as exc:
         raise BuildError(f"{onnx_path} is not a readable ONNX model: {exc}") from exc
     onnx_sha = sha256_bytes(onnx_bytes)
@@ -205,13 +205,9 @@ def build_engine(
     if cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
 
-    io = []
-    for i in range(network.num_inputs):
-        t = network.get_input(i)
-        io.append({"name": t.name, "mode": "input", "dtype": t.dtype.name.lower(), "shape": list(t.shape)})
-    for i in range(network.num_outputs):
-        t = network.get_output(i)
-        io.append({"name": t.name, "mode": "output", "dtype": t.dtype.name.lower(), "shape": list(t.shape)})
+    tensors = [("input", network.get_input(i)) for i in range(network.num_inputs)]
+    tensors += [("output", network.get_output(i)) for i in range(network.num_outputs)]
+    io = [{"name": t.name, "mode": mode, "dtype": t.dtype.name.lower(), "shape": list(t.shape)} for mode, t in tensors]
     sidecar = {
         "format": SIDECAR_FORMAT,
         "tensorrt": {"flavour": trt.flavour, "version": trt.version},

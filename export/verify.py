@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from msn import MSNInference
+from validate.metrics import psnr
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,10 @@ def judge(out: np.ndarray, expected: np.ndarray, fp16: bool) -> VerifyResult:
     if not np.isfinite(out64).all():
         return VerifyResult(float("inf"), float("-inf"), False, "finite output")
     max_abs = float(np.abs(out64 - exp64).max())
-    mse = float(np.mean((out64 - exp64) ** 2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+    psnr_db = psnr(out64, exp64)
     if fp16:
-        return VerifyResult(max_abs, psnr, psnr >= FP16_MIN_PSNR_DB, f"PSNR >= {FP16_MIN_PSNR_DB:g} dB")
-    return VerifyResult(max_abs, psnr, max_abs <= FP32_MAX_ABS, f"max abs <= {FP32_MAX_ABS:g}")
+        return VerifyResult(max_abs, psnr_db, psnr_db >= FP16_MIN_PSNR_DB, f"PSNR >= {FP16_MIN_PSNR_DB:g} dB")
+    return VerifyResult(max_abs, psnr_db, max_abs <= FP32_MAX_ABS, f"max abs <= {FP32_MAX_ABS:g}")
 
 
 def verify_onnx(path: Path, model: MSNInference, fp16: bool, shape: tuple[int, int, int]) -> VerifyResult:

@@ -11,25 +11,32 @@ class InputError(ValueError):
     """An input the network cannot process, with what to do about it."""
 
 
-def check_input(x: torch.Tensor, channels: int = 3) -> None:
-    """Raise InputError unless x is a floating NCHW batch with `channels` channels, H and W >= 29."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise InputError(f"expected an NCHW batch (4 dims), got shape {tuple(x.shape)}; add a batch axis with x[None]")
-    if x.shape[1] != channels:
+def check_batch(shape: tuple[int, ...], floating: bool, dtype: object, channels: int = 3) -> None:
+    """Raise InputError unless `shape` is an NCHW batch of `channels` channels with H and W >= 29
+    and the elements are floating. Shared by the PyTorch models and every engine backend."""
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise InputError(f"expected an NCHW batch (4 dims), got shape {shape}; add a batch axis with x[None]")
+    if shape[1] != channels:
         raise InputError(
-            f"expected {channels} channels (RGB), got {x.shape[1]} in shape {tuple(x.shape)}; "
+            f"expected {channels} channels (RGB), got {shape[1]} in shape {shape}; "
             "convert grayscale or RGBA images to RGB first"
         )
-    if not x.is_floating_point():
-        raise InputError(f"expected a floating tensor in [0, 1], got {x.dtype}; divide 8-bit images by 255")
-    h, w = x.shape[-2:]
+    if not floating:
+        raise InputError(f"expected floats in [0, 1], got {dtype}; divide 8-bit images by 255")
+    h, w = shape[2:]
     if h < MIN_INPUT_SIZE or w < MIN_INPUT_SIZE:
         raise InputError(
             f"input is {h}x{w} but MSN needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels; "
             "pad the image (reflect) or upscale it another way"
         )
+
+
+def check_input(x: torch.Tensor, channels: int = 3) -> None:
+    """Raise InputError unless x is a floating NCHW tensor batch that MSN can process."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"expected a torch.Tensor, got {type(x).__name__}")
+    check_batch(x.shape, x.is_floating_point(), x.dtype, channels)
 
 
 def should_check(x: torch.Tensor) -> bool:

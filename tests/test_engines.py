@@ -13,7 +13,8 @@ from engines.torch_engine import TorchEngine
 from export import to_onnx
 from export.verify import smooth_test_image
 from msn import InputError
-from tests.util import psnr, to_hwc
+from tests.util import to_hwc
+from validate.metrics import psnr
 from validate.seams import seam_error
 
 

@@ -9,7 +9,8 @@ from PIL import Image
 
 from msn import to_inference_form
 from tests.conftest import REFERENCE_DIR
-from tests.util import converted, psnr, to_hwc
+from tests.util import converted, to_hwc
+from validate.metrics import psnr
 
 
 def real_looking_input() -> torch.Tensor:

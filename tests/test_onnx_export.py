@@ -14,7 +14,8 @@ from engines.onnxruntime_engine import OnnxRuntimeEngine
 from export import to_onnx
 from export.metadata import read_metadata
 from export.trt_ops import unsupported_ops
-from tests.util import converted, psnr, to_hwc
+from tests.util import converted, to_hwc
+from validate.metrics import psnr
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,13 @@ from engines.base import Engine
 from export import to_onnx
 from export.verify import smooth_test_image
 from msn import CheckpointError, build_model, read_checkpoint
+from msn.logs import setup_logging
 from validate import report as reporting
 from validate.backends import BASELINE, Candidate, onnx_candidates, tensorrt_candidates, torch_candidates
 from validate.machine import machine_info, machine_line
 from validate.metrics import error_stats, psnr_y
 from validate.reference import load_reference_cases
 from validate.timing import measure_cold, measure_interleaved
-from msn.logs import setup_logging
 
 log = logging.getLogger("msn.validate")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engines.base import Engine
+from validate.metrics import psnr
 
 
 def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int, whole: np.ndarray | None = None) -> dict[str, float]:
@@ -16,7 +17,6 @@ def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int, whole
     whole = engine(image) if whole is None else whole
     tiled = engine(image, tile=tile, overlap=overlap)
     err = np.abs(tiled.astype(np.float64) - whole.astype(np.float64)) * 255
-    mse = float(np.mean((err / 255) ** 2))
     return {
         "tile": tile,
         "overlap": overlap,
@@ -24,7 +24,7 @@ def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int, whole
         "mean_lsb": float(err.mean()),
         "p99_lsb": float(np.percentile(err, 99)),
         "over_1_lsb": float(np.mean(err > 1)),
-        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(1 / mse)),
+        "psnr_db": psnr(tiled, whole),
     }
 
 
