@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engines.tiling import DEFAULT_OVERLAP, TilePlan, tile_weight
+from engines.tiling import DEFAULT_OVERLAP, TilePlan, check_tiling, tile_weight
 from msn import MIN_INPUT_SIZE, InputError
-from msn.validation import check_batch
+from msn.validation import check_batch, check_values
 
 log = logging.getLogger(__name__)
 
@@ -72,44 +72,67 @@ class Engine(ABC):
         """Upscale an NCHW batch in [0, 1] (numpy or torch, any float dtype); same type back.
 
         `tile` (LR px) forces tiled inference with that tile size; without it, images larger
-        than the profile are tiled at the largest size the profile allows.
+        than the profile are tiled at the largest size the profile allows. Raises EngineError
+        rather than return NaN or Inf (e.g. from an overflowing FP16 engine).
         """
         as_torch = isinstance(x, torch.Tensor)
         array = x.detach().cpu().numpy() if as_torch else np.asarray(x)
         check_batch(array.shape, np.issubdtype(array.dtype, np.floating), array.dtype)
+        check_values(float(array.min()), float(array.max()), bool(np.isfinite(array).all()))
         out_dtype = array.dtype
-        n, _, h, w = array.shape
+        _, _, h, w = array.shape
         plan = self._tile_plan(h, w, tile, overlap)
         batch = array.astype(self.io_dtype, copy=False)
         if plan is None:
-            out = np.concatenate([self._infer(part) for part in self._batches(batch)])
+            out = self._run(batch)
         else:
             out = np.stack([self._infer_tiled(image, plan) for image in batch])
+        if not np.isfinite(out).all():
+            raise EngineError(f"{self.backend} ({self.precision}) produced NaN or Inf for a {h}x{w} input; "
+                              "no output was written. Check the weights, or use an FP32 artifact")
         out = out.astype(out_dtype, copy=False)
         return torch.from_numpy(out).to(x.device) if as_torch else out
 
-    def _batches(self, batch: np.ndarray) -> list[np.ndarray]:
-        n, _, h, w = batch.shape
-        if not self.profile.fits(1, h, w):
+    def fits_hw(self, h: int, w: int) -> bool:
+        """Whether an h x w image fits the profile (at any batch size it allows)."""
+        return self.profile.fits(self.profile.min[0], h, w)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Run a batch of any size: split to the profile's maximum batch, pad a short last part
+        to its minimum batch (by repeating the last image), and check every output's shape."""
+        n, c, h, w = batch.shape
+        if not self.fits_hw(h, w):
             raise InputError(f"input {h}x{w} is outside the engine's profile {self.profile}; tile it or rebuild")
-        max_n = self.profile.max[0] or n
-        if n < self.profile.min[0]:
-            raise InputError(f"batch {n} is below the engine's minimum batch {self.profile.min[0]}")
-        return [np.ascontiguousarray(batch[i : i + max_n]) for i in range(0, n, max_n)]
+        lo, hi = self.profile.min[0], self.profile.max[0] or n
+        outs = []
+        for start in range(0, n, hi):
+            part = batch[start : start + hi]
+            k = len(part)
+            if k < lo:
+                part = np.concatenate([part, np.repeat(part[-1:], lo - k, axis=0)])
+            out = self._infer(np.ascontiguousarray(part))
+            expected = (len(part), c, h * self.scale, w * self.scale)
+            if out.shape != expected:
+                raise EngineError(f"{self.backend} returned shape {out.shape} for input {part.shape}, expected "
+                                  f"{expected}: the artifact is not an x{self.scale} MSN; re-export it")
+            outs.append(out[:k])
+        return np.concatenate(outs)
 
     def _tile_plan(self, h: int, w: int, tile: int | None, overlap: int) -> TilePlan | None:
         max_h, max_w = self.profile.max[1], self.profile.max[2]
         if tile is None:
-            if self.profile.fits(1, h, w):
+            if self.fits_hw(h, w):
                 return None
             tile = min(v for v in (max_h, max_w) if v is not None)
-            log.info("image %dx%d exceeds profile %s: tiling at %d LR px", h, w, self.profile, tile)
+            overlap = min(overlap, tile // 2 - 1)
+            log.info("image %dx%d exceeds profile %s: tiling at %d LR px, overlap %d", h, w, self.profile, tile, overlap)
         elif (max_h is not None and tile > max_h) or (max_w is not None and tile > max_w):
             raise InputError(f"tile {tile} is larger than the engine's profile {self.profile}")
         if tile >= h and tile >= w:
             return None
-        plan = TilePlan(h, w, tile, min(overlap, tile // 2 - 1))
-        if not all(self.profile.fits(1, t.h, t.w) for t in plan.tiles()):
+        check_tiling(tile, overlap)
+        plan = TilePlan(h, w, tile, overlap)
+        if not all(self.fits_hw(t.h, t.w) for t in plan.tiles()):
             raise InputError(
                 f"input {h}x{w} is outside the engine's profile {self.profile} and {tile}px tiles do not fit it "
                 "either; export with dynamic shapes or rebuild the engine with a larger profile"
@@ -122,8 +145,8 @@ class Engine(ABC):
         acc = np.zeros((c, plan.height * s, plan.width * s), np.float32)
         weight = np.zeros((plan.height * s, plan.width * s), np.float32)
         for t in plan.tiles():
-            patch = np.ascontiguousarray(image[None, :, t.y : t.y + t.h, t.x : t.x + t.w])
-            sr = self._infer(patch)[0].astype(np.float32)
+            patch = image[None, :, t.y : t.y + t.h, t.x : t.x + t.w]
+            sr = self._run(patch)[0].astype(np.float32)
             wt = tile_weight(plan, t, s)
             acc[:, t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += sr * wt
             weight[t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += wt

@@ -6,11 +6,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from engines.base import Engine, EngineError, ShapeProfile
-from export.metadata import read_metadata
-from msn import MIN_INPUT_SIZE
+from engines.base import Engine, EngineError
+from engines.graph_info import read_graph_info
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +17,6 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-_ONNX_TO_NUMPY = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
-
-
-def _profile_of(model: onnx.ModelProto) -> ShapeProfile:
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    n, h, w = fixed[0], fixed[2], fixed[3]
-    return ShapeProfile((n or 1, h or MIN_INPUT_SIZE, w or MIN_INPUT_SIZE), (n, h, w))
 
 
 class OnnxRuntimeEngine(Engine):
@@ -36,13 +26,7 @@ class OnnxRuntimeEngine(Engine):
         import onnxruntime as ort
 
         path = Path(path)
-        try:
-            model = onnx.load(path, load_external_data=False)
-        except Exception as exc:
-            raise EngineError(f"{path} is not a readable ONNX model: {exc}") from exc
-        meta = read_metadata(model)
-        if meta.get("model_name") != "MSN":
-            raise EngineError(f"{path} is not an MSN graph exported by msn-deploy (metadata model_name missing)")
+        info = read_graph_info(path)
         available = ort.get_available_providers()
         providers = [p for p in _PROVIDERS[device] if p in available]
         if _PROVIDERS[device][0] not in available:
@@ -60,9 +44,8 @@ class OnnxRuntimeEngine(Engine):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
-        io_type = model.graph.input[0].type.tensor_type.elem_type
-        super().__init__(int(meta["scale"]), _ONNX_TO_NUMPY[io_type], _profile_of(model), meta.get("precision", "fp32"))
-        self.path, self.device, self.metadata = path, device, meta
+        super().__init__(info.scale, info.io_dtype, info.profile, info.precision)
+        self.path, self.device, self.metadata = path, device, info.metadata
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

@@ -109,8 +109,9 @@ class StridedStripBank(nn.Module):
 class InferenceESA(nn.Module):
     def __init__(self, esa: ESA, fold_pointwise: bool) -> None:
         super().__init__()
-        self.ln_weight = nn.Parameter(esa.ln.weight.detach().clone()[:, None, None])
-        self.ln_bias = nn.Parameter(esa.ln.bias.detach().clone()[:, None, None])
+        # 4-D (1, C, 1, 1): OpenCV DNN's default engine mis-lays out 3-D broadcast constants.
+        self.ln_weight = nn.Parameter(esa.ln.weight.detach().clone()[None, :, None, None])
+        self.ln_bias = nn.Parameter(esa.ln.bias.detach().clone()[None, :, None, None])
         self.ln_eps = esa.ln.eps
         self.conv1 = _copy(esa.conv1)
         self.conv_f = _copy(esa.conv_f)

@@ -31,7 +31,9 @@ def channel_layer_norm(x: torch.Tensor, eps: float = LAYER_NORM_EPS) -> torch.Te
     averaging = torch.full((1, c, 1, 1), 1.0 / c, dtype=wide.dtype, device=x.device)
     centred = F.conv2d(wide, centring)
     var = F.conv2d(centred * centred, averaging)
-    return (centred * torch.rsqrt(var + eps)).to(x.dtype)
+    # Expanding the 1-channel factor explicitly (a view in PyTorch) keeps the ONNX Mul
+    # same-shaped: OpenCV DNN's default engine mis-handles a C-by-1 channel broadcast.
+    return (centred * torch.rsqrt(var + eps).expand_as(centred)).to(x.dtype)
 
 
 def contrast_plus_mean(x: torch.Tensor) -> torch.Tensor:

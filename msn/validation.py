@@ -32,11 +32,27 @@ def check_batch(shape: tuple[int, ...], floating: bool, dtype: object, channels:
         )
 
 
+# Pixels are [0, 1]; a little overshoot from resampling or colour conversion is fine, 0-255 is not.
+VALUE_RANGE = (-1.0, 2.0)
+
+
+def check_values(low: float, high: float, finite: bool) -> None:
+    """Raise InputError for NaN/Inf pixels or values clearly outside [0, 1] (e.g. 0-255 floats):
+    both would come out as a silently wrong image, since CCA normalises over the whole image."""
+    if not finite:
+        raise InputError("input contains NaN or Inf pixels; MSN's whole-image statistics would spread them "
+                         "over the entire output. Replace them (e.g. numpy.nan_to_num) first")
+    if low < VALUE_RANGE[0] or high > VALUE_RANGE[1]:
+        hint = "; it looks like 0-255 data: divide by 255" if high > 2.0 else ""
+        raise InputError(f"input values span [{low:.4g}, {high:.4g}] but MSN expects [0, 1]{hint}")
+
+
 def check_input(x: torch.Tensor, channels: int = 3) -> None:
-    """Raise InputError unless x is a floating NCHW tensor batch that MSN can process."""
+    """Raise InputError unless x is a floating NCHW tensor batch of finite [0, 1] pixels."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"expected a torch.Tensor, got {type(x).__name__}")
     check_batch(x.shape, x.is_floating_point(), x.dtype, channels)
+    check_values(float(x.min()), float(x.max()), bool(torch.isfinite(x).all()))
 
 
 def should_check(x: torch.Tensor) -> bool:

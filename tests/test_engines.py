@@ -44,7 +44,7 @@ def official_graph(tmp_path_factory, official_ckpt):
 
 
 def test_load_dispatches_on_file_type(graphs, random_ckpt):
-    assert isinstance(engines.load(graphs["fp32"]), OnnxRuntimeEngine)
+    assert isinstance(engines.load(graphs["fp32"], backend="onnxruntime"), OnnxRuntimeEngine)
     assert isinstance(engines.load(random_ckpt), TorchEngine)
     with pytest.raises(ValueError, match="unknown backend"):
         engines.load(graphs["fp32"], backend="tflite")

@@ -61,8 +61,17 @@ def torch_candidates(model: MSN) -> list[Candidate]:
     return candidates
 
 
+def _openvino_reason() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "openvino is not installed (pip install -e '.[cpu]')"
+    return None
+
+
 def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
     from engines.onnxruntime_engine import OnnxRuntimeEngine
+    from engines.openvino_engine import OpenVINOEngine
 
     candidates = []
     loaded = []
@@ -76,6 +85,9 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
         tag = f"-{graph.stem}" if precisions.count(precision) > 1 else ""  # two graphs of one precision
         candidates.append(Candidate(f"ort-cpu-{precision}{tag}", precision,
                                     lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads())))
+        candidates.append(Candidate(f"openvino-cpu-{precision}{tag}", precision,
+                                    lambda g=graph: OpenVINOEngine(g, threads=torch.get_num_threads()),
+                                    skip_reason=_openvino_reason()))
         for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
             candidates.append(Candidate(f"ort-{device}-{precision}{tag}", precision,
                                         lambda g=graph, d=device: OnnxRuntimeEngine(g, device=d),

@@ -22,8 +22,8 @@ class Backend {
 #ifdef MSN_WITH_TENSORRT
 std::unique_ptr<Backend> make_tensorrt_backend(const std::string& plan_path);
 #endif
-#ifdef MSN_WITH_ONNXRUNTIME
-std::unique_ptr<Backend> make_onnxruntime_backend(const std::string& onnx_path);
+#ifdef MSN_WITH_OPENVINO
+std::unique_ptr<Backend> make_openvino_backend(const std::string& onnx_path);
 #endif
 
 }  // namespace msn

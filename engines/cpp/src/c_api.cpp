@@ -64,8 +64,8 @@ int32_t msn_available_backends(void) {
 #ifdef MSN_WITH_TENSORRT
   mask |= MSN_BACKEND_TENSORRT;
 #endif
-#ifdef MSN_WITH_ONNXRUNTIME
-  mask |= MSN_BACKEND_ONNXRUNTIME;
+#ifdef MSN_WITH_OPENVINO
+  mask |= MSN_BACKEND_OPENVINO;
 #endif
   return mask;
 }
@@ -190,13 +190,13 @@ msn_status msn_engine_create(const char* path, msn_engine** out) {
 #ifdef MSN_WITH_TENSORRT
     if (is_plan) engine->backend = msn::make_tensorrt_backend(p);
 #endif
-#ifdef MSN_WITH_ONNXRUNTIME
-    if (is_onnx) engine->backend = msn::make_onnxruntime_backend(p);
+#ifdef MSN_WITH_OPENVINO
+    if (is_onnx) engine->backend = msn::make_openvino_backend(p);
 #endif
     require(engine->backend != nullptr, MSN_ERR_BACKEND_UNAVAILABLE,
-            std::string("this build of msn_infer has no ") + (is_plan ? "TensorRT" : "ONNX Runtime") +
+            std::string("this build of msn_infer has no ") + (is_plan ? "TensorRT" : "OpenVINO") +
                 " backend (CMake did not find its headers); rebuild with " +
-                (is_plan ? "-DTensorRT_ROOT=..." : "-Donnxruntime_ROOT=...") + " or run the artifact from Python");
+                (is_plan ? "-DTensorRT_ROOT=..." : "-DOpenVINO_DIR=<site-packages>/openvino/cmake") + " or run the artifact from Python");
     *out = engine.release();
   });
 }

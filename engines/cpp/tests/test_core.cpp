@@ -221,9 +221,9 @@ TEST(SidecarErrors, MissingMalformedAndForeignFilesAreRejected) {
 TEST(Engine, CreationErrors) {
   msn_engine* engine = nullptr;
   EXPECT_EQ(msn_engine_create("model.tflite", &engine), MSN_ERR_INVALID_ARGUMENT);
-  if (!(msn_available_backends() & MSN_BACKEND_ONNXRUNTIME)) {
+  if (!(msn_available_backends() & MSN_BACKEND_OPENVINO)) {
     EXPECT_EQ(msn_engine_create("model.onnx", &engine), MSN_ERR_BACKEND_UNAVAILABLE);
-    EXPECT_NE(std::string(msn_last_error()).find("no ONNX Runtime backend"), std::string::npos);
+    EXPECT_NE(std::string(msn_last_error()).find("no OpenVINO backend"), std::string::npos);
   }
   EXPECT_EQ(msn_engine_create(nullptr, &engine), MSN_ERR_NULL_ARGUMENT);
   if (!(msn_available_backends() & MSN_BACKEND_TENSORRT)) {

@@ -46,7 +46,7 @@ typedef enum msn_status {
 typedef enum msn_pixel_type { MSN_PIXEL_U8 = 0, MSN_PIXEL_U16 = 1 } msn_pixel_type;
 typedef enum msn_plane_type { MSN_PLANE_F32 = 0, MSN_PLANE_F16 = 1 } msn_plane_type;
 
-enum { MSN_BACKEND_TENSORRT = 1, MSN_BACKEND_ONNXRUNTIME = 2 };
+enum { MSN_BACKEND_TENSORRT = 1, MSN_BACKEND_OPENVINO = 4 };
 
 /* An interleaved (HWC) image. stride_bytes = bytes between rows; 0 means tightly packed. */
 typedef struct msn_image {
@@ -111,8 +111,8 @@ MSN_API msn_status msn_sidecar_profile(const msn_sidecar* sidecar, int32_t min[3
 MSN_API msn_status msn_sidecar_check(const msn_sidecar* sidecar, const char* flavour, const char* version,
                                      const char* compute_capability);
 
-/* ---- engines: a TensorRT plan (.plan/.engine + .json sidecar) or an ONNX graph (.onnx), each
- * when this build has that backend (msn_available_backends); else MSN_ERR_BACKEND_UNAVAILABLE. */
+/* ---- engines: a TensorRT plan (.plan/.engine + .json sidecar) or an ONNX graph (.onnx, run by
+ * OpenVINO on the CPU, compiled once per input shape), each when this build has that backend (msn_available_backends); else MSN_ERR_BACKEND_UNAVAILABLE. */
 typedef struct msn_engine msn_engine;
 MSN_API msn_status msn_engine_create(const char* path, msn_engine** out);
 MSN_API void msn_engine_destroy(msn_engine* engine);

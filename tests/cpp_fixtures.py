@@ -1,0 +1,58 @@
+"""Write the inputs and the Python runtime's outputs that the C++ suite compares itself with.
+
+    python tests/cpp_fixtures.py OUT_DIR
+
+OUT_DIR gets a random-weight MSN graph (`msn_random.onnx`), a 16-bit RGB input as PNG and raw
+little-endian uint16 (HWC), and the Python OpenVINO runtime's output for it, whole and tiled, in
+the same two forms. `cases.txt` lists each case as: name height width channels tile overlap.
+The C++ tests (ctest) run the same graph through libmsn_infer and must match these pixels.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.images import read_image, write_image
+from engines.openvino_engine import OpenVINOEngine
+from export import to_onnx
+from export.verify import smooth_test_image
+from msn import random_model
+
+# (name, LR height, LR width, tile, overlap): one whole-image case and one that tiles 3x2.
+CASES = [("whole", 45, 61, 0, 32), ("tiled", 70, 52, 32, 8)]
+
+
+def export_random_graph(path: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "random.pth"
+        torch.save(random_model(seed=3).state_dict(), ckpt)
+        if to_onnx.main(["--ckpt", str(ckpt), "-o", str(path), "--no-simplify"]) != 0:
+            raise SystemExit("export of the random-weight graph failed")
+
+
+def main(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    graph = out_dir / "msn_random.onnx"
+    export_random_graph(graph)
+    engine = OpenVINOEngine(graph)
+    lines = []
+    for i, (name, h, w, tile, overlap) in enumerate(CASES):
+        rgb = smooth_test_image(1, h, w, seed=i)[0].numpy().transpose(1, 2, 0)
+        write_image(out_dir / f"{name}_in.png", rgb, None, False, 65535)
+        image = read_image(out_dir / f"{name}_in.png")  # exactly what the C++ side reads back
+        sr = engine(image.rgb.transpose(2, 0, 1)[None], tile=tile or None, overlap=overlap)[0].transpose(1, 2, 0)
+        write_image(out_dir / f"{name}_expected.png", sr, None, False, 65535)
+        for suffix in ("in", "expected"):
+            pixels = read_image(out_dir / f"{name}_{suffix}.png").rgb
+            np.round(pixels * 65535).astype("<u2").tofile(out_dir / f"{name}_{suffix}.u16")
+        lines.append(f"{name} {h} {w} 3 {tile} {overlap}")
+    (out_dir / "cases.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
