@@ -25,6 +25,8 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        if device not in _PROVIDERS:
+            raise ValueError(f"unknown device {device!r} for ONNX Runtime; use one of {', '.join(_PROVIDERS)}")
         path = Path(path)
         info = read_graph_info(path)
         available = ort.get_available_providers()

@@ -19,6 +19,8 @@ from export.trt_compat import TensorRT, TensorRTUnavailable, import_tensorrt
 
 log = logging.getLogger(__name__)
 
+SIDECAR_KEYS = ("tensorrt", "target", "precision", "scale", "profile", "io", "onnx")
+
 
 def read_sidecar(engine_path: Path) -> dict:
     path = sidecar_path(engine_path)
@@ -28,8 +30,12 @@ def read_sidecar(engine_path: Path) -> dict:
         sidecar = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise EngineError(f"sidecar {path} is not valid JSON ({exc}); rebuild the engine") from exc
-    if sidecar.get("format") != SIDECAR_FORMAT:
-        raise EngineError(f"sidecar {path} has format {sidecar.get('format')!r}, expected {SIDECAR_FORMAT!r}")
+    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
+        found = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
+        raise EngineError(f"sidecar {path} has format {found!r}, expected {SIDECAR_FORMAT!r}")
+    missing = [k for k in SIDECAR_KEYS if k not in sidecar]
+    if missing:
+        raise EngineError(f"sidecar {path} is missing {', '.join(missing)}; rebuild the engine with export/build_trt.py")
     return sidecar
 
 
@@ -100,6 +106,10 @@ class TensorRTEngine(Engine):
         x = torch.empty(shape, dtype=in_dtype, device="cuda")
         y = torch.empty((n, c, h * self.scale, w * self.scale), dtype=out_dtype, device="cuda")
         self.context.set_input_shape(self.input_name, shape)
+        actual = tuple(self.context.get_tensor_shape(self.output_name))
+        if actual != tuple(y.shape):
+            raise EngineError(f"the engine gives {actual} for input {shape}, but its sidecar promises "
+                              f"{tuple(y.shape)} (x{self.scale}); rebuild it from an MSN graph")
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, y.data_ptr())
         return x, y

@@ -7,8 +7,20 @@ import copy
 import numpy as np
 import torch
 
-from engines.base import Engine, ShapeProfile
+from engines.base import Engine, EngineError, ShapeProfile
 from msn import MSN, MSNInference, load_model, to_inference_form
+
+
+def check_torch_device(device: str) -> None:
+    """Raise ValueError / EngineError for a device name torch cannot use here, before any loading."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise EngineError(f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+                          "use --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise EngineError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
 
 class TorchEngine(Engine):
@@ -26,6 +38,7 @@ class TorchEngine(Engine):
     ) -> None:
         """`inference_form=False` runs the training form as loaded (the eager reference).
         `cuda_graphs` compiles in "reduce-overhead" mode, which replays CUDA graphs per shape."""
+        check_torch_device(device)
         if isinstance(model, str) or hasattr(model, "__fspath__"):
             model = load_model(model, deploy=inference_form)
         elif isinstance(model, MSN) and inference_form:

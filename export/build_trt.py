@@ -15,12 +15,31 @@ import tempfile
 from pathlib import Path
 
 from export import to_onnx
-from export.trt_build import BuildError, BuildSettings, Profile, build_engine, parse_shape
+from export.trt_build import BuildError, BuildSettings, Profile, build_engine, parse_shape, sidecar_path
 from export.trt_compat import TensorRTUnavailable, import_tensorrt
 from msn import CheckpointError
+from msn.arguments import positive_int
+from msn.files import check_writable, exit_on_sigterm, refuse_overwriting_inputs
 from msn.logs import setup_logging
 
 log = logging.getLogger("msn.build_trt")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Every path problem is found before the export and the build, not after."""
+    if args.onnx is not None:
+        if not args.onnx.is_file():
+            raise FileNotFoundError(f"ONNX graph {args.onnx} does not exist; export one with export/to_onnx.py")
+        if args.onnx.stat().st_size == 0:
+            raise BuildError(f"{args.onnx} is empty (0 bytes); export it again with export/to_onnx.py")
+    inputs = [args.onnx, args.ckpt if args.onnx is None else None]
+    if args.output is not None:
+        check_writable(args.output)
+        check_writable(sidecar_path(args.output))
+        refuse_overwriting_inputs([args.output, sidecar_path(args.output)], [*inputs, args.timing_cache])
+    if args.timing_cache is not None:
+        check_writable(args.timing_cache)
+        refuse_overwriting_inputs([args.timing_cache], inputs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max", default="1x1080x1920", help="profile maximum NxHxW")
     p.add_argument("--timing-cache", type=Path, help="read and update this timing cache")
     p.add_argument("--opt-level", type=int, default=3, choices=range(0, 6))
-    p.add_argument("--workspace", type=int, default=2048, help="workspace limit in MiB")
+    p.add_argument("--workspace", type=positive_int, default=2048, help="workspace limit in MiB")
     p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "tensorrt_rtx"])
     p.add_argument("--compute-capability", nargs="+", default=[], metavar="SMxx",
                    help="TensorRT-RTX AOT targets, e.g. SM86 SM89 (default: the GPU here)")
@@ -51,8 +70,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
         args.workspace,
         [c.upper() for c in args.compute_capability],
     )
-    if args.onnx is not None and not args.onnx.is_file():
-        raise FileNotFoundError(f"ONNX graph {args.onnx} does not exist; export one with export/to_onnx.py")
+    check_paths(args)
     with tempfile.TemporaryDirectory() as tmp:
         graph = args.onnx
         if graph is None:
@@ -66,10 +84,11 @@ def run(args: argparse.Namespace, command: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    exit_on_sigterm()
     command = shlex.join(["python", "export/build_trt.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         path = run(args, command)
-    except (BuildError, TensorRTUnavailable, FileNotFoundError, CheckpointError, ValueError) as exc:
+    except (BuildError, TensorRTUnavailable, OSError, CheckpointError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     print(f"Wrote {path} and {path}.json")

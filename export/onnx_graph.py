@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 import onnx
+import onnx.version_converter
 import torch
 from torch import nn
 
@@ -17,7 +18,7 @@ from msn import MIN_INPUT_SIZE, MSNInference
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20  # first opset with a Gelu op: one node per GELU instead of five
-SUPPORTED_OPSETS = range(17, 22)
+SUPPORTED_OPSETS = range(18, 22)  # torch's dynamo exporter cannot write 17 (no Pad-18 -> 17 adapter)
 MAX_DYNAMIC_SIZE = 8192
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
@@ -118,6 +119,25 @@ def _name_dims(model: onnx.ModelProto, scale: int) -> None:
                 dim.dim_param = label
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _to_opset(graph: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The exporter may write a newer opset than asked (torch's dynamo exporter never goes below
+    18): convert down with ONNX's version converter, and fail rather than mislabel the graph."""
+    actual = default_opset(graph)
+    if actual != opset:
+        log.info("the exporter wrote opset %d; converting to opset %d", actual, opset)
+        try:
+            graph = onnx.version_converter.convert_version(graph, opset)
+        except Exception as exc:  # the converter raises bare RuntimeErrors from C++
+            raise ExportError(f"cannot convert the graph from opset {actual} to {opset}: {exc}") from exc
+    if default_opset(graph) != opset:
+        raise ExportError(f"the graph has opset {default_opset(graph)}, not the {opset} asked for")
+    return graph
+
+
 def export_graph(model: MSNInference, options: ExportOptions) -> onnx.ModelProto:
     """Trace the inference form to ONNX, simplify, lint for TensorRT, check and infer shapes."""
     module = _export_module(model, options)
@@ -132,7 +152,7 @@ def export_graph(model: MSNInference, options: ExportOptions) -> onnx.ModelProto
             external_data=False,
             verbose=False,
         )
-    graph = program.model_proto
+    graph = _to_opset(program.model_proto, options.opset)
     log.info("traced %d nodes", len(graph.graph.node))
     if options.simplify:
         graph = _simplify(graph)

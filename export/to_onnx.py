@@ -17,8 +17,9 @@ import onnx
 from export.metadata import stamp_metadata
 from export.onnx_graph import DEFAULT_OPSET, SUPPORTED_OPSETS, ExportError, ExportOptions, export_graph
 from export.verify import VerificationError, verify_onnx
-from msn import CheckpointError, build_model, read_checkpoint, to_inference_form
-from msn.files import atomic_output, check_writable
+from msn import MIN_INPUT_SIZE, CheckpointError, build_model, read_checkpoint, to_inference_form
+from msn.arguments import positive_int
+from msn.files import atomic_output, check_writable, exit_on_sigterm, refuse_overwriting_inputs
 from msn.logs import setup_logging
 
 log = logging.getLogger("msn.export")
@@ -29,6 +30,8 @@ def _hw(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}") from None
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"{text}: MSN needs at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} LR px")
     return h, w
 
 
@@ -41,10 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="FP16 graph I/O dtype (float16 for TensorRT pipelines that feed half buffers)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=list(SUPPORTED_OPSETS))
     p.add_argument("--static", type=_hw, metavar="HxW", help="fix height and width (LR px)")
-    p.add_argument("--batch", type=int, help="fix the batch size")
+    p.add_argument("--batch", type=positive_int, help="fix the batch size")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxsim")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                   help="check the graph on ONNX Runtime against PyTorch (default: on)")
+                   help="check the graph on ONNX Runtime against the eager PyTorch model (default: on)")
     p.add_argument("--params", action="store_true", help="use `params` instead of `params_ema`")
     p.add_argument("--fold-pointwise", action="store_true",
                    help="fold each strip conv's 1x1 into a dense 3x3 (fewer, heavier convs; slower on CPU)")
@@ -63,12 +66,15 @@ def export(args: argparse.Namespace) -> dict[str, object]:
     options = ExportOptions(args.fp16, args.io_dtype, args.opset, args.static, args.batch, args.simplify)
     if args.output:
         check_writable(args.output)
+        refuse_overwriting_inputs([args.output], [args.ckpt])
     started = time.perf_counter()
     log.info("[1/4] reading checkpoint %s", args.ckpt)
     checkpoint = read_checkpoint(args.ckpt, ema=not args.params)
-    model = to_inference_form(build_model(checkpoint), fold_pointwise=args.fold_pointwise)
+    eager = build_model(checkpoint)
+    model = to_inference_form(eager, fold_pointwise=args.fold_pointwise)
     output = args.output or default_output(options, checkpoint.config.upscale)
     check_writable(output)
+    refuse_overwriting_inputs([output], [checkpoint.path])
     log.info("[2/4] exporting the %s inference form (opset %d)", options.precision, options.opset)
     graph = export_graph(model, options)
     stamp_metadata(graph, checkpoint.config, options, checkpoint.sha256, fold_pointwise=args.fold_pointwise)
@@ -78,7 +84,7 @@ def export(args: argparse.Namespace) -> dict[str, object]:
         if args.verify:
             log.info("[3/4] verifying on ONNX Runtime")
             h, w = options.static_hw or (96, 120)
-            verification = verify_onnx(tmp, model, options.fp16, (options.batch or 1, h, w))
+            verification = verify_onnx(tmp, eager, options.fp16, (options.batch or 1, h, w))
             if not verification.passed:
                 raise VerificationError(f"{output} was not written: ONNX Runtime output {verification}")
         log.info("[4/4] writing %s", output)
@@ -98,6 +104,7 @@ def export(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    exit_on_sigterm()
     try:
         summary = export(args)
     except (FileNotFoundError, PermissionError, IsADirectoryError, CheckpointError, ExportError,

@@ -154,6 +154,36 @@ def _check_graph_shapes(network, profile: Profile) -> None:
                              "export with dynamic shapes or match the profile to the graph")
 
 
+def check_msn_graph(model: onnx.ModelProto, source: Path) -> tuple[str, int]:
+    """Raise BuildError unless `model` is an MSN graph: one N x 3 x H x W input, one output with
+    3 channels and H, W times the scale in its metadata. Return (precision, scale)."""
+    meta = read_metadata(model)
+    if meta.get("model_name") != "MSN" or not meta.get("scale", "").isdigit():
+        raise BuildError(f"{source} is not an MSN graph exported by msn-deploy (no model_name/scale metadata); "
+                         "export it with export/to_onnx.py")
+    scale = int(meta["scale"])
+    graph = model.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise BuildError(f"{source} has {len(graph.input)} inputs and {len(graph.output)} outputs; MSN has one of each")
+    dims_in, dims_out = ([d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                         for v in (graph.input[0], graph.output[0]))
+    if len(dims_in) != 4 or len(dims_out) != 4 or dims_in[1] != 3 or dims_out[1] != 3:
+        raise BuildError(f"{source} maps {dims_in} to {dims_out}; MSN maps N x 3 x H x W to N x 3 x sH x sW")
+    for lr, sr in zip(dims_in[2:], dims_out[2:]):
+        if lr is not None and sr is not None and sr != lr * scale:
+            raise BuildError(f"{source} maps {dims_in} to {dims_out}, which is not the x{scale} its metadata claims")
+    return meta.get("precision", "fp32"), scale
+
+
+def _build_failure_hint(trt: TensorRT, precision: str) -> str:
+    if trt.flavour == "tensorrt_rtx" and precision == "fp32" and current_gpu() is None:
+        # Measured with tensorrt_rtx 1.7.1.116: the FP32 build asks for its whole workspace as
+        # device memory and fails with OutOfMemory on a machine without a GPU, at any workspace.
+        return ("; TensorRT-RTX cannot build FP32 engines without a GPU (it fails with OutOfMemory at any "
+                "--workspace): build the FP16 graph (export with --fp16), or build on a machine with an RTX GPU")
+    return "; rerun with --verbose for TensorRT's log"
+
+
 def build_engine(
     trt: TensorRT,
     onnx_path: Path,
@@ -167,12 +197,12 @@ def build_engine(
     """Parse, build and write the engine plus sidecar (both atomically); return (path, sidecar)."""
     onnx_bytes = Path(onnx_path).read_bytes()
     try:
-        graph_meta = read_metadata(onnx.load_from_string(onnx_bytes))
+        model = onnx.load_from_string(onnx_bytes)
     except Exception as exc:
         raise BuildError(f"{onnx_path} is not a readable ONNX model: {exc}") from exc
+    precision, scale = check_msn_graph(model, Path(onnx_path))
+    graph_meta = read_metadata(model)
     onnx_sha = sha256_bytes(onnx_bytes)
-    precision = graph_meta.get("precision", "fp32")
-    scale = int(graph_meta.get("scale", 4))
     output = output or default_engine_path(trt, settings, onnx_sha, precision, scale)
 
     logger = trt.logger(verbose)
@@ -200,7 +230,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - started
     if serialized is None:
-        raise BuildError(f"{trt.label} failed to build {onnx_path}; rerun with --verbose for TensorRT's log")
+        raise BuildError(f"{trt.label} failed to build {onnx_path}" + _build_failure_hint(trt, precision))
     plan = bytes(serialized)
     if cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))

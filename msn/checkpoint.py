@@ -17,6 +17,7 @@ from msn.config import CheckpointError, MSNConfig
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "MSN_CACHE_DIR"
+TIMEOUT_ENV = "MSN_DOWNLOAD_TIMEOUT"  # seconds without data before a download gives up (default 15)
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,19 @@ def _download(known: KnownCheckpoint, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", known.url, target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    timeout = float(os.environ.get(TIMEOUT_ENV, "15"))
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(known.url, timeout=60) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(known.url, timeout=timeout) as response:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+            except (OSError, ValueError) as exc:  # URLError, timeouts and resets are all OSErrors
+                reason = getattr(exc, "reason", None) or exc or "timed out"
+                raise CheckpointError(
+                    f"cannot download {known.url} ({reason}); put {known.filename} at {target} by hand "
+                    "(it is checked by sha256), or pass --ckpt PATH to a checkpoint file"
+                ) from None
         actual = sha256_of(Path(tmp))
         if actual != known.sha256:
             raise ChecksumError(f"download of {known.url} has sha256 {actual}, expected {known.sha256}")
@@ -125,9 +135,11 @@ def read_checkpoint(ckpt: str | os.PathLike, *, ema: bool = True) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
+        # torch's own message may advise weights_only=False: unsafe for a file of unknown origin.
+        detail = str(exc).splitlines()[0] if exc.args and "weights_only" not in str(exc) else type(exc).__name__
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or not a weights file): {exc}"
-        ) from exc
+            f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or not a weights file): {detail}"
+        ) from None
     state_dict = canonical_state_dict(raw, ema=ema)
     return Checkpoint(state_dict, MSNConfig.from_state_dict(state_dict), path, sha256_of(path))
 

@@ -15,6 +15,11 @@ from msn.inference import MSNInference, to_inference_form
 def build_model(checkpoint: Checkpoint) -> MSN:
     """Training-form MSN with the checkpoint's weights, loaded strict, eval mode, float32."""
     model = MSN(checkpoint.config)
+    nonfinite = [k for k, v in checkpoint.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if nonfinite:
+        more = f" (+{len(nonfinite) - 5} more)" if len(nonfinite) > 5 else ""
+        raise CheckpointError(f"{checkpoint.path} has NaN or Inf values in {', '.join(nonfinite[:5])}{more}; "
+                              "the training run diverged or the file is damaged: use another checkpoint")
     problems = state_dict_mismatches(model.state_dict(), checkpoint.state_dict)
     if problems:
         raise CheckpointError(f"{checkpoint.path} does not match MSN {checkpoint.config}: " + "; ".join(problems))

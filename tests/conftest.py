@@ -44,6 +44,34 @@ def random_msn():
     return random_model(seed=0)
 
 
+@pytest.fixture(scope="session")
+def random_ckpt(tmp_path_factory, random_msn) -> Path:
+    """The random-weight model as a checkpoint file, for the CLIs."""
+    path = tmp_path_factory.mktemp("random_ckpt") / "random.pth"
+    torch.save(random_msn.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_graph(tmp_path_factory, random_ckpt) -> Path:
+    """Its FP32 graph with dynamic N/H/W (shared: an export takes ~15 s on 2 cores)."""
+    from export import to_onnx
+
+    path = tmp_path_factory.mktemp("random_graph") / "msn_fp32.onnx"
+    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(path), "--no-verify"]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def official_graph(tmp_path_factory, official_ckpt) -> Path:
+    """The official weights' FP32 graph, exported (and verified) once for the whole session."""
+    from export import to_onnx
+
+    path = tmp_path_factory.mktemp("official_graph") / "msn_x4_fp32.onnx"
+    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path)]) == 0
+    return path
+
+
 @pytest.fixture
 def seeded_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official_ckpt: Path) -> Path:
     """A checkpoint cache holding the official file, so that 'official' resolves without a download."""

@@ -2,7 +2,8 @@
 
     python tests/cpp_fixtures.py OUT_DIR
 
-OUT_DIR gets a random-weight MSN graph (`msn_random.onnx`), a 16-bit RGB input as PNG and raw
+OUT_DIR gets a random-weight MSN graph (`msn_random.onnx`; `msn_random_b2.onnx` is the same
+network with its batch fixed to 2 and its size to the first case's), a 16-bit RGB input as PNG and raw
 little-endian uint16 (HWC), and the Python OpenVINO runtime's output for it, whole and tiled, in
 the same two forms. `cases.txt` lists each case as: name height width channels tile overlap.
 The C++ tests (ctest) run the same graph through libmsn_infer and must match these pixels.
@@ -27,11 +28,11 @@ from msn import random_model
 CASES = [("whole", 45, 61, 0, 32), ("tiled", 70, 52, 32, 8)]
 
 
-def export_random_graph(path: Path) -> None:
+def export_random_graph(path: Path, *options: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "random.pth"
         torch.save(random_model(seed=3).state_dict(), ckpt)
-        if to_onnx.main(["--ckpt", str(ckpt), "-o", str(path), "--no-simplify"]) != 0:
+        if to_onnx.main(["--ckpt", str(ckpt), "-o", str(path), "--no-simplify", "--no-verify", *options]) != 0:
             raise SystemExit("export of the random-weight graph failed")
 
 
@@ -39,6 +40,8 @@ def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     graph = out_dir / "msn_random.onnx"
     export_random_graph(graph)
+    _, h, w, _, _ = CASES[0]
+    export_random_graph(out_dir / "msn_random_b2.onnx", "--static", f"{h}x{w}", "--batch", "2")
     engine = OpenVINOEngine(graph)
     lines = []
     for i, (name, h, w, tile, overlap) in enumerate(CASES):

@@ -2,10 +2,14 @@
 # The README's test command: the Python suite, then the C++ library's ctest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Use the project's environment (made by .ci/setup.sh) unless another one is active.
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then
+  . .venv/bin/activate
+fi
 python -m pytest -q -ra tests
 status=$?
 # pytest exits 5 when it collected nothing: that is a failure of this suite, not a pass.
 [ "$status" -eq 0 ] || exit "$status"
-if [ -f CMakeLists.txt ]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j2 >/dev/null && ctest --test-dir build --output-on-failure || exit 1
-fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release | grep "msn_infer" || exit 1
+cmake --build build -j2 >/dev/null || exit 1
+ctest --test-dir build --output-on-failure || exit 1

@@ -9,12 +9,10 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from engines.images import read_image, write_image
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.tiling import TilePlan, tile_weight
-from export import to_onnx
 from tests.conftest import REPO
 
 BUILD = REPO / "build"
@@ -113,14 +111,6 @@ def test_planes_to_pixels_equal_python_image_writer(lib, tmp_path, dtype, channe
     img = image_struct(pixels)
     assert lib.msn_planes_to_image(planes.ctypes.data_as(ctypes.c_void_p), 0, ctypes.byref(img)) == 0
     np.testing.assert_array_equal(pixels, expected)
-
-
-@pytest.fixture(scope="module")
-def random_graph(tmp_path_factory, random_msn):
-    out = tmp_path_factory.mktemp("cgraph")
-    torch.save(random_msn.state_dict(), out / "w.pth")
-    assert to_onnx.main(["--ckpt", str(out / "w.pth"), "-o", str(out / "m.onnx"), "--no-verify"]) == 0
-    return out / "m.onnx"
 
 
 def test_c_tiled_upscale_equals_python_runtime(lib, random_graph, reference_cases):

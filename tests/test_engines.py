@@ -19,28 +19,13 @@ from validate.seams import seam_error
 
 
 @pytest.fixture(scope="module")
-def random_ckpt(tmp_path_factory, random_msn):
-    path = tmp_path_factory.mktemp("weights") / "random.pth"
-    torch.save(random_msn.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory, random_ckpt):
+def graphs(tmp_path_factory, random_ckpt, random_graph):
     """Random-weight graphs: the runtime's mechanics need no particular weights."""
     out = tmp_path_factory.mktemp("graphs")
-    paths = {"fp32": out / "fp32.onnx", "static": out / "static.onnx"}
-    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(paths["fp32"]), "--no-verify"]) == 0
+    paths = {"fp32": random_graph, "static": out / "static.onnx"}
     args = ["--ckpt", str(random_ckpt), "-o", str(paths["static"]), "--static", "37x53", "--batch", "1", "--no-verify"]
     assert to_onnx.main(args) == 0
     return paths
-
-
-@pytest.fixture(scope="module")
-def official_graph(tmp_path_factory, official_ckpt):
-    path = tmp_path_factory.mktemp("official") / "fp32.onnx"
-    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path)]) == 0
-    return path
 
 
 def test_load_dispatches_on_file_type(graphs, random_ckpt):
@@ -143,3 +128,42 @@ def test_tile_plan_rejects_bad_settings():
         TilePlan(100, 100, 16, 4)
     with pytest.raises(ValueError, match="overlap"):
         TilePlan(100, 100, 64, 32)
+
+
+def independent_tiling(engine, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """The tiling rule written out again here, apart from engines/tiling.py: starts every
+    tile - overlap px with the last one clamped to the border, each tile's output weighted
+    by (i + 0.5) / r over the r = overlap*4 SR px next to an edge shared with another tile."""
+    _, _, h, w = x.shape
+    s, r = 4, overlap * 4
+
+    def starts(length: int) -> list[int]:
+        out = list(range(0, length - tile, tile - overlap))
+        return out + [length - tile]
+
+    def ramp(start: int, length: int) -> np.ndarray:
+        i = np.arange(tile * s, dtype=np.float64)
+        wt = np.ones(tile * s)
+        if start > 0:
+            wt = np.minimum(wt, (i + 0.5) / r)
+        if start + tile < length:
+            wt = np.minimum(wt, (tile * s - i - 0.5) / r)
+        return wt
+
+    num = np.zeros((3, h * s, w * s))
+    den = np.zeros((h * s, w * s))
+    for y in starts(h):
+        for x0 in starts(w):
+            sr = engine(x[:, :, y : y + tile, x0 : x0 + tile])[0].astype(np.float64)
+            wt = ramp(y, h)[:, None] * ramp(x0, w)[None, :]
+            num[:, y * s : (y + tile) * s, x0 * s : (x0 + tile) * s] += sr * wt
+            den[y * s : (y + tile) * s, x0 * s : (x0 + tile) * s] += wt
+    return num / den
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(70, 90, 40, 10), (64, 100, 48, 8)])
+def test_tiled_inference_is_the_rule_applied_to_the_real_model(graphs, h, w, tile, overlap):
+    engine = engines.load(graphs["fp32"], backend="onnxruntime")
+    x = smooth_test_image(1, h, w).numpy()
+    expected = independent_tiling(engine, x, tile, overlap)
+    np.testing.assert_allclose(engine(x, tile=tile, overlap=overlap)[0], expected, rtol=0, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from msn import to_inference_form
+from msn import stats, to_inference_form
 from tests.conftest import REFERENCE_DIR
 from tests.util import converted, to_hwc
 from validate.metrics import psnr
@@ -44,3 +44,16 @@ def test_naive_half_overflows_but_inference_form_does_not(official_model, kind):
     assert not torch.isfinite(naive).all(), "expected the authors' float16 statistics to overflow"
     assert torch.isfinite(safe).all()
     assert psnr(to_hwc(safe), to_hwc(reference)) >= MIN_PSNR_DB[kind]
+
+
+@pytest.mark.parametrize("name", ["channel_layer_norm", "contrast_plus_mean", "local_variance"])
+def test_statistics_stay_finite_where_float16_squares_overflow(name):
+    """|x| up to 300: x*x reaches 9e4 > 65504. The float32 islands must keep these finite and
+    accurate in float16; the same statistics computed in float16 give Inf/NaN. Random inputs,
+    no weights: runs without ../shared."""
+    fn = getattr(stats, name)
+    x = torch.rand(1, 28, 64, 64, generator=torch.Generator().manual_seed(1)) * 600 - 300
+    expected = fn(x.double())
+    out = fn(x.half())
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert torch.allclose(out.double(), expected, rtol=2e-3, atol=2e-3 * expected.abs().max().item())

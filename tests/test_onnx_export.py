@@ -13,8 +13,11 @@ import torch
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from export import to_onnx
 from export.metadata import read_metadata
+from export.onnx_graph import default_opset
 from export.trt_ops import unsupported_ops
-from tests.util import converted, to_hwc
+from export.verify import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
+from export.verify import judge, smooth_test_image
+from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 from validate.metrics import psnr
 
 
@@ -81,7 +84,7 @@ def test_reference_images(exported, reference_cases):
         x = case.input_tensor().numpy()
         assert np.abs(to_hwc(fp32(x)) - case.sr).max() < 1e-5, case.name
         out16 = to_hwc(fp16(x))
-        assert np.isfinite(out16).all() and psnr(out16, case.sr) >= 50.0, case.name
+        assert np.isfinite(out16).all() and psnr(out16, case.sr) >= FP16_MIN_PSNR_DB, case.name
 
 
 def test_static_fp16_io_graph(exported, reference_cases):
@@ -89,7 +92,7 @@ def test_static_fp16_io_graph(exported, reference_cases):
     engine = OnnxRuntimeEngine(exported["fp16-io16-static"])
     assert engine.io_dtype == np.float16
     out = engine(case.input_tensor().numpy().astype(np.float16))
-    assert out.dtype == np.float16 and psnr(to_hwc(out), case.sr) >= 50.0
+    assert out.dtype == np.float16 and psnr(to_hwc(out), case.sr) >= FP16_MIN_PSNR_DB
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 29, 29), (1, 3, 33, 47), (1, 3, 61, 30), (2, 3, 40, 52)])
@@ -98,8 +101,10 @@ def test_shapes_against_float64(exported, official_model, shape):
     expected = float64_reference(official_model, x)
     # Pixel noise drives activations higher than photos do: float32 rounding reaches ~2e-5 here.
     assert np.abs(OnnxRuntimeEngine(exported["fp32"])(x.numpy()) - expected).max() < 2e-4
-    out16 = OnnxRuntimeEngine(exported["fp16"])(x.numpy())
-    assert np.isfinite(out16).all()
+    # FP16 on a photo-like input of the same shape (pixel noise is far outside what MSN sees).
+    photo = smooth_test_image(*[shape[i] for i in (0, 2, 3)], seed=sum(shape))
+    out16 = OnnxRuntimeEngine(exported["fp16"])(photo.numpy())
+    assert psnr(out16, float64_reference(official_model, photo)) >= FP16_MIN_PSNR_DB
 
 
 def run_cli(args: list[str]) -> int:
@@ -144,3 +149,55 @@ def test_random_weights_export_and_verify(tmp_path, random_msn):
     torch.save({"params_ema": random_msn.state_dict()}, ckpt)
     assert run_cli(["--ckpt", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 0
     assert read_metadata(onnx.load(tmp_path / "m.onnx"))["precision"] == "fp32"
+
+
+def test_verifier_judges_against_its_thresholds():
+    expected = np.full((1, 3, 8, 8), 0.5, np.float32)
+    assert judge(expected + 1e-6, expected, fp16=False).passed
+    assert not judge(expected + 3e-4, expected, fp16=False).passed  # just past the 2e-4 FP32 limit
+    # FP16: a shift of 10**(-61/20) is 61 dB, of 10**(-59/20) is 59 dB, against the 60 dB floor.
+    assert judge(expected + 10 ** (-61 / 20), expected, fp16=True).passed
+    assert not judge(expected + 10 ** (-59 / 20), expected, fp16=True).passed
+    nan = expected.copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert not judge(nan, expected, fp16=True).passed
+    assert VERIFY_FP16_FLOOR >= FP16_MIN_PSNR_DB
+
+
+def test_a_wrong_inference_form_fails_the_export(tmp_path, random_ckpt, monkeypatch):
+    """The exporter checks the graph against the training form, so a wrong fusion (here the
+    upsampler bias off by 3e-4, as a wrong mean fold would be) stops the export, writing nothing."""
+    real = to_onnx.to_inference_form
+
+    def subtly_wrong(model, **kwargs):
+        fused = real(model, **kwargs)
+        with torch.no_grad():
+            fused.upsample.bias += 3e-4
+        return fused
+
+    monkeypatch.setattr(to_onnx, "to_inference_form", subtly_wrong)
+    assert run_cli(["--ckpt", str(random_ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [
+    ["--opset", "18"], ["--opset", "19"], ["--opset", "21"], ["--fold-pointwise"], ["--no-simplify"],
+    ["--static", "40x48", "--batch", "2"],
+])
+def test_export_option_matrix(tmp_path, random_ckpt, random_msn, options):
+    """Each option: the opset really in the graph, and accuracy against the training form."""
+    path = tmp_path / "m.onnx"
+    assert run_cli(["--ckpt", str(random_ckpt), "-o", str(path), "--no-verify", *options]) == 0
+    graph = onnx.load(path)
+    opset = int(options[1]) if options[0] == "--opset" else 20
+    assert default_opset(graph) == opset and read_metadata(graph)["opset"] == str(opset)
+    x = smooth_test_image(2, 40, 48)
+    with torch.no_grad():
+        expected = random_msn(x).numpy()
+    assert np.abs(OnnxRuntimeEngine(path)(x.numpy()) - expected).max() < 2e-5
+
+
+def test_opset_17_is_refused_not_mislabelled(tmp_path, random_ckpt):
+    assert run_cli(["--ckpt", str(random_ckpt), "-o", str(tmp_path / "m.onnx"), "--opset", "17"]) == 2
+    assert list(tmp_path.iterdir()) == []

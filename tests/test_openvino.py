@@ -19,12 +19,10 @@ FP32_MAX_ABS = 2e-5  # the same contract as ONNX Runtime
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory, random_msn):
+def graphs(tmp_path_factory, random_ckpt, random_graph):
     out = tmp_path_factory.mktemp("ov")
-    ckpt = out / "random.pth"
-    torch.save(random_msn.state_dict(), ckpt)
-    paths = {"fp32": out / "fp32.onnx", "static": out / "static.onnx", "fp16": out / "fp16.onnx"}
-    assert to_onnx.main(["--ckpt", str(ckpt), "-o", str(paths["fp32"]), "--no-verify"]) == 0
+    ckpt = random_ckpt
+    paths = {"fp32": random_graph, "static": out / "static.onnx", "fp16": out / "fp16.onnx"}
     assert to_onnx.main(["--ckpt", str(ckpt), "-o", str(paths["static"]), "--static", "40x40", "--batch", "2",
                          "--no-verify"]) == 0
     assert to_onnx.main(["--ckpt", str(ckpt), "-o", str(paths["fp16"]), "--fp16", "--no-verify"]) == 0
@@ -53,10 +51,8 @@ def test_fp16_graph_runs_with_float32_io(graphs, random_msn):
     assert np.abs(out - eager(random_msn, x)).max() < 2e-2
 
 
-def test_reference_parity(tmp_path, official_ckpt, reference_cases):
-    graph = tmp_path / "official.onnx"
-    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(graph), "--no-verify"]) == 0
-    engine = OpenVINOEngine(graph)
+def test_reference_parity(official_graph, reference_cases):
+    engine = OpenVINOEngine(official_graph)
     for case in reference_cases:
         assert np.abs(to_hwc(engine(case.input_tensor().numpy())) - case.sr).max() < 1e-5, case.name
 

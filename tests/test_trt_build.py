@@ -91,15 +91,16 @@ def test_garbage_onnx_fails_clearly(tmp_path):
 
 
 def test_parser_error_names_the_node(tmp_path):
-    node = helper.make_node("MaxRoiPool", ["input", "rois"], ["output"], name="the_bad_node", pooled_shape=[2, 2])
+    node = helper.make_node("NoSuchOp", ["input"], ["output"], name="the_bad_node")
     graph = helper.make_graph(
         [node], "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32]),
-         helper.make_tensor_value_info("rois", TensorProto.FLOAT, [1, 5])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 2, 2])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])],
     )
     path = tmp_path / "foreign.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"model_name": "MSN", "scale": "4"})  # MSN-shaped on the outside only
+    onnx.save(model, path)
     settings = BuildSettings(Profile((1, 32, 32), (1, 32, 32), (1, 32, 32)))
     with pytest.raises(BuildError, match="the_bad_node"):
         build_engine(import_tensorrt("tensorrt_rtx"), path, tmp_path / "e.plan", settings)

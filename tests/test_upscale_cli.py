@@ -102,3 +102,24 @@ def test_tiled_cli_matches_untiled_closely(tmp_path, ckpt):
 
 def test_missing_input(tmp_path, ckpt):
     assert upscale.main([str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--model", str(ckpt)]) == 2
+
+
+def test_pixels_are_the_model_output_quantised(tmp_path, ckpt, random_msn):
+    """8- and 16-bit RGB and gray: every written sample is the model's output for that file,
+    clamped and rounded to the file's bit depth (BGR order and gray averaging included)."""
+    rng = np.random.default_rng(1)
+    smooth = cv2.resize(rng.random((6, 8, 3)), (40, 30), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    for name, pixels, peak in [("rgb8.png", np.round(smooth * 255).astype(np.uint8), 255),
+                               ("rgb16.png", np.round(smooth * 65535).astype(np.uint16), 65535),
+                               ("gray.png", np.round(smooth[..., 0] * 255).astype(np.uint8), 255)]:
+        src = write(tmp_path / name, pixels)
+        dst = tmp_path / f"out_{name}"
+        assert upscale.main([str(src), "-o", str(dst), "--model", str(ckpt)]) == 0
+        rgb = pixels[..., ::-1] if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
+        x = torch.from_numpy(rgb.astype(np.float32) / peak).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            sr = random_msn(x)[0].permute(1, 2, 0).double().numpy().clip(0, 1)
+        expected = sr[..., ::-1] if pixels.ndim == 3 else sr.mean(axis=2)
+        written = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        # One level where the float32 inference form and the training form round differently.
+        assert np.abs(written - np.round(expected * peak)).max() <= 1, name

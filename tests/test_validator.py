@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export import to_onnx
+from export.verify import smooth_test_image
 from tests.conftest import REFERENCE_DIR
 from validate import run
 
@@ -19,19 +19,14 @@ FAST = ["--sizes", "32x48", "--runs", "3", "--warmup", "0.05", "--max-seconds", 
 
 
 @pytest.fixture(scope="module")
-def fp32_graph(tmp_path_factory, official_ckpt):
-    path = tmp_path_factory.mktemp("graph") / "msn_fp32.onnx"
-    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path)]) == 0
-    return path
+def fp32_graph(official_graph):
+    return official_graph
 
 
 @pytest.fixture(scope="module")
-def random_setup(tmp_path_factory, random_msn):
+def random_setup(random_ckpt, random_graph):
     """Random weights and their FP32 graph: the validator's mechanics need no particular weights."""
-    out = tmp_path_factory.mktemp("random")
-    torch.save(random_msn.state_dict(), out / "w.pth")
-    assert to_onnx.main(["--ckpt", str(out / "w.pth"), "-o", str(out / "msn_fp32.onnx"), "--no-verify"]) == 0
-    return out / "w.pth", out / "msn_fp32.onnx"
+    return random_ckpt, random_graph
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +104,22 @@ def test_broken_artifact_fails(tmp_path, random_setup):
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["passed"] is False
     assert [r["passed"] for r in data["parity"] if r["backend"] == "ort-cpu-fp32"] == [False]
+    # The reported error is the real one, computed here independently on the same input.
+    x = smooth_test_image(1, 96, 120)
+    with torch.no_grad():
+        eager = random_model_output(ckpt, x)
+    session = ort.InferenceSession(str(broken), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x.numpy()})[0]
+    row = next(r for r in data["parity"] if r["backend"] == "ort-cpu-fp32")
+    assert row["vs_eager"]["max_abs"] == pytest.approx(float(np.abs(out - eager).max()), rel=1e-3)
+    assert row["vs_eager"]["max_abs"] > 1e-3  # far past the 1e-4 tolerance: the verdict is earned
+
+
+def random_model_output(ckpt, x: torch.Tensor) -> np.ndarray:
+    from msn import build_model, read_checkpoint
+
+    with torch.no_grad():
+        return build_model(read_checkpoint(ckpt))(x).numpy()
 
 
 def test_intact_artifact_passes(tmp_path, random_setup):

@@ -7,6 +7,11 @@ import copy
 import numpy as np
 import torch
 
+# The one FP16 floor of every test, vs the float64 references (or float32 eager): 8-bit
+# quantisation noise alone is 20*log10(255*sqrt(12)) = 58.9 dB, and FP16 must stay below it. The
+# code's own floor (validate.metrics.FP16_MIN_PSNR_DB) is checked against this one.
+FP16_MIN_PSNR_DB = 60.0
+
 
 def to_hwc(y) -> np.ndarray:
     """1x3xHxW tensor or array -> HxWx3 float64 numpy."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,16 @@ from msn import MSN
 log = logging.getLogger(__name__)
 
 BASELINE = "eager-fp32"
+# Every name a Candidate can have (graph-tagged ONNX names end in -<graph stem>): lets a typo in
+# --backends fail before anything is exported or loaded.
+NAME_PATTERN = re.compile(
+    r"eager-fp32|torch-(fp32|fp16|compile-fp16|cudagraph-fp16)"
+    r"|(ort-(cpu|cuda|tensorrt)|openvino-cpu)-fp(32|16)(-.+)?|tensorrt(_rtx)?(-fp(32|16)(-cudagraph)?)?(:.+)?"
+)
+
+
+def needs_graphs(names: set[str]) -> bool:
+    return any(n.startswith(("ort-", "openvino-")) for n in names)
 
 
 @dataclass

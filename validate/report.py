@@ -33,7 +33,9 @@ def markdown(report: dict) -> str:
         "",
         f"Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
         f"(fp32: |out - eager| <= {report['settings']['atol']:g} + {report['settings']['rtol']:g}*|eager|; "
-        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere)",
+        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere; every backend asked for ran)",
+        "",
+        *[f"- asked for but did not run: {line}" for line in report.get("missing", [])],
         "",
         "## Parity (per backend and image; errors vs eager FP32 training form)",
         "",

@@ -4,13 +4,16 @@
     python validate/run.py --onnx msn_x4_fp16.onnx --engine msn.plan --sizes 360x640,540x960
 
 Parity per backend x image, speed per backend x size, a JSON + Markdown report and plots.
-Exit status 1 when any backend fails its tolerance or produces NaN/Inf.
+
+Exit status: 0 every backend passed; 1 a backend failed its tolerance or produced NaN/Inf, or a
+backend that was asked for (--backends, --engine) did not run; 2 bad usage or input (nothing run).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,16 +24,44 @@ import torch
 from engines.base import Engine
 from export import to_onnx
 from export.verify import smooth_test_image
-from msn import CheckpointError, build_model, read_checkpoint
+from msn import MIN_INPUT_SIZE, CheckpointError, build_model, read_checkpoint
 from msn.logs import setup_logging
 from validate import report as reporting
-from validate.backends import BASELINE, Candidate, onnx_candidates, tensorrt_candidates, torch_candidates
+from validate.backends import (
+    BASELINE,
+    NAME_PATTERN,
+    Candidate,
+    needs_graphs,
+    onnx_candidates,
+    tensorrt_candidates,
+    torch_candidates,
+)
 from validate.machine import machine_info, machine_line
-from validate.metrics import error_stats, psnr_y
-from validate.reference import load_reference_cases
+from validate.metrics import FP16_MIN_PSNR_DB, error_stats, psnr_y
+from validate.reference import ReferenceError, load_reference_cases
 from validate.timing import measure_cold, measure_interleaved
 
 log = logging.getLogger("msn.validate")
+
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class UsageError(ValueError):
+    """A bad argument or input found before any model runs."""
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", part)
+        if not match:
+            raise argparse.ArgumentTypeError(f"expected comma-separated HxW sizes such as 128x128,360x640, got {text!r}")
+        h, w = int(match[1]), int(match[2])
+        if min(h, w) < MIN_INPUT_SIZE:
+            raise argparse.ArgumentTypeError(f"size {h}x{w} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+        sizes.append((h, w))
+    return sizes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--onnx", type=Path, action="append", default=[], help="ONNX graph(s); default: export FP32+FP16")
     p.add_argument("--engine", type=Path, action="append", default=[], help="TensorRT engine(s) with sidecar")
     p.add_argument("--reference", type=Path, help="folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases")
-    p.add_argument("--sizes", default="128x128,256x256,360x640", help="LR sizes to time, comma-separated HxW")
+    p.add_argument("--sizes", type=parse_sizes, default="128x128,256x256,360x640",
+                   help="LR sizes to time, comma-separated HxW")
     p.add_argument("--batch", type=int, default=1, help="batch size for timing")
     p.add_argument("--runs", type=int, default=10, help="timed runs per backend and size (at most)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per backend and size")
@@ -48,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: torch's)")
     p.add_argument("--atol", type=float, default=1e-4, help="fp32 absolute tolerance vs eager")
     p.add_argument("--rtol", type=float, default=0.0, help="fp32 relative tolerance vs eager")
-    p.add_argument("--min-psnr", type=float, default=50.0, help="fp16 minimum PSNR vs eager (dB)")
+    p.add_argument("--min-psnr", type=float, default=FP16_MIN_PSNR_DB, help="fp16 minimum PSNR vs eager (dB)")
     p.add_argument("--backends", help="only these backends (comma-separated names)")
     p.add_argument("--no-speed", action="store_true", help="parity only")
     p.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder")
@@ -61,6 +93,39 @@ def parity_images(args: argparse.Namespace) -> list[tuple[str, torch.Tensor, np.
     if args.reference:
         return [(c.name, c.input_tensor(), c.sr, c.hr) for c in load_reference_cases(args.reference)]
     return [("smooth-random-96x120", smooth_test_image(1, 96, 120), None, None)]
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything that can be wrong with the arguments, found before any model runs."""
+    for number in ("batch", "runs", "ntire_runs", "threads"):
+        value = getattr(args, number)
+        if value is not None and value < 1:
+            raise UsageError(f"--{number.replace('_', '-')} must be at least 1, got {value}")
+    missing = [str(p) for p in [*args.onnx, *args.engine] if not p.is_file()]
+    if missing:
+        raise UsageError(f"not found: {', '.join(missing)}")
+    if args.reference is not None and not args.reference.is_dir():
+        raise UsageError(f"reference folder {args.reference} does not exist")
+    if args.backends is not None:
+        names = wanted_backends(args)
+        unknown = sorted(n for n in names if not NAME_PATTERN.fullmatch(n))
+        if not names or unknown:
+            raise UsageError(f"unknown --backends {', '.join(unknown) or repr(args.backends)}; names look like "
+                             "eager-fp32, torch-fp32, ort-cpu-fp32, openvino-cpu-fp16, tensorrt_rtx-fp16 "
+                             "(a run without --backends lists every name)")
+
+
+def wanted_backends(args: argparse.Namespace) -> set[str]:
+    return {n.strip() for n in (args.backends or "").split(",") if n.strip()}
+
+
+def select_candidates(candidates: list[Candidate], names: set[str]) -> list[Candidate]:
+    if not names:
+        return candidates
+    unknown = sorted(names - {c.name for c in candidates})
+    if unknown:
+        raise UsageError(f"unknown --backends {', '.join(unknown)}; known here: {', '.join(c.name for c in candidates)}")
+    return [c for c in candidates if c.name in names | {BASELINE}]
 
 
 def passes(stats_vs_eager: dict, out: np.ndarray, eager: np.ndarray, precision: str, args: argparse.Namespace) -> bool:
@@ -117,8 +182,8 @@ def crop_centre(img: np.ndarray, size: int = 96) -> np.ndarray:
 def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate], args) -> tuple[list[dict], list[dict]]:
     cuda = torch.cuda.is_available()
     rows, ntire = [], []
-    for size in args.sizes.split(","):
-        h, w = (int(v) for v in size.lower().split("x"))
+    for h, w in args.sizes:
+        size = f"{h}x{w}"
         x = smooth_test_image(args.batch, h, w).numpy()
         baseline = engines[BASELINE]
         cold = measure_cold(lambda: baseline(x), args.ntire_runs, cuda=cuda)
@@ -164,16 +229,22 @@ def device_only(engine: Engine, x: np.ndarray):
 def collect_candidates(args: argparse.Namespace, tmp: Path) -> list[Candidate]:
     model = build_model(read_checkpoint(args.ckpt))
     graphs = list(args.onnx)
-    if not graphs:
+    wanted = wanted_backends(args)
+    if not graphs and (not wanted or needs_graphs(wanted)):
         for flag, name in (([], "msn_fp32.onnx"), (["--fp16"], "msn_fp16.onnx")):
             if to_onnx.main(["--ckpt", str(args.ckpt), "-o", str(tmp / name), "--no-verify", *flag]) != 0:
                 raise RuntimeError("ONNX export failed")
             graphs.append(tmp / name)
     candidates = [*torch_candidates(model), *onnx_candidates(graphs), *tensorrt_candidates(args.engine)]
+    return select_candidates(candidates, wanted)
+
+
+def asked_but_missing(args: argparse.Namespace, backends: list[dict]) -> list[str]:
+    """Backends the user asked for by name or by --engine that did not run."""
+    not_run = [b for b in backends if b["status"] != "ok"]
     if args.backends:
-        wanted = set(args.backends.split(",")) | {BASELINE}
-        candidates = [c for c in candidates if c.name in wanted]
-    return candidates
+        return [f"{b['name']} ({b['reason']})" for b in not_run]
+    return [f"{b['name']} ({b['reason']})" for b in not_run if b["name"].startswith("tensorrt") and args.engine]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,13 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        check_arguments(args)
+        images = parity_images(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except (UsageError, OSError, ReferenceError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory() as tmp:
         try:
             candidates = collect_candidates(args, Path(tmp))
-        except (FileNotFoundError, CheckpointError, RuntimeError) as exc:
+        except (UsageError, FileNotFoundError, CheckpointError, RuntimeError) as exc:
             log.error("%s", exc)
-            return 2
+            return EXIT_USAGE
         engines: dict[str, Engine] = {}
         backends = []
         for c in candidates:
@@ -203,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             if entry["status"] != "ok":
                 log.info("skipped %s: %s", c.name, entry["reason"])
         by_name = {c.name: c for c in candidates}
-        parity = run_parity(engines, by_name, parity_images(args), args, args.out)
+        if len(engines) < 2:
+            log.error("nothing to compare: no backend besides %s could run here (see the reasons above)", BASELINE)
+            return EXIT_FAILED
+        parity = run_parity(engines, by_name, images, args, args.out)
         speed, ntire = ([], []) if args.no_speed else run_speed(engines, by_name, args)
     report = {
         "schema": reporting.SCHEMA,
@@ -214,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "parity": parity,
         "speed": speed,
         "ntire_protocol": ntire,
-        "passed": all(r["passed"] for r in parity),
+        "missing": asked_but_missing(args, backends),
     }
+    report["passed"] = all(r["passed"] for r in parity) and not report["missing"]
     reporting.write_json(report, args.out / "report.json")
     summary = reporting.markdown(report)
     (args.out / "report.md").write_text(summary)
@@ -223,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         reporting.plot_latency(report, args.out / "latency.png")
     print(summary)
     print(f"Report in {args.out}/ (report.json, report.md, plots). {machine_line(report['machine'])}")
-    return 0 if report["passed"] else 1
+    for line in report["missing"]:
+        log.error("asked for but did not run: %s", line)
+    return 0 if report["passed"] else EXIT_FAILED
 
 
 if __name__ == "__main__":

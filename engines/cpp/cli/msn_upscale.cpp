@@ -2,17 +2,26 @@
 //   msn_upscale MODEL IN.png OUT.png [--tile N] [--overlap N]     (MODEL: .plan with sidecar, or .onnx)
 #include <png.h>
 
+#include <cerrno>
+#include <climits>
+#include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "msn/msn_infer.hpp"
 
 namespace {
+
+constexpr const char* kUsage =
+    "usage: msn_upscale MODEL(.plan|.onnx) IN.png OUT.png [--tile N] [--overlap N]\n"
+    "  --tile N     tile size in LR px: 0 = whole image (default), else at least 29\n"
+    "  --overlap N  tile overlap in LR px, less than half a tile (default 32)\n";
 
 struct Png {
   msn::Image<uint8_t> u8;
@@ -20,7 +29,7 @@ struct Png {
   bool sixteen = false;
 };
 
-// Closes the FILE and frees libpng state however the function is left (libpng reports errors by longjmp).
+// Closes the FILE and frees libpng state however the function is left.
 struct PngFile {
   FILE* file = nullptr;
   png_structp png = nullptr;
@@ -33,87 +42,154 @@ struct PngFile {
   }
 };
 
+struct PngLayout {
+  int width = 0, height = 0, channels = 0, depth = 0;
+};
+
+// libpng reports errors by longjmp. The functions that call it hold no C++ objects with
+// destructors between setjmp and the libpng calls, so a longjmp out of libpng skips none.
+bool read_layout(png_structp png, png_infop info, FILE* file, PngLayout* layout) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_read_info(png, info);
+  const int depth = png_get_bit_depth(png, info), color = png_get_color_type(png, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  if (depth == 16) png_set_swap(png);  // PNG is big-endian; give native uint16 on little-endian hosts
+  png_read_update_info(png, info);
+  layout->channels = png_get_channels(png, info);
+  layout->width = static_cast<int>(png_get_image_width(png, info));
+  layout->height = static_cast<int>(png_get_image_height(png, info));
+  layout->depth = depth == 16 ? 16 : 8;
+  return true;
+}
+
+bool read_rows(png_structp png, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_image(png, rows);
+  png_read_end(png, nullptr);
+  return true;
+}
+
+bool write_rows(png_structp png, png_infop info, FILE* file, const PngLayout* layout, int color, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_set_IHDR(png, info, layout->width, layout->height, layout->depth, color, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  if (layout->depth == 16) png_set_swap(png);
+  png_write_image(png, rows);
+  png_write_end(png, nullptr);
+  return true;
+}
+
 // The classic libpng API, raw samples: no gamma conversion, no alpha premultiplication.
 Png read_png(const std::string& path) {
   PngFile f;
   f.file = std::fopen(path.c_str(), "rb");
-  if (!f.file) throw std::runtime_error(path + ": cannot open");
+  if (!f.file) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
   f.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  f.info = png_create_info_struct(f.png);
+  f.info = f.png ? png_create_info_struct(f.png) : nullptr;
   if (!f.png || !f.info) throw std::runtime_error("libpng: out of memory");
-  if (setjmp(png_jmpbuf(f.png))) throw std::runtime_error(path + ": not a readable PNG");
-  png_init_io(f.png, f.file);
-  png_read_info(f.png, f.info);
-  const int depth = png_get_bit_depth(f.png, f.info), color = png_get_color_type(f.png, f.info);
-  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(f.png);
-  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(f.png);
-  if (png_get_valid(f.png, f.info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(f.png);
-  if (depth == 16) png_set_swap(f.png);  // PNG is big-endian; give native uint16 on little-endian hosts
-  png_read_update_info(f.png, f.info);
-  const int channels = png_get_channels(f.png, f.info);
-  const int width = png_get_image_width(f.png, f.info), height = png_get_image_height(f.png, f.info);
+  PngLayout layout;
+  if (!read_layout(f.png, f.info, f.file, &layout)) throw std::runtime_error(path + ": not a readable PNG");
   Png out;
-  out.sixteen = depth == 16;
-  std::vector<png_bytep> rows(height);
+  out.sixteen = layout.depth == 16;
+  std::vector<png_bytep> rows(layout.height);
+  const size_t row_samples = size_t(layout.width) * layout.channels;
   if (out.sixteen) {
-    out.u16 = msn::Image<uint16_t>(width, height, channels);
-    for (int y = 0; y < height; ++y) rows[y] = reinterpret_cast<png_bytep>(&out.u16.pixels[size_t(y) * width * channels]);
+    out.u16 = msn::Image<uint16_t>(layout.width, layout.height, layout.channels);
+    for (int y = 0; y < layout.height; ++y) rows[y] = reinterpret_cast<png_bytep>(&out.u16.pixels[y * row_samples]);
   } else {
-    out.u8 = msn::Image<uint8_t>(width, height, channels);
-    for (int y = 0; y < height; ++y) rows[y] = &out.u8.pixels[size_t(y) * width * channels];
+    out.u8 = msn::Image<uint8_t>(layout.width, layout.height, layout.channels);
+    for (int y = 0; y < layout.height; ++y) rows[y] = &out.u8.pixels[y * row_samples];
   }
-  png_read_image(f.png, rows.data());
+  if (!read_rows(f.png, rows.data())) throw std::runtime_error(path + ": truncated or corrupt PNG data");
   return out;
 }
 
 template <class Pixel>
 void write_png(const std::string& path, msn::Image<Pixel>& img) {
   const std::string tmp = path + ".tmp";  // atomic: write beside the target, then rename
+  bool written = false;
   {
     PngFile f;
     f.writing = true;
     f.file = std::fopen(tmp.c_str(), "wb");
-    if (!f.file) throw std::runtime_error(tmp + ": cannot create");
+    if (!f.file) throw std::runtime_error(tmp + ": cannot create (" + std::strerror(errno) + ")");
     f.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-    f.info = png_create_info_struct(f.png);
-    if (!f.png || !f.info) throw std::runtime_error("libpng: out of memory");
-    if (setjmp(png_jmpbuf(f.png))) throw std::runtime_error(tmp + ": write failed");
-    png_init_io(f.png, f.file);
-    static const int kColor[] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
-    png_set_IHDR(f.png, f.info, img.width, img.height, sizeof(Pixel) * 8, kColor[img.channels], PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(f.png, f.info);
-    if (sizeof(Pixel) == 2) png_set_swap(f.png);
-    std::vector<png_bytep> rows(img.height);
-    for (int y = 0; y < img.height; ++y)
-      rows[y] = reinterpret_cast<png_bytep>(&img.pixels[size_t(y) * img.width * img.channels]);
-    png_write_image(f.png, rows.data());
-    png_write_end(f.png, nullptr);
+    f.info = f.png ? png_create_info_struct(f.png) : nullptr;
+    if (f.png && f.info) {
+      static const int kColor[] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                   PNG_COLOR_TYPE_RGB_ALPHA};
+      const PngLayout layout{img.width, img.height, img.channels, int(sizeof(Pixel)) * 8};
+      std::vector<png_bytep> rows(img.height);
+      for (int y = 0; y < img.height; ++y)
+        rows[y] = reinterpret_cast<png_bytep>(&img.pixels[size_t(y) * img.width * img.channels]);
+      written = write_rows(f.png, f.info, f.file, &layout, kColor[img.channels], rows.data());
+    }
+    written = written && std::fflush(f.file) == 0;
+  }
+  std::error_code ec;
+  if (!written) {
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error(path + ": write failed");
   }
   std::filesystem::rename(tmp, path);
 }
 
-int usage() {
-  std::cerr << "usage: msn_upscale MODEL(.plan|.onnx) IN.png OUT.png [--tile N] [--overlap N]\n";
+bool parse_count(const char* text, int* value) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text, &end, 10);
+  if (errno || end == text || *end != '\0' || v < 0 || v > INT_MAX) return false;
+  *value = static_cast<int>(v);
+  return true;
+}
+
+int fail_usage(const std::string& message) {
+  std::cerr << "msn_upscale: " << message << "\n" << kUsage;
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) return usage();
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
+  if (argc < 4) return fail_usage("expected MODEL, IN.png and OUT.png");
   const std::string engine_path = argv[1], in_path = argv[2], out_path = argv[3];
   int tile = 0, overlap = 32;
-  for (int i = 4; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--tile")) tile = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--overlap")) overlap = std::atoi(argv[i + 1]);
-    else return usage();
+  for (int i = 4; i < argc; ++i) {
+    const std::string option = argv[i];
+    if (option != "--tile" && option != "--overlap") return fail_usage("unknown argument '" + option + "'");
+    if (i + 1 >= argc) return fail_usage(option + " needs a value");
+    int* target = option == "--tile" ? &tile : &overlap;
+    if (!parse_count(argv[++i], target))
+      return fail_usage(option + " expects a whole number of pixels >= 0, got '" + argv[i] + "'");
+  }
+  // The same rules as the Python CLI, checked before anything is loaded.
+  if (tile > 0 && tile < MSN_MIN_INPUT_SIZE)
+    return fail_usage("--tile " + std::to_string(tile) + " is below MSN's minimum input of 29 px (0 = whole image)");
+  if (tile > 0 && overlap >= tile / 2)
+    return fail_usage("--overlap " + std::to_string(overlap) + " must be less than half the tile (" +
+                      std::to_string(tile / 2) + ")");
+  std::error_code ec;
+  if (std::filesystem::exists(out_path, ec) && std::filesystem::equivalent(in_path, out_path, ec)) {
+    std::cerr << "msn_upscale: output would overwrite the input\n";
+    return 2;
+  }
+  const std::filesystem::path out_dir = std::filesystem::absolute(out_path).parent_path();
+  if (!std::filesystem::is_directory(out_dir, ec)) {
+    std::cerr << "msn_upscale: output folder " << out_dir << " does not exist\n";
+    return 2;
   }
   try {
-    if (std::filesystem::exists(out_path) && std::filesystem::equivalent(in_path, out_path)) {
-      std::cerr << "msn_upscale: output would overwrite the input\n";
-      return 2;
-    }
     Png png = read_png(in_path);
     msn::Engine engine(engine_path);
     if (png.sixteen) {

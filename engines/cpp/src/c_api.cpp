@@ -25,7 +25,20 @@ namespace msn {
 
 thread_local std::string last_error;
 
-void set_last_error(const std::string& message) { last_error = message; }
+// Messages may quote file contents (a binary file given as JSON): keep them printable ASCII.
+void set_last_error(const std::string& message) {
+  static const char kHex[] = "0123456789abcdef";
+  last_error.clear();
+  for (const unsigned char c : message) {
+    if (c >= 0x20 && c < 0x7f) {
+      last_error += static_cast<char>(c);
+    } else {
+      last_error += "\\x";
+      last_error += kHex[c >> 4];
+      last_error += kHex[c & 15];
+    }
+  }
+}
 
 }  // namespace msn
 
@@ -216,9 +229,13 @@ msn_status msn_engine_upscale(msn_engine* engine, const msn_image* input, msn_im
                 output->channels == input->channels && output->type == input->type,
             MSN_ERR_BUFFER_TOO_SMALL, "output must be the input's size times " + std::to_string(s) +
                                           " with the same channels and pixel type");
+    require(tile >= 0, MSN_ERR_INVALID_ARGUMENT, "tile must be 0 (whole image) or at least 29, got " + std::to_string(tile));
     const auto lo = engine->backend->min_shape(), hi = engine->backend->max_shape();
     const bool fits = input->height >= lo[1] && input->width >= lo[2] && input->height <= hi[1] && input->width <= hi[2];
-    if (tile <= 0 && !fits) tile = std::min(hi[1], hi[2]);  // same rule as the Python runtime
+    if (tile == 0 && !fits) {  // same rule as the Python runtime: the largest tile the profile allows
+      tile = std::min(hi[1], hi[2]);
+      overlap = std::min(overlap, tile / 2 - 1);
+    }
     if (tile > 0) {
       require(tile <= hi[1] && tile <= hi[2], MSN_ERR_OUTSIDE_PROFILE,
               "tile " + std::to_string(tile) + " is larger than the engine's profile");
@@ -226,9 +243,20 @@ msn_status msn_engine_upscale(msn_engine* engine, const msn_image* input, msn_im
     std::vector<float> in_planes(size_t{3} * input->height * input->width);
     std::vector<float> out_planes(in_planes.size() * s * s);
     msn::image_to_planes(*input, MSN_PLANE_F32, in_planes.data());
+    // A graph or engine whose batch is fixed above 1 runs one image padded to its minimum batch.
+    const int32_t min_batch = std::max(lo[0], 1);
+    std::vector<float> batch_in, batch_out;
     msn::upscale_planes(in_planes.data(), input->height, input->width, s, tile, overlap,
                         [&](const float* in, int32_t n, int32_t h, int32_t w, float* out) {
-                          engine->backend->infer(in, n, h, w, out);
+                          if (n >= min_batch) return engine->backend->infer(in, n, h, w, out);
+                          const size_t in_count = size_t{3} * h * w, out_count = in_count * s * s;
+                          batch_in.resize(in_count * min_batch);
+                          batch_out.resize(out_count * min_batch);
+                          for (int32_t i = 0; i < min_batch; ++i)
+                            std::copy(in + in_count * std::min(i, n - 1), in + in_count * (std::min(i, n - 1) + 1),
+                                      batch_in.begin() + in_count * i);
+                          engine->backend->infer(batch_in.data(), min_batch, h, w, batch_out.data());
+                          std::copy(batch_out.begin(), batch_out.begin() + out_count * n, out);
                         },
                         out_planes.data());
     msn::planes_to_image(out_planes.data(), MSN_PLANE_F32, *output);

@@ -61,7 +61,7 @@ void from_planes(const void* planes, msn_plane_type type, msn_image& img) {
   const int64_t plane = int64_t{img.height} * img.width;
   const float scale = max_value(img.type);
   auto quantise = [scale](float v) {
-    v = std::fmin(std::fmax(v, 0.0f), 1.0f);  // NaN becomes 0 here rather than an undefined cast
+    v = std::fmin(std::fmax(v, 0.0f), 1.0f);  // callers reject NaN first; fmin/fmax keep the cast defined
     return static_cast<Pixel>(std::nearbyint(v * scale));
   };
   for (int32_t y = 0; y < img.height; ++y)

@@ -1,6 +1,7 @@
 #include "sidecar.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +10,9 @@
 namespace msn {
 
 Sidecar read_sidecar(const std::string& path) {
+  std::error_code ec;
+  require(std::filesystem::is_regular_file(path, ec), MSN_ERR_IO,
+          "sidecar " + path + " is not a file; rebuild the engine with export/build_trt.py");
   std::ifstream in(path);
   require(in.good(), MSN_ERR_IO, "cannot read sidecar " + path + "; rebuild the engine with export/build_trt.py");
   nlohmann::json j;

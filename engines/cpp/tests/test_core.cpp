@@ -1,6 +1,7 @@
 // ctest suite for the TensorRT-free core of msn_infer, through the public C ABI.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -171,6 +172,71 @@ TEST(Upscale, ReportsSmallImagesAndCallbackFailures) {
   EXPECT_EQ(msn_upscale_planes(ok.data(), 32, 32, 2, 0, 0, nullptr, nullptr, ok_out.data()), MSN_ERR_NULL_ARGUMENT);
 }
 
+// A stand-in network whose output is constant per tile (the mean of its input patch), so the
+// blended result is exactly the ramp-weighted average of those constants: wrong ramps show.
+msn_status tile_mean_x2(void*, const float* in, int32_t n, int32_t h, int32_t w, float* out) {
+  for (int32_t c = 0; c < 3 * n; ++c) {
+    double sum = 0;
+    for (int64_t i = 0; i < int64_t{h} * w; ++i) sum += in[int64_t{c} * h * w + i];
+    std::fill(out + int64_t{c} * 4 * h * w, out + int64_t{c + 1} * 4 * h * w, static_cast<float>(sum / (h * w)));
+  }
+  return MSN_OK;
+}
+
+// The ramp rule written out independently of tiling.cpp: weight (i + 0.5) / r near a shared edge.
+double ramp_weight(int i, int length, int r, bool rise_start, bool rise_end) {
+  double weight = 1.0;
+  if (rise_start && i < r) weight = std::min(weight, (i + 0.5) / r);
+  if (rise_end && i >= length - r) weight = std::min(weight, (length - i - 0.5) / r);
+  return weight;
+}
+
+TEST(Upscale, BlendIsTheRampWeightedAverageOfTiles) {
+  const int h = 70, w = 90, tile = 40, overlap = 10, s = 2;
+  std::vector<float> in(3 * h * w), out(in.size() * s * s);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>((i * 7919) % 256) / 255.0f;
+  ASSERT_EQ(msn_upscale_planes(in.data(), h, w, s, tile, overlap, tile_mean_x2, nullptr, out.data()), MSN_OK);
+  // Tile starts by the rule: stride tile - overlap, the last one clamped to the border.
+  const std::vector<int> ys = {0, 30}, xs = {0, 30, 50};
+  std::vector<double> num(out.size(), 0.0), den(size_t(h * s) * w * s, 0.0);
+  for (int ty : ys)
+    for (int tx : xs)
+      for (int c = 0; c < 3; ++c) {
+        double mean = 0;
+        for (int y = 0; y < tile; ++y)
+          for (int x = 0; x < tile; ++x) mean += in[(size_t(c) * h + ty + y) * w + tx + x];
+        mean /= tile * tile;
+        for (int y = 0; y < tile * s; ++y)
+          for (int x = 0; x < tile * s; ++x) {
+            const double wt = ramp_weight(y, tile * s, overlap * s, ty > 0, ty + tile < h) *
+                              ramp_weight(x, tile * s, overlap * s, tx > 0, tx + tile < w);
+            const size_t p = size_t(ty * s + y) * w * s + tx * s + x;
+            num[size_t(c) * h * s * w * s + p] += wt * static_cast<float>(mean);
+            if (c == 0) den[p] += wt;
+          }
+      }
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], num[i] / den[i % den.size()], 2e-6) << i;
+}
+
+msn_status nan_x2(void*, const float*, int32_t n, int32_t h, int32_t w, float* out) {
+  std::fill(out, out + int64_t{3} * n * 4 * h * w, 0.5f);
+  out[7] = std::nanf("");
+  return MSN_OK;
+}
+
+TEST(Upscale, RejectsNonFiniteOutputAndBadTileSettings) {
+  std::vector<float> in(3 * 64 * 64, 0.5f), out(in.size() * 4);
+  EXPECT_EQ(msn_upscale_planes(in.data(), 64, 64, 2, 0, 0, nan_x2, nullptr, out.data()), MSN_ERR_RUNTIME);
+  EXPECT_NE(std::string(msn_last_error()).find("NaN or Inf"), std::string::npos);
+  EXPECT_EQ(msn_upscale_planes(in.data(), 64, 64, 2, 32, 8, nan_x2, nullptr, out.data()), MSN_ERR_RUNTIME);
+  int calls = 0;
+  EXPECT_EQ(msn_upscale_planes(in.data(), 64, 64, 2, -5, 0, nearest_x2, &calls, out.data()), MSN_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(msn_upscale_planes(in.data(), 64, 64, 2, 10, 0, nearest_x2, &calls, out.data()), MSN_ERR_INVALID_ARGUMENT);
+  // An overlap of half a tile or more is refused, not silently clamped.
+  EXPECT_EQ(msn_upscale_planes(in.data(), 64, 64, 2, 40, 20, nearest_x2, &calls, out.data()), MSN_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(calls, 0);
+}
+
 class Sidecar : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(msn_sidecar_load((kData + "/sidecar_rtx.json").c_str(), &sidecar_), MSN_OK) << msn_last_error(); }
@@ -215,6 +281,12 @@ TEST(SidecarErrors, MissingMalformedAndForeignFilesAreRejected) {
   EXPECT_EQ(msn_sidecar_load(write_temp("partial.json", R"({"format": "msn-engine/1", "scale": 4})").c_str(), &s),
             MSN_ERR_SIDECAR_INVALID);
   EXPECT_NE(std::string(msn_last_error()).find("missing a field"), std::string::npos);
+  EXPECT_EQ(msn_sidecar_load(::testing::TempDir().c_str(), &s), MSN_ERR_IO);  // a directory
+  EXPECT_NE(std::string(msn_last_error()).find("is not a file"), std::string::npos);
+  // A binary file: the parser quotes what it read; the message must stay printable ASCII.
+  EXPECT_EQ(msn_sidecar_load(write_temp("binary.json", std::string("\x89PNG\r\n\x1a\n\xff\xfe", 10)).c_str(), &s),
+            MSN_ERR_SIDECAR_INVALID);
+  for (const unsigned char c : std::string(msn_last_error())) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int(c);
   EXPECT_EQ(s, nullptr);
 }
 

@@ -61,6 +61,18 @@ TEST(OpenVINO, UpscaleMatchesPythonRuntime) {
   }
 }
 
+TEST(OpenVINO, StaticBatchGraphRunsOneImagePadded) {
+  const Case c = read_cases().at(0);  // the b2 graph is fixed to this case's size, batch 2
+  msn::Engine engine(kFixtures + "/msn_random_b2.onnx");
+  msn::Image<uint16_t> input(c.width, c.height, c.channels);
+  input.pixels = read_u16(kFixtures + "/" + c.name + "_in.u16", input.pixels.size());
+  const msn::Image<uint16_t> out = engine.upscale(input, 0, c.overlap);
+  const auto expected = read_u16(kFixtures + "/" + c.name + "_expected.u16", out.pixels.size());
+  int worst = 0;
+  for (size_t i = 0; i < expected.size(); ++i) worst = std::max(worst, std::abs(int(out.pixels[i]) - int(expected[i])));
+  EXPECT_LE(worst, 1);
+}
+
 TEST(OpenVINO, CAbiLifecycleAndErrors) {
   msn_engine* engine = nullptr;
   ASSERT_EQ(msn_engine_create((kFixtures + "/msn_random.onnx").c_str(), &engine), MSN_OK) << msn_last_error();

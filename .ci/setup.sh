@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the test command needs on a fresh Debian/Ubuntu machine: the C++ library's
+# system packages (apt, as root or through sudo), then .venv with the project and every extra.
+# Used by the README's first command and by CI alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if command -v apt-get >/dev/null; then
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev"
+  python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
+  echo "setup: installing system packages: $packages"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $packages >/dev/null
+else
+  echo "setup: no apt-get here; install a C++17 compiler, libpng, nlohmann-json and GoogleTest yourself" >&2
+fi
+
+python3 -m venv .venv
+. .venv/bin/activate
+echo "setup: installing Python packages into .venv"
+# torch 2.13.0 is the CPU build here; pin it before anything pulls a CUDA build.
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[dev,cpu,rtx,video]"
+echo "setup: done; activate with: . .venv/bin/activate"

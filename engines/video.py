@@ -1,0 +1,379 @@
+"""Upscale whole videos: decode, infer and encode run concurrently; every other stream is copied.
+
+    python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --batch 4
+
+* Video frames go to RGB with the matrix and range the stream declares (BT.601/709/2020,
+  limited/full) and back with the same; the output stream is tagged with them, and with the
+  input's primaries, transfer and rotation. 8-bit sources use 8-bit RGB, deeper ones 16-bit.
+* Each output frame keeps its input frame's timestamp (variable frame rate included); audio,
+  subtitle and data streams are remuxed without re-encoding.
+* The output is written to a temporary file beside the target and renamed at the end; a failure
+  or Ctrl-C leaves nothing and says at which frame it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engines.base import Engine
+from msn import MIN_INPUT_SIZE
+from msn.files import atomic_output
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
+QUEUE_BATCHES = 4  # bounded hand-over between stages: memory stays flat whatever the length
+_END = object()
+
+
+class VideoError(ValueError):
+    """A video, codec or option that cannot be used, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    crf: int | None = 18
+    batch: int = 1
+    tile: int | None = None
+    overlap: int = 32
+
+
+@dataclass
+class VideoReport:
+    frames: int = 0
+    seconds: float = 0.0
+    corrupt_packets: int = 0
+    copied_streams: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def check_encoder(codec: str, pix_fmt: str) -> None:
+    """Raise VideoError unless FFmpeg has this video encoder and it takes this pixel format."""
+    try:
+        import av
+    except ImportError:
+        raise VideoError("video needs PyAV: pip install -e '.[video]'") from None
+
+    try:
+        encoder = av.codec.Codec(codec, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise VideoError(f"FFmpeg here has no encoder {codec!r}; try libx264, libx265, libsvtav1, ffv1 "
+                         "(see `ffmpeg -encoders`)") from None
+    if encoder.type != "video":
+        raise VideoError(f"{codec!r} is a {encoder.type} encoder, not a video one")
+    formats = [f.name for f in encoder.video_formats or []]
+    if formats and pix_fmt not in formats:
+        raise VideoError(f"encoder {codec} does not take --pix-fmt {pix_fmt}; it takes {', '.join(formats)}")
+
+
+@dataclass(frozen=True)
+class _Colour:
+    """What the input declares (read off its first frame), carried to the output."""
+
+    colorspace: int
+    color_range: int
+    primaries: int
+    trc: int
+    deep: bool  # more than 8 bits per sample: work in 16-bit RGB
+    rotation: int  # display rotation, degrees counter-clockwise
+
+
+def _colour_of(frame) -> _Colour:
+    from av.video.reformatter import ColorRange, Colorspace
+
+    # Unspecified matrices are treated as FFmpeg does (BT.601); unspecified range as limited (MPEG).
+    colorspace = int(frame.colorspace) or int(Colorspace.ITU601)
+    color_range = int(frame.color_range) or int(ColorRange.MPEG)
+    deep = any(c.bits > 8 for c in frame.format.components)
+    return _Colour(colorspace, color_range, int(frame.color_primaries), int(frame.color_trc), deep,
+                   int(frame.rotation or 0))
+
+
+def _to_rgb(frame, colour: _Colour) -> np.ndarray:
+    """Decoded frame -> HxWx3 float32 in [0, 1], with the stream's own matrix and range."""
+    fmt, peak = ("rgb48le", 65535.0) if colour.deep else ("rgb24", 255.0)
+    # One swscale thread: the inference stage owns the cores (and sliced conversion of some
+    # formats gave wrong rows under load with the FFmpeg 8.1 that PyAV 18 bundles).
+    rgb = frame.reformat(format=fmt, src_colorspace=colour.colorspace, src_color_range=colour.color_range, threads=1)
+    return rgb.to_ndarray().astype(np.float32) / peak
+
+
+def _from_rgb(rgb: np.ndarray, colour: _Colour, pix_fmt: str):
+    """HxWx3 float in [0, 1] -> a frame in the encoder's pixel format, matrix, range and tags."""
+    import av
+
+    peak, fmt, dtype = (65535.0, "rgb48le", np.uint16) if colour.deep else (255.0, "rgb24", np.uint8)
+    pixels = np.round(np.clip(rgb, 0.0, 1.0) * peak).astype(dtype)
+    frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
+    return frame.reformat(format=pix_fmt, dst_colorspace=colour.colorspace, dst_color_range=colour.color_range,
+                          dst_color_primaries=colour.primaries or None, dst_color_trc=colour.trc or None, threads=1)
+
+
+def _open_input(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path} is not a readable video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path} has no video stream")
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if min(width, height) < MIN_INPUT_SIZE:
+        container.close()
+        raise VideoError(f"{path} is {width}x{height}; MSN needs frames of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+    return container, stream
+
+
+@dataclass
+class _Frame:
+    index: int
+    pts: int | None
+    rgb: np.ndarray
+
+
+class _Stage(threading.Thread):
+    """A pipeline thread that keeps its exception for the main thread to re-raise."""
+
+    def __init__(self, name: str, target) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the pipeline is stopping (then give up, so no thread blocks forever)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _END
+
+
+def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -> VideoReport:
+    """Upscale every frame of `src`'s first video stream into `dst`; see the module docstring."""
+    import av
+
+    check_encoder(options.codec, options.pix_fmt)
+    container, in_video = _open_input(src)
+    report = VideoReport()
+    total = in_video.frames or None
+    frames_in: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
+    frames_out: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
+    passthrough: queue.Queue = queue.Queue()  # packets of copied streams, muxed by the encoder thread
+    stop = threading.Event()
+    first_frame: queue.Queue = queue.Queue(maxsize=1)
+
+    def decode() -> None:
+        colour, index = None, 0
+        for packet in container.demux():
+            if stop.is_set():
+                return
+            if packet.stream.index != in_video.index:
+                if packet.dts is not None:
+                    passthrough.put(packet)
+                continue
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as exc:
+                report.corrupt_packets += 1
+                log.warning("corrupt video packet at pts %s skipped (%s)", packet.pts, exc)
+                continue
+            for frame in decoded:
+                if colour is None:
+                    colour = _colour_of(frame)
+                    first_frame.put(colour)
+                if not _put(frames_in, _Frame(index, frame.pts, _to_rgb(frame, colour)), stop):
+                    return
+                index += 1
+        if colour is None:
+            first_frame.put(None)
+        _put(frames_in, _END, stop)
+
+    with atomic_output(dst) as tmp:
+        output = av.open(str(tmp), "w", format=_muxer_for(dst))
+        try:
+            decoder = _Stage("decode", decode)
+            decoder.start()
+            colour = _first(first_frame, decoder)
+            if colour is None:
+                raise VideoError(f"{src} has no decodable video frames")
+            out_video = _add_video_stream(output, in_video, engine.scale, options, colour)
+            copied = _copy_streams(container, output, in_video)
+            report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
+            encoder = _Stage("encode", lambda: _encode(output, out_video, copied, frames_out, passthrough, colour,
+                                                       options.pix_fmt, stop))
+            encoder.start()
+            started = time.perf_counter()
+            with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True) as bar:
+                try:
+                    report.frames = _infer_frames(engine, frames_in, frames_out, options, stop, bar,
+                                                  [decoder, encoder])
+                    _put(frames_out, _END, stop)
+                    encoder.join()
+                except BaseException:
+                    stop.set()
+                    raise
+                finally:
+                    report.seconds = time.perf_counter() - started
+            for stage in (decoder, encoder):
+                stage.join(timeout=30)
+                if stage.error is not None:
+                    raise stage.error
+        except BaseException as exc:
+            stop.set()
+            log.error("stopped at frame %d of %s (%s); no output was written", report.frames, src,
+                      type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else exc)
+            raise
+        finally:
+            output.close()
+            container.close()
+    if report.corrupt_packets:
+        log.warning("%s: %d corrupt video packets were skipped", src, report.corrupt_packets)
+    return report
+
+
+def _first(first_frame: queue.Queue, decoder: _Stage) -> _Colour | None:
+    """Wait for the decoder's first frame (or its failure)."""
+    while True:
+        try:
+            return first_frame.get(timeout=0.1)
+        except queue.Empty:
+            if not decoder.is_alive():
+                if decoder.error is not None:
+                    raise decoder.error
+                return None
+
+
+def _muxer_for(dst: Path) -> str | None:
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".avi": "avi"}.get(
+        dst.suffix.lower())
+
+
+def _add_video_stream(output, in_video, scale: int, options: VideoOptions, colour: _Colour):
+    rate = in_video.average_rate or in_video.guessed_rate or Fraction(25)
+    stream = output.add_stream(options.codec, rate=rate)
+    stream.width = in_video.codec_context.width * scale
+    stream.height = in_video.codec_context.height * scale
+    stream.pix_fmt = options.pix_fmt
+    stream.time_base = in_video.time_base
+    context = stream.codec_context
+    context.time_base = in_video.time_base
+    context.colorspace, context.color_range = colour.colorspace, colour.color_range
+    if colour.primaries:
+        context.color_primaries = colour.primaries
+    if colour.trc:
+        context.color_trc = colour.trc
+    if options.crf is not None and options.codec in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"):
+        context.options = {"crf": str(options.crf)}
+    stream.metadata.update({k: v for k, v in in_video.metadata.items() if k in ("language", "title")})
+    if colour.rotation:
+        stream.set_display_rotation(colour.rotation)
+    return stream
+
+
+def _copy_streams(container, output, in_video) -> dict[int, object]:
+    copied = {}
+    for stream in container.streams:
+        if stream.index == in_video.index or stream.type not in ("audio", "subtitle", "data"):
+            continue
+        try:
+            copied[stream.index] = output.add_stream_from_template(stream)
+        except (ValueError, NotImplementedError) as exc:
+            log.warning("stream %d (%s) cannot go into %s and is dropped: %s", stream.index, stream.type,
+                        output.format.name, exc)
+    return copied
+
+
+def _batches(frames_in: queue.Queue, size: int, stop: threading.Event) -> Iterator[list[_Frame]]:
+    batch: list[_Frame] = []
+    while True:
+        item = _get(frames_in, stop)
+        if item is _END:
+            break
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, stop, bar, stages) -> int:
+    done = 0
+    for batch in _batches(frames_in, options.batch, stop):
+        for stage in stages:
+            if stage.error is not None:
+                raise stage.error
+        x = np.stack([f.rgb.transpose(2, 0, 1) for f in batch])
+        sr = engine(x, tile=options.tile, overlap=options.overlap)
+        for frame, out in zip(batch, sr):
+            if not _put(frames_out, _Frame(frame.index, frame.pts, out.transpose(1, 2, 0)), stop):
+                return done
+        done += len(batch)
+        bar.update(len(batch))
+    return done
+
+
+def _encode(output, out_video, copied, frames_out, passthrough, colour, pix_fmt: str, stop) -> None:
+    def mux_passthrough() -> None:
+        while True:
+            try:
+                packet = passthrough.get_nowait()
+            except queue.Empty:
+                return
+            packet.stream = copied[packet.stream.index] if packet.stream.index in copied else None
+            if packet.stream is not None:
+                output.mux(packet)
+
+    while True:
+        item = _get(frames_out, stop)
+        if item is _END:
+            break
+        frame = _from_rgb(item.rgb, colour, pix_fmt)
+        frame.pts = item.pts
+        frame.time_base = out_video.time_base
+        mux_passthrough()
+        output.mux(out_video.encode(frame))
+    if stop.is_set():
+        return
+    output.mux(out_video.encode(None))
+    mux_passthrough()

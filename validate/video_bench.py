@@ -1,0 +1,112 @@
+"""How much of the engine's speed the video pipeline keeps: frames/s of the whole decode ->
+infer -> encode pipeline against inference alone on the same frames, in one process.
+
+    python -m validate.video_bench --model msn_x4_fp32.onnx --size 360x640 --frames 24 --out reports/video
+
+Without --input a synthetic clip (smooth moving colours, x264) is made first. Inference alone is
+timed on frames decoded beforehand; both runs follow a warm-up batch, so OpenVINO's per-shape
+compile is not counted in either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import engines
+from engines.video import VideoOptions, upscale_video
+from msn.logs import setup_logging
+from validate.machine import machine_info, machine_line
+
+log = logging.getLogger("msn.video_bench")
+
+
+def synthetic_clip(path: Path, frames: int, h: int, w: int) -> Path:
+    import av
+
+    rng = np.random.default_rng(0)
+    coarse = rng.random((h // 40 + 2, w // 40 + 2, 3))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            shifted = np.roll(coarse, i, axis=1)
+            img = np.kron(shifted, np.ones((40, 40, 1)))[:h, :w]
+            frame = av.VideoFrame.from_ndarray(np.round(img * 255).astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format="yuv420p", threads=1)))
+        out.mux(stream.encode(None))
+    return path
+
+
+def decoded_frames(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.reformat(format="rgb24", threads=1).to_ndarray() for f in container.decode(video=0)])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="official", help="anything engines.load takes")
+    p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
+    p.add_argument("--input", type=Path, help="a video (default: a synthetic clip)")
+    p.add_argument("--size", default="360x640", help="HxW of the synthetic clip")
+    p.add_argument("--frames", type=int, default=24, help="frames of the synthetic clip")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--codec", default="libx264")
+    p.add_argument("--pix-fmt", default="yuv420p")
+    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--out", type=Path, default=Path("reports/video"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    engine = engines.load(args.model, args.backend)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = args.input or synthetic_clip(Path(tmp) / "clip.mp4", args.frames, h, w)
+        frames = decoded_frames(clip).astype(np.float32) / 255
+        batch = frames[: args.batch].transpose(0, 3, 1, 2)
+        engine(batch)  # warm-up: compile for this shape
+        started = time.perf_counter()
+        for i in range(0, len(frames), args.batch):
+            engine(frames[i : i + args.batch].transpose(0, 3, 1, 2))
+        infer_s = time.perf_counter() - started
+        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch)
+        report = upscale_video(engine, clip, Path(tmp) / "out.mkv", options)
+    result = {
+        "machine": machine_info(),
+        "clip": str(args.input or f"synthetic {h}x{w} x264"),
+        "frames": len(frames),
+        "lr_size": f"{frames.shape[1]}x{frames.shape[2]}",
+        "backend": f"{engine.backend} {engine.precision}",
+        "batch": args.batch,
+        "encoder": f"{args.codec} {args.pix_fmt} crf {args.crf}",
+        "inference_fps": len(frames) / infer_s,
+        "pipeline_fps": report.fps,
+        "pipeline_share": report.fps / (len(frames) / infer_s),
+    }
+    (args.out / "video_bench.json").write_text(json.dumps(result, indent=2))
+    table = (
+        "| LR size | frames | backend | batch | encoder | inference only fps | pipeline fps | pipeline / inference |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"| {result['lr_size']} | {result['frames']} | {result['backend']} | {args.batch} | {result['encoder']} | "
+        f"{result['inference_fps']:.3f} | {result['pipeline_fps']:.3f} | {result['pipeline_share']:.1%} |\n"
+    )
+    (args.out / "video_bench.md").write_text(f"Machine: {machine_line(result['machine'])}\n\n{table}")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
