@@ -58,6 +58,13 @@ def output_path(src: Path, out: Path, single: bool, suffix: str | None) -> Path:
     return out / f"{src.stem}_x4{suffix or src.suffix}"
 
 
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as preset=veryfast, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def prepare_output(output: Path, single: bool) -> None:
     """Check (and create) the output location before any model is loaded or image is read."""
     if single and output.suffix.lower() in IMAGE_SUFFIXES:
@@ -89,6 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     video.add_argument("--codec", default="libx264", help="any FFmpeg video encoder (default libx264)")
     video.add_argument("--pix-fmt", default="yuv420p", help="a pixel format the encoder takes (default yuv420p)")
     video.add_argument("--crf", type=non_negative_int, default=18, help="quality for x264/x265/AV1/VP9 (default 18)")
+    video.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE", type=key_value,
+                       help="an FFmpeg encoder option, repeatable (e.g. preset=veryfast for x264)")
     video.add_argument("--batch", type=positive_int, default=1, help="frames per engine call (default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -162,7 +171,8 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
         if dst.exists() and not args.overwrite:
             raise FileExistsError(f"{dst} exists; use --overwrite to replace it")
         engine = engines.load(args.model, args.backend, device=args.device)
-        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap)
+        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap,
+                               dict(args.encoder_option))
         report = upscale_video(engine, src, dst, options)
     except KeyboardInterrupt:
         return 130

@@ -32,6 +32,7 @@ from msn.files import atomic_output
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
+CRF_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
 QUEUE_BATCHES = 4  # bounded hand-over between stages: memory stays flat whatever the length
 _END = object()
 
@@ -48,6 +49,7 @@ class VideoOptions:
     batch: int = 1
     tile: int | None = None
     overlap: int = 32
+    encoder_options: dict[str, str] = field(default_factory=dict)  # FFmpeg private options, e.g. preset
 
 
 @dataclass
@@ -302,8 +304,8 @@ def _add_video_stream(output, in_video, scale: int, options: VideoOptions, colou
         context.color_primaries = colour.primaries
     if colour.trc:
         context.color_trc = colour.trc
-    if options.crf is not None and options.codec in ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1"):
-        context.options = {"crf": str(options.crf)}
+    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_ENCODERS else {}
+    context.options = crf | options.encoder_options
     stream.metadata.update({k: v for k, v in in_video.metadata.items() if k in ("language", "title")})
     if colour.rotation:
         stream.set_display_rotation(colour.rotation)

@@ -63,6 +63,16 @@ def random_graph(tmp_path_factory, random_ckpt) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_fp16_graph(tmp_path_factory, random_ckpt) -> Path:
+    """Its FP16 graph (verified): the one TensorRT-RTX builds on a machine without a GPU."""
+    from export import to_onnx
+
+    path = tmp_path_factory.mktemp("random_fp16_graph") / "msn_fp16.onnx"
+    assert to_onnx.main(["--ckpt", str(random_ckpt), "--fp16", "-o", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
 def official_graph(tmp_path_factory, official_ckpt) -> Path:
     """The official weights' FP32 graph, exported (and verified) once for the whole session."""
     from export import to_onnx

@@ -32,14 +32,14 @@ def test_psnr_y_rounds_y_and_crops_the_border():
 
 def test_error_stats():
     ref = np.full(100, 0.5)
-    err = np.arange(100) / 1000  # 0 .. 0.099
+    err = (np.arange(100) / 1000) ** 2  # i^2 / 1e6: skewed, so mean, median and p99 all differ
     stats = error_stats(ref + err, ref)
-    assert math.isclose(stats["max_abs"], 0.099, abs_tol=1e-12)
-    assert math.isclose(stats["mean_abs"], 0.0495, abs_tol=1e-12)
-    assert math.isclose(stats["p99_abs"], 0.09801, abs_tol=1e-12)  # linear between 0.098 and 0.099
-    # ref is 8-bit 128 (round(127.5), half to even); more than one level off from e >= 2/255 = 0.00784:
-    # e = 0.008 .. 0.099, 92 of 100 values.
-    assert math.isclose(stats["over_1_lsb"], 0.92, abs_tol=1e-12)
+    assert math.isclose(stats["max_abs"], 9.801e-3, abs_tol=1e-12)
+    assert math.isclose(stats["mean_abs"], 3.2835e-3, abs_tol=1e-12)  # sum i^2 = 328350 (the median is 2.4505e-3)
+    assert math.isclose(stats["p99_abs"], 9.60597e-3, abs_tol=1e-12)  # 98^2 + 0.01 * (99^2 - 98^2), / 1e6
+    # ref is 8-bit 128 (round(127.5), half to even); more than one level off from e >= 2/255 = 7.843e-3,
+    # that is from i = 89 (89^2 = 7921): 11 of 100 values.
+    assert math.isclose(stats["over_1_lsb"], 0.11, abs_tol=1e-12)
     assert math.isclose(stats["psnr_db"], 10 * math.log10(1 / np.mean(err**2)), abs_tol=1e-9)
     assert stats["nonfinite"] == 0
 

@@ -22,13 +22,8 @@ SMALL_PROFILE = ["--min", "1x29x29", "--opt", "1x64x64", "--max", "2x128x128"]
 
 
 @pytest.fixture(scope="module")
-def fp16_graph(tmp_path_factory, random_msn):
-    out = tmp_path_factory.mktemp("trt")
-    ckpt = out / "random.pth"
-    torch.save(random_msn.state_dict(), ckpt)
-    graph = out / "msn_fp16.onnx"
-    assert to_onnx.main(["--ckpt", str(ckpt), "--fp16", "-o", str(graph)]) == 0
-    return graph
+def fp16_graph(random_fp16_graph):
+    return random_fp16_graph
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,9 @@ def make_clip(path, frames, *, codec="ffv1", pix_fmt="bgr0", pts=None, audio=Fal
         if rotation:
             video.set_display_rotation(rotation)
         sound = out.add_stream("aac", rate=48000) if audio else None
-        subs = out.add_stream("ass") if subtitle else None
+        subs = out.add_mux_stream("subrip") if subtitle else None  # packets written as they are
+        if subs is not None:
+            subs.time_base = Fraction(1, 1000)
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if colorspace is not None:
@@ -67,7 +69,11 @@ def make_clip(path, frames, *, codec="ffv1", pix_fmt="bgr0", pts=None, audio=Fal
                 chunk.sample_rate, chunk.pts = 48000, start
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
-        del subs
+        for i, text in enumerate((b"first line", b"second line")) if subs is not None else ():
+            packet = av.Packet(text)
+            packet.stream, packet.pts, packet.dts, packet.duration = subs, i * 100, i * 100, 80
+            packet.time_base = Fraction(1, 1000)
+            out.mux(packet)
     return path
 
 
@@ -108,12 +114,24 @@ def test_lossless_frames_and_timestamps_are_exact(tmp_path, random_ckpt, random_
 def test_x264_with_audio_is_remuxed_untouched(tmp_path, random_ckpt):
     src = make_clip(tmp_path / "in.mp4", frames_rgb(5), codec="libx264", pix_fmt="yuv420p", audio=True)
     dst = tmp_path / "out.mp4"
-    assert upscale.main([str(src), "-o", str(dst), "--model", str(random_ckpt), "--crf", "30"]) == 0
+    assert upscale.main([str(src), "-o", str(dst), "--model", str(random_ckpt), "--crf", "30",
+                         "--encoder-option", "preset=veryfast"]) == 0
     _, info = read_video(dst)
     assert info["types"] == ["audio", "video"] and "aac" in info["codecs"] and info["pix_fmt"] == "yuv420p"
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         packets = [[bytes(p) for p in c.demux(c.streams.audio[0]) if p.size] for c in (a, b)]
     assert packets[0] == packets[1]  # the same AAC bytes: copied, not re-encoded
+
+
+def test_subtitles_are_copied(tmp_path, random_ckpt):
+    src = make_clip(tmp_path / "in.mkv", frames_rgb(3), subtitle=True)
+    dst = tmp_path / "out.mkv"
+    assert upscale.main([str(src), "-o", str(dst), "--model", str(random_ckpt), "--codec", "ffv1",
+                         "--pix-fmt", "bgr0"]) == 0
+    with av.open(str(dst)) as out:
+        assert [s.type for s in out.streams] == ["video", "subtitle"]
+        cues = [(bytes(p), p.pts) for p in out.demux(out.streams.subtitles[0]) if p.size]
+    assert cues == [(b"first line", 0), (b"second line", 100)]
 
 
 def test_colour_tags_and_a_known_colour_survive(tmp_path, random_ckpt, random_msn):
@@ -154,11 +172,17 @@ def test_rotation_is_carried_over(tmp_path, random_ckpt):
     (["--codec", "nosuchcodec"], "no encoder 'nosuchcodec'"),
     (["--codec", "aac"], "not a video one"),
     (["--codec", "libx264", "--pix-fmt", "rgb48le"], "does not take --pix-fmt rgb48le"),
+    (["--encoder-option", "preset"], "expected KEY=VALUE"),
+    (["--batch", "0"], "expected 1 or more"),
 ])
-def test_bad_codec_options_fail_before_work(tmp_path, args, message, caplog):
+def test_bad_codec_options_fail_before_work(tmp_path, args, message, caplog, capsys):
     src = make_clip(tmp_path / "in.mkv", frames_rgb(1))
-    assert upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", "nothing.pth", *args]) == 2
-    assert message in caplog.text and not (tmp_path / "o.mkv").exists()
+    try:
+        code = upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", "nothing.pth", *args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    assert message in caplog.text + capsys.readouterr().err and not (tmp_path / "o.mkv").exists()
 
 
 def test_bad_inputs_and_outputs(tmp_path, random_ckpt, caplog):

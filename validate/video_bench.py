@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import engines
+from engines.upscale import key_value
 from engines.video import VideoOptions, upscale_video
 from msn.logs import setup_logging
 from validate.machine import machine_info, machine_line
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--codec", default="libx264")
     p.add_argument("--pix-fmt", default="yuv420p")
     p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE", type=key_value)
     p.add_argument("--out", type=Path, default=Path("reports/video"))
     return p.parse_args(argv)
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, len(frames), args.batch):
             engine(frames[i : i + args.batch].transpose(0, 3, 1, 2))
         infer_s = time.perf_counter() - started
-        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch)
+        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, encoder_options=dict(args.encoder_option))
         report = upscale_video(engine, clip, Path(tmp) / "out.mkv", options)
     result = {
         "machine": machine_info(),
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "lr_size": f"{frames.shape[1]}x{frames.shape[2]}",
         "backend": f"{engine.backend} {engine.precision}",
         "batch": args.batch,
-        "encoder": f"{args.codec} {args.pix_fmt} crf {args.crf}",
+        "encoder": " ".join([args.codec, args.pix_fmt, f"crf {args.crf}", *(f"{k}={v}" for k, v in args.encoder_option)]),
         "inference_fps": len(frames) / infer_s,
         "pipeline_fps": report.fps,
         "pipeline_share": report.fps / (len(frames) / infer_s),

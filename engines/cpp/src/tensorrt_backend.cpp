@@ -98,6 +98,13 @@ class TensorRTBackend final : public Backend {
     check_cuda(cudaMemcpyAsync(d_in, host_in, in_count * in_elem, cudaMemcpyHostToDevice, stream_), "copy to GPU");
     require(context_->setInputShape(sidecar_.input_name.c_str(), nvinfer1::Dims4{n, 3, h, w}), MSN_ERR_OUTSIDE_PROFILE,
             "input shape is outside the engine's profile");
+    // The output buffer is sized from the sidecar's scale: check the engine agrees before it writes.
+    const nvinfer1::Dims out_dims = context_->getTensorShape(sidecar_.output_name.c_str());
+    const int64_t s = sidecar_.scale;
+    require(out_dims.nbDims == 4 && out_dims.d[0] == n && out_dims.d[1] == 3 && out_dims.d[2] == h * s &&
+                out_dims.d[3] == w * s,
+            MSN_ERR_ENGINE_MISMATCH, "the engine's output shape does not match the x" + std::to_string(s) +
+                                         " its sidecar promises; rebuild it from an MSN graph");
     context_->setTensorAddress(sidecar_.input_name.c_str(), d_in);
     context_->setTensorAddress(sidecar_.output_name.c_str(), d_out);
     require(context_->enqueueV3(stream_), MSN_ERR_RUNTIME, "TensorRT enqueueV3 failed (see the log above)");
