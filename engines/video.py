@@ -197,7 +197,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
     check_encoder(options.codec, options.pix_fmt)
     container, in_video = _open_input(src)
     report = VideoReport()
-    total = in_video.frames or None
+    total = _frame_count(in_video)
     frames_in: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
     frames_out: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
     passthrough: queue.Queue = queue.Queue()  # packets of copied streams, muxed by the encoder thread
@@ -271,6 +271,18 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
     if report.corrupt_packets:
         log.warning("%s: %d corrupt video packets were skipped", src, report.corrupt_packets)
     return report
+
+
+def _frame_count(stream) -> int | None:
+    """Frames in the stream, for the progress bar: the header's count, else duration x rate."""
+    if stream.frames:
+        return stream.frames
+    if stream.duration and stream.time_base and stream.average_rate:
+        return round(float(stream.duration * stream.time_base * stream.average_rate))
+    container_duration = stream.container.duration  # microseconds, when the stream has none
+    if container_duration and stream.average_rate:
+        return round(container_duration / 1e6 * float(stream.average_rate))
+    return None
 
 
 def _first(first_frame: queue.Queue, decoder: _Stage) -> _Colour | None:
