@@ -125,7 +125,8 @@ class Engine(ABC):
                 return None
             tile = min(v for v in (max_h, max_w) if v is not None)
             overlap = min(overlap, tile // 2 - 1)
-            log.info("image %dx%d exceeds profile %s: tiling at %d LR px, overlap %d", h, w, self.profile, tile, overlap)
+            log.info("image %dx%d exceeds profile %s: tiling at %d LR px, overlap %d",
+                     h, w, self.profile, tile, overlap)
         elif (max_h is not None and tile > max_h) or (max_w is not None and tile > max_w):
             raise InputError(f"tile {tile} is larger than the engine's profile {self.profile}")
         if tile >= h and tile >= w:

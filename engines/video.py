@@ -247,8 +247,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
             started = time.perf_counter()
             with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True) as bar:
                 try:
-                    report.frames = _infer_frames(engine, frames_in, frames_out, options, stop, bar,
-                                                  [decoder, encoder])
+                    _infer_frames(engine, frames_in, frames_out, options, stop, bar, [decoder, encoder], report)
                     _put(frames_out, _END, stop)
                     encoder.join()
                 except BaseException:
@@ -351,8 +350,9 @@ def _batches(frames_in: queue.Queue, size: int, stop: threading.Event) -> Iterat
         yield batch
 
 
-def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, stop, bar, stages) -> int:
-    done = 0
+def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, stop, bar, stages,
+                  report: VideoReport) -> None:
+    """Run the engine over the decoded frames; report.frames counts the frames done so far."""
     for batch in _batches(frames_in, options.batch, stop):
         for stage in stages:
             if stage.error is not None:
@@ -361,10 +361,9 @@ def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, 
         sr = engine(x, tile=options.tile, overlap=options.overlap)
         for frame, out in zip(batch, sr):
             if not _put(frames_out, _Frame(frame.index, frame.pts, out.transpose(1, 2, 0)), stop):
-                return done
-        done += len(batch)
+                return
+        report.frames += len(batch)
         bar.update(len(batch))
-    return done
 
 
 def _encode(output, out_video, copied, frames_out, passthrough, colour, pix_fmt: str, stop) -> None:

@@ -163,7 +163,8 @@ def test_offline_official_fails_fast_with_instructions(tmp_path, monkeypatch, ki
 def test_validator_refuses_unknown_backends_and_missing_engines(ckpt, tmp_path):
     started = time.monotonic()
     assert validate_run.main(["--ckpt", str(ckpt), "--backends", "typo", "--out", str(tmp_path)]) == 2
-    assert validate_run.main(["--ckpt", str(ckpt), "--engine", str(tmp_path / "none.plan"), "--out", str(tmp_path)]) == 2
+    missing_engine = ["--engine", str(tmp_path / "none.plan")]
+    assert validate_run.main(["--ckpt", str(ckpt), *missing_engine, "--out", str(tmp_path)]) == 2
     assert time.monotonic() - started < 5  # before any export or model run
     assert not (tmp_path / "report.json").exists()
 
@@ -243,8 +244,8 @@ def test_build_trt_path_problems_before_building(graph, tmp_path, caplog):
     folder = tmp_path / "dir.plan"
     folder.mkdir()
     cases = [(["--onnx", str(graph), "-o", str(folder)], "is a directory"),
-             (["--onnx", str(graph), "-o", str(tmp_path / "x.plan"), "--timing-cache", str(tmp_path / "no" / "t.cache")],
-              "does not exist"),
+             (["--onnx", str(graph), "-o", str(tmp_path / "x.plan"),
+               "--timing-cache", str(tmp_path / "no" / "t.cache")], "does not exist"),
              (["--onnx", str(empty), "-o", str(tmp_path / "e.plan")], "is empty"),
              (["--onnx", str(graph), "--workspace", "0"], None)]
     for args, message in cases:

@@ -89,7 +89,8 @@ def test_static_graph_profile_batches_and_tiles(graphs, random_msn):
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("cache_size", 0, "cache_size"), ("hint", "FAST", "hint"), ("threads", 0, "threads"), ("device", "npu", "no device"),
+    ("cache_size", 0, "cache_size"), ("hint", "FAST", "hint"), ("threads", 0, "threads"),
+    ("device", "npu", "no device"),
 ])
 def test_bad_options_are_named(graphs, option, value, message):
     with pytest.raises((ValueError, engines.EngineError), match=message):

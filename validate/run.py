@@ -56,7 +56,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", part)
         if not match:
-            raise argparse.ArgumentTypeError(f"expected comma-separated HxW sizes such as 128x128,360x640, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated HxW sizes such as 128x128,360x640, got {text!r}")
         h, w = int(match[1]), int(match[2])
         if min(h, w) < MIN_INPUT_SIZE:
             raise argparse.ArgumentTypeError(f"size {h}x{w} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
@@ -124,7 +125,8 @@ def select_candidates(candidates: list[Candidate], names: set[str]) -> list[Cand
         return candidates
     unknown = sorted(names - {c.name for c in candidates})
     if unknown:
-        raise UsageError(f"unknown --backends {', '.join(unknown)}; known here: {', '.join(c.name for c in candidates)}")
+        known = ", ".join(c.name for c in candidates)
+        raise UsageError(f"unknown --backends {', '.join(unknown)}; known here: {known}")
     return [c for c in candidates if c.name in names | {BASELINE}]
 
 

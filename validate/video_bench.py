@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, len(frames), args.batch):
             engine(frames[i : i + args.batch].transpose(0, 3, 1, 2))
         infer_s = time.perf_counter() - started
-        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, encoder_options=dict(args.encoder_option))
+        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch,
+                               encoder_options=dict(args.encoder_option))
         report = upscale_video(engine, clip, Path(tmp) / "out.mkv", options)
     result = {
         "machine": machine_info(),
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         "lr_size": f"{frames.shape[1]}x{frames.shape[2]}",
         "backend": f"{engine.backend} {engine.precision}",
         "batch": args.batch,
-        "encoder": " ".join([args.codec, args.pix_fmt, f"crf {args.crf}", *(f"{k}={v}" for k, v in args.encoder_option)]),
+        "encoder": " ".join([args.codec, args.pix_fmt, f"crf {args.crf}",
+                             *(f"{k}={v}" for k, v in args.encoder_option)]),
         "inference_fps": len(frames) / infer_s,
         "pipeline_fps": report.fps,
         "pipeline_share": report.fps / (len(frames) / infer_s),
