@@ -22,5 +22,11 @@ python3 -m venv .venv
 echo "setup: installing Python packages into .venv"
 # torch 2.13.0 is the CPU build here; pin it before anything pulls a CUDA build.
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[dev,cpu,rtx,video]"
+python -m pip install -q -e ".[dev,cpu,rtx,video,triton]"
+# A real tritonserver (2.51, CPU-capable) for the Triton tests, from the nvidia-pytriton wheel. It
+# pins numpy<2, so it goes into its own folder without its dependencies; its Python-backend stub
+# for this interpreter is put where the backend looks for it.
+python -m pip install -q --no-deps --upgrade --target .triton "nvidia-pytriton==0.7.0"
+py=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+cp ".triton/pytriton/tritonserver/python_backend_stubs/$py/triton_python_backend_stub" .triton/pytriton/tritonserver/backends/python/
 echo "setup: done; activate with: . .venv/bin/activate"

@@ -1,0 +1,84 @@
+"""Triton model repositories: every config.pbtxt parses with Triton's own ModelConfig schema."""
+
+from __future__ import annotations
+
+import py_compile
+
+import pytest
+
+from export import build_trt, to_onnx, triton_repo
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                                       reason="tritonclient is not installed (pip install -e '.[triton]')")
+text_format = pytest.importorskip("google.protobuf.text_format")
+
+
+def parse_config(folder):
+    """Triton's schema, strictly: a misspelt or unknown field raises here."""
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def dims(tensor) -> list[int]:
+    return list(tensor.dims)
+
+
+def test_onnx_repository(random_graph, tmp_path):
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path), "--max-batch", "4",
+                             "--instances", "2", "--queue-delay-us", "500"]) == 0
+    config = parse_config(tmp_path / "msn")
+    assert config.name == "msn" and config.platform == "onnxruntime_onnx" and config.max_batch_size == 4
+    fp32 = model_config_pb2.TYPE_FP32
+    assert [(t.name, t.data_type, dims(t)) for t in config.input] == [("input", fp32, [3, -1, -1])]
+    assert [(t.name, dims(t)) for t in config.output] == [("output", [3, -1, -1])]
+    group = config.instance_group[0]
+    assert group.count == 2 and group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert (tmp_path / "msn" / "1" / "model.onnx").read_bytes() == random_graph.read_bytes()
+
+
+def test_static_graph_gives_full_dims_and_no_batching(random_ckpt, tmp_path):
+    graph = tmp_path / "static.onnx"
+    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(graph), "--static", "32x40", "--batch", "2",
+                         "--no-verify"]) == 0
+    assert triton_repo.main(["--onnx", str(graph), "-o", str(tmp_path / "repo"), "--name", "msn_static"]) == 0
+    config = parse_config(tmp_path / "repo" / "msn_static")
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert dims(config.input[0]) == [2, 3, 32, 40] and dims(config.output[0]) == [2, 3, 128, 160]
+
+
+def test_engine_repository(random_fp16_graph, tmp_path):
+    pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+    plan = tmp_path / "msn.plan"
+    assert build_trt.main(["--onnx", str(random_fp16_graph), "-o", str(plan), "--min", "1x29x29", "--opt", "1x64x64",
+                           "--max", "2x128x128"]) == 0
+    assert triton_repo.main(["--engine", str(plan), "-o", str(tmp_path / "repo")]) == 0
+    config = parse_config(tmp_path / "repo" / "msn")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 2  # the profile's max batch
+    assert config.input[0].data_type == model_config_pb2.TYPE_FP32 and dims(config.input[0]) == [3, -1, -1]
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert (tmp_path / "repo" / "msn" / "1" / "model.plan").read_bytes() == plan.read_bytes()
+    assert triton_repo.main(["--engine", str(plan), "-o", str(tmp_path / "cpu"), "--kind", "cpu"]) == 2
+
+
+def test_python_backend_repository(random_ckpt, tmp_path):
+    assert triton_repo.main(["--model", str(random_ckpt), "--python", "-o", str(tmp_path)]) == 0
+    config = parse_config(tmp_path / "msn")
+    assert config.backend == "python" and not config.platform and config.max_batch_size == 8
+    assert config.parameters["artifact"].string_value == random_ckpt.name
+    assert (tmp_path / "msn" / "1" / random_ckpt.name).is_file()
+    py_compile.compile(str(tmp_path / "msn" / "1" / "model.py"), doraise=True)
+
+
+def test_bad_options_and_non_empty_targets(random_graph, tmp_path, caplog):
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path)]) == 0
+    before = (tmp_path / "msn" / "config.pbtxt").read_text()
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path), "--max-batch", "2"]) == 2
+    assert "not empty" in caplog.text and (tmp_path / "msn" / "config.pbtxt").read_text() == before
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path), "--max-batch", "2",
+                             "--overwrite"]) == 0
+    assert parse_config(tmp_path / "msn").max_batch_size == 2
+    assert triton_repo.main(["--engine", str(tmp_path / "none.plan"), "-o", str(tmp_path / "x")]) == 2
+    assert triton_repo.main(["--model", str(random_graph), "-o", str(tmp_path / "x")]) == 2  # without --python
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path / "x"), "--name", "a b"]) == 2
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["msn"]  # no staging folders left behind
