@@ -22,8 +22,8 @@ from engines.tiling import DEFAULT_OVERLAP, check_tiling
 from engines.video import VIDEO_SUFFIXES, VideoError, VideoOptions, check_encoder, is_video, upscale_video
 from msn import MIN_INPUT_SIZE, CheckpointError, InputError
 from msn.arguments import non_negative_int, positive_int
-from msn.files import check_folder_writable, check_writable, exit_on_sigterm, refuse_overwriting_inputs
-from msn.logs import setup_logging
+from msn.files import check_folder_writable, check_writable, refuse_overwriting_inputs
+from msn.logs import start_cli
 
 log = logging.getLogger("msn.upscale")
 
@@ -105,8 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
-    exit_on_sigterm()
+    start_cli(args.verbose)
     tile = args.tile or None
     if any(is_video(p) for p in args.inputs):
         return upscale_video_file(args, tile)

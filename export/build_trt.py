@@ -19,8 +19,8 @@ from export.trt_build import BuildError, BuildSettings, Profile, build_engine, p
 from export.trt_compat import TensorRTUnavailable, import_tensorrt
 from msn import CheckpointError
 from msn.arguments import positive_int
-from msn.files import check_writable, exit_on_sigterm, refuse_overwriting_inputs
-from msn.logs import setup_logging
+from msn.files import check_writable, refuse_overwriting_inputs
+from msn.logs import start_cli
 
 log = logging.getLogger("msn.build_trt")
 
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
-    exit_on_sigterm()
+    start_cli(args.verbose)
     command = shlex.join(["python", "export/build_trt.py", *(sys.argv[1:] if argv is None else argv)])
     try:
         path = run(args, command)

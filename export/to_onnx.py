@@ -19,8 +19,8 @@ from export.onnx_graph import DEFAULT_OPSET, SUPPORTED_OPSETS, ExportError, Expo
 from export.verify import VerificationError, verify_onnx
 from msn import MIN_INPUT_SIZE, CheckpointError, build_model, read_checkpoint, to_inference_form
 from msn.arguments import positive_int
-from msn.files import atomic_output, check_writable, exit_on_sigterm, refuse_overwriting_inputs
-from msn.logs import setup_logging
+from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
+from msn.logs import start_cli
 
 log = logging.getLogger("msn.export")
 
@@ -103,8 +103,7 @@ def export(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
-    exit_on_sigterm()
+    start_cli(args.verbose)
     try:
         summary = export(args)
     except (FileNotFoundError, PermissionError, IsADirectoryError, CheckpointError, ExportError,

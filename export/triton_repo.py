@@ -25,8 +25,8 @@ from pathlib import Path
 from engines.graph_info import read_graph_info
 from export.trt_build import sidecar_path
 from msn.arguments import non_negative_int, positive_int
-from msn.files import check_folder_writable, exit_on_sigterm
-from msn.logs import setup_logging
+from msn.files import check_folder_writable
+from msn.logs import start_cli
 
 log = logging.getLogger("msn.triton_repo")
 
@@ -195,8 +195,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
-    exit_on_sigterm()
+    start_cli(args.verbose)
     try:
         if args.python != (args.model is not None):
             raise RepositoryError("--python goes with --model (and --model with --python)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from msn.files import exit_on_sigterm
+
 # Libraries that log every pass at INFO; their detail is only useful with --verbose.
 _CHATTY = ("onnx_ir", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export")
 
@@ -13,3 +15,10 @@ def setup_logging(verbose: bool = False) -> None:
     if not verbose:
         for name in _CHATTY:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def start_cli(verbose: bool = False) -> None:
+    """What every command-line tool does first: logging, and SIGTERM handled like Ctrl-C (so that
+    temporary outputs are removed)."""
+    setup_logging(verbose)
+    exit_on_sigterm()

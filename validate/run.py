@@ -25,7 +25,7 @@ from engines.base import Engine
 from export import to_onnx
 from export.verify import smooth_test_image
 from msn import MIN_INPUT_SIZE, CheckpointError, build_model, read_checkpoint
-from msn.logs import setup_logging
+from msn.logs import start_cli
 from validate import report as reporting
 from validate.backends import (
     BASELINE,
@@ -251,7 +251,7 @@ def asked_but_missing(args: argparse.Namespace, backends: list[dict]) -> list[st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
+    start_cli(args.verbose)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
