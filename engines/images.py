@@ -33,12 +33,25 @@ def read_image(path: Path) -> LoadedImage:
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise ImageError(f"{path} is not a readable image")
+    return image_from_pixels(data, str(path))
+
+
+def decode_image(encoded: bytes, name: str = "the image") -> LoadedImage:
+    """Decode an encoded file held in memory exactly as `read_image` reads one from disk."""
+    data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED) if encoded else None
+    if data is None:
+        raise ImageError(f"{name} is not a readable image")
+    return image_from_pixels(data, name)
+
+
+def image_from_pixels(data: np.ndarray, name: str) -> LoadedImage:
+    """OpenCV's HxW[xC] BGR(A) uint8/uint16 pixels as a LoadedImage."""
     if data.dtype == np.uint8:
         max_value = 255
     elif data.dtype == np.uint16:
         max_value = 65535
     else:
-        raise ImageError(f"{path} has {data.dtype} pixels; only 8- and 16-bit images are supported")
+        raise ImageError(f"{name} has {data.dtype} pixels; only 8- and 16-bit images are supported")
     pixels = data.astype(np.float32) / max_value
     if pixels.ndim == 2:
         return LoadedImage(np.repeat(pixels[..., None], 3, axis=2), None, True, max_value)
@@ -49,7 +62,7 @@ def read_image(path: Path) -> LoadedImage:
         return LoadedImage(pixels[..., ::-1].copy(), None, False, max_value)
     if channels == 4:
         return LoadedImage(pixels[..., 2::-1].copy(), pixels[..., 3], False, max_value)
-    raise ImageError(f"{path} has {channels} channels; expected gray, RGB or RGBA")
+    raise ImageError(f"{name} has {channels} channels; expected gray, RGB or RGBA")
 
 
 def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
@@ -58,10 +71,10 @@ def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     return np.clip(cv2.resize(alpha, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
-def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool, max_value: int) -> None:
-    """Clamp, quantise to the source bit depth, and write atomically."""
-    if path.suffix.lower() in (".jpg", ".jpeg") and (max_value > 255 or alpha is not None):
-        raise ImageError(f"{path.name}: JPEG cannot hold 16-bit or alpha; write PNG instead")
+def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool, max_value: int) -> bytes:
+    """Clamp, quantise to the source bit depth and channels, and encode as `suffix` (.png, .jpg...)."""
+    if suffix.lower() in (".jpg", ".jpeg") and (max_value > 255 or alpha is not None):
+        raise ImageError("JPEG cannot hold 16-bit or alpha; write PNG instead")
     img = np.clip(rgb, 0.0, 1.0)
     if grayscale:
         img = img.mean(axis=2)
@@ -71,8 +84,17 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale
             img = np.concatenate([img, alpha[..., None]], axis=2)
     dtype = np.uint16 if max_value > 255 else np.uint8
     pixels = np.round(img * max_value).astype(dtype)
-    encoded_ok, buffer = cv2.imencode(path.suffix, pixels)
+    encoded_ok, buffer = cv2.imencode(suffix, pixels)
     if not encoded_ok:
-        raise ImageError(f"cannot encode {path.suffix} images")
+        raise ImageError(f"cannot encode {suffix} images")
+    return buffer.tobytes()
+
+
+def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool, max_value: int) -> None:
+    """Encode as the file name's format and write atomically."""
+    try:
+        encoded = encode_image(path.suffix, rgb, alpha, grayscale, max_value)
+    except ImageError as exc:
+        raise ImageError(f"{path.name}: {exc}") from None
     with atomic_output(path) as tmp:
-        tmp.write_bytes(buffer.tobytes())
+        tmp.write_bytes(encoded)

@@ -1,0 +1,240 @@
+"""The Ray Serve application: a light HTTP ingress in front of model replicas that hold the engine.
+
+    POST /v1/upscale   encoded image in, PNG out (bit depth and channels kept, like the image CLI)
+    GET  /v1/health    200 once a model replica has loaded its engine and answers
+    GET  /v1/info      model, backend, precision, scale, profile, replicas
+
+The ingress (`MSNIngress`) checks the token, the upload's size and its image header, then hands the
+bytes to a model replica (`MSNModel`) through a DeploymentHandle; the replica decodes, batches,
+upscales and encodes. Keeping HTTP apart from the engine lets the ingress turn a model replica that
+died mid-request into a 503 a client can retry (Serve's proxy would answer 500), and its handle
+spreads requests over all nodes' replicas (the proxy prefers its own node's).
+
+Concurrent uploads of one LR size run as one engine call (`@serve.batch`); the batch handler
+groups by size because Serve batches whatever arrives. Queues are bounded everywhere: a model
+replica holds at most `max_queued` requests, the handle's queue as many again per replica, and the
+ingress refuses (503) what would exceed both.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at runtime.
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import ray
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve import Application
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+import engines
+from engines.base import EngineError
+from engines.images import LoadedImage, upscale_alpha
+from engines.serve.payload import RequestError, check_header, decode, encode_png, read_body
+from engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
+from msn import InputError
+
+log = logging.getLogger("msn.serve")
+
+APP_NAME = "msn"
+MODEL_DEPLOYMENT = "MSNModel"
+# How long a stopping replica waits for the requests it holds (Serve's default is 20 s).
+DRAIN_TIMEOUT_S = 60.0
+
+api = FastAPI(title="msn-deploy", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+@api.exception_handler(RequestError)
+async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(exc.status, exc.message, headers)
+
+
+def group_by_size(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of same-shape CHW images, cut into engine calls of 1, 2, 4, 8... images (7 = 4+2+1).
+
+    Sizes are never mixed. Power-of-two batches bound the input shapes a replica ever sees, which
+    matters to OpenVINO: it compiles (about 1 s) and caches one model per shape, batch included.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    calls = []
+    for indices in groups.values():
+        while indices:
+            size = 1 << (len(indices).bit_length() - 1)
+            calls.append(indices[:size])
+            indices = indices[size:]
+    return calls
+
+
+# Helpers the deployments call are defined above them: Serve ships the classes by value.
+def running_replicas() -> int:
+    """Model replicas in the RUNNING state, as Serve's controller reports them."""
+    status = serve.status().applications[APP_NAME].deployments[MODEL_DEPLOYMENT]
+    return int(status.replica_states.get("RUNNING", 0))
+
+
+def ingress_limit(settings: ServeSettings) -> int:
+    """Requests the ingress admits: what the replicas hold plus what the handle may queue."""
+    return 2 * settings.max_queued * settings.replicas
+
+
+# A model replica that died (or was drained) under a request: the request can be sent again.
+REPLICA_LOST = (ActorDiedError, ActorUnavailableError, RayActorError, DeploymentUnavailableError)
+READY_TIMEOUT_S = 5.0
+
+
+@serve.deployment(name=MODEL_DEPLOYMENT)
+class MSNModel:
+    """One loaded engine; requests arrive as encoded bytes whose header the ingress has checked."""
+
+    def __init__(self, settings: ServeSettings, model: ModelFiles) -> None:
+        self.settings = settings
+        self._folder = tempfile.TemporaryDirectory(prefix="msn-serve-")
+        path = model.write_to(Path(self._folder.name))
+        self.engine = engines.load(path, settings.backend, device=settings.engine_device,
+                                   **settings.engine_options())
+        self.model_name = model.name
+        self.upscale_batch.set_max_batch_size(settings.max_batch)
+        self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
+        context = serve.get_replica_context()
+        self.identity = {"X-MSN-Replica": context.replica_tag, "X-MSN-Node": ray.get_runtime_context().get_node_id()}
+        log.info("replica %s loaded %s: %s", context.replica_tag, model.name, self.engine)
+
+    async def ready(self) -> dict[str, str]:
+        return self.identity
+
+    async def describe(self) -> dict[str, object]:
+        return {"model": self.model_name, **self.engine.describe(), "device": self.settings.engine_device}
+
+    async def upscale(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        image = await asyncio.to_thread(decode, body, self.settings.max_pixels)
+        sr, batch_size = await self.upscale_batch(image.rgb.transpose(2, 0, 1))
+        png = await asyncio.to_thread(self._encode, image, sr)
+        return png, {**self.identity, "X-MSN-Batch": str(batch_size)}
+
+    def _encode(self, image: LoadedImage, sr: np.ndarray) -> bytes:
+        alpha = upscale_alpha(image.alpha, self.engine.scale) if image.alpha is not None else None
+        return encode_png(image, sr.transpose(1, 2, 0), alpha)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def upscale_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        """One engine call per LR size in this batch; each result comes back with its call's size."""
+        return await asyncio.to_thread(self._run_groups, images)
+
+    def _run_groups(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        results: list[tuple[np.ndarray, int]] = [None] * len(images)  # type: ignore[list-item]
+        for indices in group_by_size(images):
+            try:
+                out = self.engine(np.stack([images[i] for i in indices]), tile=self.settings.tile or None,
+                                  overlap=self.settings.overlap)
+            except InputError as exc:
+                raise RequestError(400, str(exc)) from None
+            except EngineError as exc:
+                log.error("engine failed: %s", exc)
+                raise
+            for position, index in enumerate(indices):
+                results[index] = (out[position], len(indices))
+        return results
+
+
+@serve.deployment(name="MSNIngress")
+@serve.ingress(api)
+class MSNIngress:
+    def __init__(self, settings: ServeSettings, model: DeploymentHandle) -> None:
+        self.settings = settings
+        self.model = model
+        self.active = 0  # uploads this ingress holds now, from headers to the last byte out
+
+    def _authorize(self, request: Request) -> None:
+        if self.settings.token_sha256 is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not self.settings.token_matches(token.strip()):
+            raise RequestError(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'")
+
+    async def _call_model(self, method: str, *args: object, timeout_s: float | None = None) -> object:
+        try:
+            return await asyncio.wait_for(getattr(self.model, method).remote(*args), timeout_s)
+        except BackPressureError:
+            raise RequestError(503, "every model replica is busy; retry shortly") from None
+        except REPLICA_LOST:
+            raise RequestError(503, "the model replica stopped while handling this request; retry it") from None
+        except RayTaskError as exc:  # the replica raised: a client error travels back as it was
+            if isinstance(exc.cause, RequestError):
+                raise exc.cause from None
+            raise
+        except TimeoutError:
+            raise RequestError(503, "no model replica is ready yet; retry shortly") from None
+
+    @api.get("/v1/health")
+    async def health(self) -> JSONResponse:
+        identity = await self._call_model("ready", timeout_s=READY_TIMEOUT_S)
+        return JSONResponse({"status": "ok"}, headers=identity)
+
+    @api.get("/v1/info")
+    async def info(self, request: Request) -> JSONResponse:
+        self._authorize(request)
+        description = await self._call_model("describe", timeout_s=READY_TIMEOUT_S)
+        return JSONResponse({
+            **description,
+            "replicas": await asyncio.to_thread(running_replicas),
+            "max_batch": self.settings.max_batch,
+            "batch_wait_ms": self.settings.batch_wait_ms,
+            "max_pixels": self.settings.max_pixels,
+            "max_upload_mb": self.settings.max_upload_mb,
+        })
+
+    @api.post("/v1/upscale")
+    async def upscale(self, request: Request) -> Response:
+        self._authorize(request)
+        if self.active >= ingress_limit(self.settings):
+            raise RequestError(503, f"the service already holds {self.active} requests; retry shortly")
+        self.active += 1
+        try:
+            body = await read_body(request.headers.get("content-length"), request.stream(),
+                                   self.settings.max_upload_bytes)
+            await asyncio.to_thread(check_header, body, self.settings.max_pixels)
+            png, headers = await self._call_model("upscale", body)
+            return Response(png, media_type="image/png", headers=headers)
+        finally:
+            self.active -= 1
+
+
+def build_app(settings: ServeSettings, model: ModelFiles | None = None) -> Application:
+    """The application, with placement and backpressure derived from the settings."""
+    model = model or ModelFiles.read(settings.model)
+    model_deployment = MSNModel.options(
+        num_replicas=settings.replicas,
+        ray_actor_options={"num_cpus": settings.cpus_per_replica, "num_gpus": settings.gpus_per_replica},
+        max_ongoing_requests=settings.max_queued,
+        max_queued_requests=settings.max_queued * settings.replicas,
+        graceful_shutdown_timeout_s=DRAIN_TIMEOUT_S,
+    )
+    ingress = MSNIngress.options(
+        ray_actor_options={"num_cpus": 0},  # waits on the model replicas; takes no CPU from them
+        max_ongoing_requests=ingress_limit(settings) + 8,  # so that refusals are its JSON 503s
+        graceful_shutdown_timeout_s=DRAIN_TIMEOUT_S,
+    )
+    return ingress.bind(settings, model_deployment.bind(settings, model))
+
+
+def app_from_config(args: dict) -> Application:
+    """Entry point for Ray Serve config files (`import_path: engines.serve.app:app_from_config`)."""
+    token = token_from(None)
+    settings = ServeSettings(**args, token_sha256=hash_token(token) if token else None)
+    if token is None:
+        log.warning("no $%s set: the service answers anyone who can reach it", TOKEN_ENV)
+    return build_app(settings)

@@ -1,0 +1,80 @@
+"""Start or join Ray, deploy the application, and take it all down again on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import ray
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
+
+from engines.serve.app import APP_NAME, build_app
+from engines.serve.settings import ModelFiles, ServeSettings
+from msn.files import exit_on_sigterm
+
+log = logging.getLogger("msn.serve")
+
+
+def start_ray(address: str | None) -> None:
+    if address is None:
+        # A cluster of this machine alone: its processes talk over loopback only, and no dashboard.
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
+    # Ray's core worker installs a crash handler for SIGTERM that prints stack dumps; a SIGTERM
+    # here is a request to stop, so take it back. SIGINT too: a shell may start us with it ignored.
+    exit_on_sigterm()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def deploy(settings: ServeSettings, model: ModelFiles, host: str, port: int, proxy_location: str) -> None:
+    serve.start(http_options={"host": host, "port": port}, proxy_location=proxy_location)
+    app = build_app(settings, model)
+    serve.run(app, name=APP_NAME, route_prefix="/")
+
+
+def stop(started_here: bool) -> None:
+    """Delete the application (replicas finish what they hold first); stop Ray if it is ours."""
+
+    def _already_stopping(_signum: int, _frame: object) -> None:
+        log.warning("already stopping; waiting for requests in flight")
+
+    signal.signal(signal.SIGINT, _already_stopping)
+    signal.signal(signal.SIGTERM, _already_stopping)
+    try:
+        serve.delete(APP_NAME)
+        if started_here:
+            serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def run_until_stopped(settings: ServeSettings, model: ModelFiles, host: str, port: int, address: str | None,
+                      proxy_location: str) -> int:
+    started_here = address is None
+    try:
+        start_ray(address)
+        log.info("Ray %s: %s", "started here" if started_here else f"joined at {address}",
+                 {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
+        deploy(settings, model, host, port, proxy_location)
+    except (KeyboardInterrupt, SystemExit):
+        ray.shutdown()
+        return 130
+    except (RuntimeError, ConnectionError, ValueError, RayError, RayServeException) as exc:
+        log.error("could not deploy: %s", exc)
+        ray.shutdown()
+        return 1
+    log.info("serving %s with %d replica(s) on http://%s:%d/v1/upscale; Ctrl-C to stop",
+             model.name, settings.replicas, host, port)
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        log.info("stopping: requests in flight finish first")
+    finally:
+        stop(started_here)
+    log.info("stopped")
+    return 0

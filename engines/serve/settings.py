@@ -1,0 +1,124 @@
+"""What one MSN service is: the model, how replicas are placed, and the limits that protect it.
+
+The same settings come from the command line (`python -m engines.serve`) and from the `args:` of a
+Ray Serve config file (`serve run` / `serve deploy`), so both are validated by one pydantic model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+import engines
+from export.trt_build import sidecar_path
+from msn import resolve_checkpoint
+
+TOKEN_ENV = "MSN_SERVE_TOKEN"
+# 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
+DEFAULT_MAX_PIXELS = 2048 * 1024
+DEFAULT_MAX_UPLOAD_MB = 32.0
+SHAPES_CACHED = 4  # LR sizes an OpenVINO replica keeps compiled, at every batch size
+
+
+class ServeSettings(BaseModel):
+    """One deployment of MSN. Field names are the config file's `args:` keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="checkpoint or known name, .onnx or .plan: anything engines.load takes")
+    backend: str = "auto"
+    device: str = Field("", description="cpu or cuda; default cuda when gpus_per_replica > 0, else cpu")
+    replicas: int = Field(1, ge=1)
+    cpus_per_replica: float = Field(1.0, gt=0)
+    gpus_per_replica: float = Field(0.0, ge=0)
+    max_batch: int = Field(4, ge=1, description="requests of one LR size run as one engine call")
+    batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    max_queued: int = Field(16, ge=1, description="requests one replica holds before answering 503")
+    max_upload_mb: float = Field(DEFAULT_MAX_UPLOAD_MB, gt=0)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=29 * 29, description="largest LR width x height")
+    tile: int = Field(0, ge=0, description="tile size in LR px (0: whole image)")
+    overlap: int = Field(32, ge=0)
+    token_sha256: str | None = Field(None, description="sha256 of the bearer token; never the token itself")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in engines.BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; choose from {', '.join(engines.BACKENDS)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value not in ("", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"device must be cpu or cuda, got {value!r}")
+        return value
+
+    @property
+    def engine_device(self) -> str:
+        return self.device or ("cuda" if self.gpus_per_replica > 0 else "cpu")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def engine_options(self) -> dict[str, object]:
+        """Threads matched to the CPUs Ray reserves for a replica, so replicas do not contend; for
+        OpenVINO, room for each power-of-two batch size (see app.group_by_size) of a few LR sizes."""
+        threads = max(1, int(self.cpus_per_replica))
+        backend = self.backend if self.backend != "auto" else engines.auto_backend(
+            Path(self.model).suffix.lower(), self.engine_device)
+        if backend == "openvino":
+            return {"threads": threads, "cache_size": SHAPES_CACHED * self.max_batch.bit_length()}
+        return {"threads": threads} if backend == "onnxruntime" else {}
+
+    def token_matches(self, presented: str) -> bool:
+        if self.token_sha256 is None:
+            return True
+        return hmac.compare_digest(hash_token(presented), self.token_sha256)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_from(option: str | None) -> str | None:
+    """`--token`, else $MSN_SERVE_TOKEN (which keeps it out of `ps`); empty means no token."""
+    token = option if option is not None else os.environ.get(TOKEN_ENV)
+    return token or None
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The artifact's bytes (and a TensorRT plan's sidecar), shipped to replicas with the
+    deployment, so that nodes need not share a file system with the machine that deploys."""
+
+    name: str
+    data: bytes
+    sidecar: bytes | None = None
+    source: str = ""  # where it was read, on the machine that deployed it
+
+    @classmethod
+    def read(cls, model: str) -> ModelFiles:
+        path = Path(model)
+        if not path.is_file():
+            if path.suffix.lower() in (".onnx", ".plan", ".engine"):
+                raise FileNotFoundError(f"model {model} does not exist")
+            path = resolve_checkpoint(model)  # a known name: from the cache, or downloaded once
+        data = path.read_bytes()
+        if not data:
+            raise ValueError(f"model {path} is empty")
+        side = sidecar_path(path)
+        return cls(path.name, data, side.read_bytes() if side.is_file() else None, str(path))
+
+    def write_to(self, folder: Path) -> Path:
+        path = folder / self.name
+        path.write_bytes(self.data)
+        if self.sidecar is not None:
+            sidecar_path(path).write_bytes(self.sidecar)
+        return path

@@ -1,0 +1,193 @@
+"""The HTTP API of `python -m engines.serve` on a real local Ray cluster: outputs against the Python
+runtime, batching by size, auth, every kind of bad upload, overload, and a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import struct
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+import engines
+from tests.serve_helpers import (
+    ServeProcess,
+    decoded,
+    expected_png_pixels,
+    max_level_difference,
+    png_bytes,
+    ray_processes_left,
+)
+
+pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-3f9c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_PIXELS = 160 * 160
+MAX_QUEUED = 8
+
+
+@pytest.fixture(scope="module")
+def server(random_graph):
+    service = ServeProcess([str(random_graph), "--max-batch", "4", "--batch-wait-ms", "300",
+                            "--max-pixels", str(MAX_PIXELS), "--max-upload-mb", "1",
+                            "--max-queued", str(MAX_QUEUED)], token=TOKEN)
+    try:
+        service.wait_healthy()
+        yield service
+    finally:
+        assert service.stop() == 0, service.output()[-3000:]
+        assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
+
+
+@pytest.fixture(scope="module")
+def runtime(random_graph):
+    return engines.load(random_graph, backend="openvino")
+
+
+def upscale(server: ServeProcess, body, headers=None) -> requests.Response:
+    return requests.post(server.url + "/v1/upscale", data=body, headers={**AUTH, **(headers or {})}, timeout=120)
+
+
+def test_health_is_open_and_info_needs_the_token(server):
+    health = requests.get(server.url + "/v1/health", timeout=10)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        denied = requests.get(server.url + "/v1/info", headers=headers, timeout=10)
+        assert denied.status_code == 401 and "bearer token" in denied.json()["error"]
+        assert denied.headers["WWW-Authenticate"] == "Bearer"
+    info = requests.get(server.url + "/v1/info", headers=AUTH, timeout=30).json()
+    assert info["model"] == "msn_fp32.onnx" and info["backend"] == "openvino" and info["precision"] == "fp32"
+    assert info["scale"] == 4 and info["replicas"] == 1 and info["max_batch"] == 4
+    assert info["profile"] == "1x29x29 .. ?x?x?"
+
+
+def test_upload_without_token_is_refused_before_any_work(server):
+    reply = requests.post(server.url + "/v1/upscale", data=b"\x89PNG anything", timeout=10)
+    assert reply.status_code == 401
+
+
+rng = np.random.default_rng(7)
+UPLOADS = {
+    "rgb8.png": png_bytes((rng.random((40, 48, 3)) * 255).astype(np.uint8)),
+    "rgb16.png": png_bytes((rng.random((36, 44, 3)) * 65535).astype(np.uint16)),
+    "gray8.png": png_bytes((rng.random((33, 47)) * 255).astype(np.uint8)),
+    "gray16.png": png_bytes((rng.random((40, 40)) * 65535).astype(np.uint16)),
+    "rgba8.png": png_bytes((rng.random((32, 40, 4)) * 255).astype(np.uint8)),
+    "rgba16.png": png_bytes((rng.random((32, 32, 4)) * 65535).astype(np.uint16)),
+    "rgb8.jpg": png_bytes((rng.random((48, 48, 3)) * 255).astype(np.uint8), ".jpg"),
+    "rgb8.webp": png_bytes((rng.random((40, 32, 3)) * 255).astype(np.uint8), ".webp"),
+    "rgb16.tiff": png_bytes((rng.random((30, 50, 3)) * 65535).astype(np.uint16), ".tiff"),
+    "rgb8.bmp": png_bytes((rng.random((31, 37, 3)) * 255).astype(np.uint8), ".bmp"),
+}
+
+
+@pytest.mark.parametrize("name", list(UPLOADS))
+def test_upscaled_png_matches_the_python_runtime(server, runtime, name):
+    body = UPLOADS[name]
+    reply = upscale(server, body)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "image/png" and reply.content.startswith(b"\x89PNG")
+    got, want = decoded(reply.content), expected_png_pixels(runtime, body)
+    # Bit depth and channels as the image CLI keeps them; values within one level (threads differ).
+    assert max_level_difference(got, want) <= 1
+
+
+def test_concurrent_uploads_share_engine_calls_by_size_only(server, runtime):
+    small = [png_bytes((rng.random((40, 48, 3)) * 255).astype(np.uint8)) for _ in range(4)]
+    wide = [png_bytes((rng.random((32, 56, 3)) * 255).astype(np.uint8)) for _ in range(3)]
+    bodies = [small[0], wide[0], small[1], wide[1], small[2], wide[2], small[3]]  # batches get both sizes
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        replies = list(pool.map(lambda body: upscale(server, body), bodies))
+    assert [r.status_code for r in replies] == [200] * len(bodies)
+    for body, reply in zip(bodies, replies):
+        assert max_level_difference(decoded(reply.content), expected_png_pixels(runtime, body)) <= 1
+    small_calls = [int(r.headers["X-MSN-Batch"]) for r in replies[0::2]]
+    wide_calls = [int(r.headers["X-MSN-Batch"]) for r in replies[1::2]]
+    assert max(small_calls) > 1, "concurrent same-size uploads were never batched"
+    assert max(small_calls) <= 4 and max(wide_calls) <= 3, "a batch mixed LR sizes"
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A few hundred bytes whose header claims width x height pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def chunked(data: bytes, size: int = 65536):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+BAD_UPLOADS = {
+    "empty": (b"", 400, "no body"),
+    "not an image": (b"hello, this is text" * 10, 400, "not a readable image"),
+    "truncated png": (UPLOADS["rgb8.png"][:60], 400, "readable image"),
+    "too small": (png_bytes(np.zeros((20, 64, 3), np.uint8)), 400, "at least 29x29"),
+    "gif": (bytes.fromhex("47494638396120002000800000000000ffffff2c00000000200020000002028401003b"), 400,
+            "GIF images are not accepted"),
+    "many pixels": (bomb_png(1000, 1000), 413, "1000x1000 = 1000000 pixels; the limit is 25600"),
+    "too many pixels": (png_bytes(np.zeros((170, 170, 3), np.uint8)), 413, "the limit is 25600"),
+    "decompression bomb": (bomb_png(100_000, 100_000), 413, "the limit is 25600"),
+    "too large upload": (np.random.default_rng(0).bytes(1_200_000), 413, "larger than the server's limit"),
+    "too large chunked upload": (None, 413, "larger than the server's limit"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_uploads_get_json_4xx_and_the_server_stays_up(server, case):
+    body, status, words = BAD_UPLOADS[case]
+    if body is None:
+        body = chunked(np.random.default_rng(1).bytes(1_500_000))
+    started = time.perf_counter()
+    reply = upscale(server, body)
+    assert reply.status_code == status, reply.text
+    assert words in reply.json()["error"]
+    if status == 413:
+        assert time.perf_counter() - started < 5, "a refused upload took as long as a decode"
+    assert requests.get(server.url + "/v1/health", timeout=10).status_code == 200
+
+
+def test_overload_is_503_with_retry_after_never_500(server):
+    body = png_bytes((rng.random((64, 64, 3)) * 255).astype(np.uint8))
+    with ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(lambda _: upscale(server, body), range(32)))
+    statuses = [r.status_code for r in replies]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= MAX_QUEUED
+    refused = next(r for r in replies if r.status_code == 503)
+    assert "retry" in refused.json()["error"] and refused.headers["Retry-After"] == "1"
+    assert upscale(server, body).status_code == 200
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random_graph, runtime):
+    # A long batch wait holds the request in the replica while the server is told to stop.
+    service = ServeProcess([str(random_graph), "--batch-wait-ms", "3000", "--max-batch", "8"])
+    try:
+        service.wait_healthy()
+        body = UPLOADS["rgb8.png"]
+        result: dict[str, requests.Response] = {}
+        sender = threading.Thread(target=lambda: result.update(
+            reply=requests.post(service.url + "/v1/upscale", data=body, timeout=120)))
+        sender.start()
+        time.sleep(1.0)
+        service.proc.send_signal(signal.SIGTERM)
+        sender.join(120)
+        assert service.proc.wait(120) == 0, service.output()[-3000:]
+    finally:
+        service.stop()
+    reply = result["reply"]
+    assert reply.status_code == 200, reply.text
+    assert max_level_difference(decoded(reply.content), expected_png_pixels(runtime, body)) <= 1
+    assert "stopped" in service.output()
+    assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
+
