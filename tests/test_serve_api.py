@@ -12,6 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+
+pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+
 import requests
 
 import engines
@@ -24,7 +27,6 @@ from tests.serve_helpers import (
     ray_processes_left,
 )
 
-pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
 pytestmark = pytest.mark.slow
 
 TOKEN = "test-token-3f9c"

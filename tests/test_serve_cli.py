@@ -14,10 +14,18 @@ import time
 
 import numpy as np
 import pytest
+
+pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+
 import requests
 import yaml
 
 import engines
+from engines.serve import __main__ as serve_cli
+from engines.serve import cluster
+from engines.serve.app import group_by_size, replica_resources
+from engines.serve.payload import RequestError, check_header, read_body
+from engines.serve.settings import ModelFiles, ServeSettings, hash_token
 from tests.serve_helpers import (
     REPO,
     decoded,
@@ -28,14 +36,6 @@ from tests.serve_helpers import (
     ray_processes_left,
     ray_tmpdir,
 )
-
-pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
-
-from engines.serve import __main__ as serve_cli
-from engines.serve import cluster
-from engines.serve.app import group_by_size
-from engines.serve.payload import RequestError, check_header, read_body
-from engines.serve.settings import ModelFiles, ServeSettings, hash_token
 from validate import loadtest
 
 
@@ -83,6 +83,7 @@ def test_problems_found_before_ray_starts(random_graph, tmp_path, capsys, caplog
         ([str(corrupt)], "corrupt.onnx"),
         ([str(random_graph), "--replicas", "64"], "this machine has"),
         ([str(random_graph), "--device", "tpu"], "device must be cpu or cuda"),
+        ([str(random_graph), "--host", "no.such.host.invalid"], "choose another --port or --host"),
         ([str(random_graph), "--max-pixels", "100"], "max_pixels"),
     ]
     for argv, words in cases:
@@ -134,6 +135,15 @@ def test_batches_never_mix_sizes_and_use_power_of_two_calls():
         assert len({images[i].shape for i in call}) == 1
     assert sorted(len(call) for call in calls) == [1, 2, 2, 4]
     assert sorted(i for call in calls for i in call) == list(range(len(images)))
+
+
+def test_gpus_per_replica_become_ray_gpu_resources_and_a_cuda_engine(random_graph, caplog, capsys, monkeypatch):
+    settings = ServeSettings(model=str(random_graph), gpus_per_replica=0.5, cpus_per_replica=2)
+    assert replica_resources(settings) == {"num_cpus": 2, "num_gpus": 0.5}
+    assert settings.engine_device == "cuda" and ServeSettings(model="m.onnx").engine_device == "cpu"
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)  # as on CI; a GPU machine would deploy
+    code, err = serve_exit([str(random_graph), "--gpus-per-replica", "1"], capsys, caplog)
+    assert code == 2 and "this machine has 0" in err and "--address" in err
 
 
 def test_settings_keep_only_a_hash_of_the_token(random_graph):

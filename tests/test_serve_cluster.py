@@ -14,6 +14,9 @@ import time
 
 import numpy as np
 import pytest
+
+pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
+
 import requests
 
 import engines
@@ -31,7 +34,6 @@ from tests.serve_helpers import (
 )
 from validate.loadtest import Client, run_level
 
-pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not installed")
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 

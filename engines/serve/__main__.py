@@ -110,12 +110,21 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def check_local_resources(settings: ServeSettings) -> None:
-    """A local cluster has this machine's CPUs; replicas that do not fit would wait forever."""
+    """A local cluster has this machine's CPUs and GPUs; replicas that do not fit would wait forever."""
     cpus = os.cpu_count() or 1
     needed = settings.replicas * settings.cpus_per_replica
     if needed > cpus:
         raise ValueError(f"{settings.replicas} replicas x {settings.cpus_per_replica:g} CPUs need {needed:g} CPUs; "
                          f"this machine has {cpus}: lower --replicas or --cpus-per-replica (e.g. 0.5)")
+    gpus_needed = settings.replicas * settings.gpus_per_replica
+    if gpus_needed > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus_needed > gpus:
+            raise ValueError(f"{settings.replicas} replicas x {settings.gpus_per_replica:g} GPUs need {gpus_needed:g} "
+                             f"GPUs; this machine has {gpus}: lower --gpus-per-replica (e.g. 0.5 shares a GPU), "
+                             "or join a GPU cluster with --address")
 
 
 def check_model_loads(settings: ServeSettings, model: ModelFiles) -> None:

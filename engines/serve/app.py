@@ -213,12 +213,17 @@ class MSNIngress:
             self.active -= 1
 
 
+def replica_resources(settings: ServeSettings) -> dict[str, float]:
+    """Ray resources each model replica reserves: Ray places replicas only where these are free."""
+    return {"num_cpus": settings.cpus_per_replica, "num_gpus": settings.gpus_per_replica}
+
+
 def build_app(settings: ServeSettings, model: ModelFiles | None = None) -> Application:
     """The application, with placement and backpressure derived from the settings."""
     model = model or ModelFiles.read(settings.model)
     model_deployment = MSNModel.options(
         num_replicas=settings.replicas,
-        ray_actor_options={"num_cpus": settings.cpus_per_replica, "num_gpus": settings.gpus_per_replica},
+        ray_actor_options=replica_resources(settings),
         max_ongoing_requests=settings.max_queued,
         max_queued_requests=settings.max_queued * settings.replicas,
         graceful_shutdown_timeout_s=DRAIN_TIMEOUT_S,
