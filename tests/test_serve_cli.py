@@ -194,6 +194,7 @@ def test_the_shipped_serve_config_runs_with_serve_run(random_graph, tmp_path):
     port = free_port()
     config["http_options"] = {"host": "127.0.0.1", "port": port}
     config["applications"][0]["args"].update(model=str(random_graph), replicas=1)
+    config["applications"][0]["name"] = "sr"  # whatever users call it
     path = tmp_path / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     tmpdir = ray_tmpdir()
@@ -217,6 +218,7 @@ def test_the_shipped_serve_config_runs_with_serve_run(random_graph, tmp_path):
         assert reply.status_code == 200, reply.text
         want = expected_png_pixels(engines.load(random_graph, backend="openvino"), body)
         assert max_level_difference(decoded(reply.content), want) <= 1
+        assert requests.get(url + "/v1/info", timeout=30).json()["replicas"] == 1
     finally:
         proc.send_signal(signal.SIGINT)
         try:

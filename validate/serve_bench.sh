@@ -3,6 +3,10 @@
 # one replica (batching on and off) and two replicas, one configuration after the other on this machine.
 #   bash validate/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]
 set -euo pipefail
+if [ $# -lt 3 ] || [ ! -e "$1" ] || [ ! -d "$2" ]; then
+  echo "usage: bash validate/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]" >&2
+  exit 2
+fi
 model=$1 images=$2 out=$3 requests=${4:-48} concurrency=${5:-1,4,16}
 port=${MSN_BENCH_PORT:-8765}
 mkdir -p "$out"

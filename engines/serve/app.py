@@ -80,9 +80,9 @@ def group_by_size(images: list[np.ndarray]) -> list[list[int]]:
 
 
 # Helpers the deployments call are defined above them: Serve ships the classes by value.
-def running_replicas() -> int:
+def running_replicas(app_name: str) -> int:
     """Model replicas in the RUNNING state, as Serve's controller reports them."""
-    status = serve.status().applications[APP_NAME].deployments[MODEL_DEPLOYMENT]
+    status = serve.status().applications[app_name].deployments[MODEL_DEPLOYMENT]
     return int(status.replica_states.get("RUNNING", 0))
 
 
@@ -190,7 +190,7 @@ class MSNIngress:
         description = await self._call_model("describe", timeout_s=READY_TIMEOUT_S)
         return JSONResponse({
             **description,
-            "replicas": await asyncio.to_thread(running_replicas),
+            "replicas": await asyncio.to_thread(running_replicas, serve.get_replica_context().app_name),
             "max_batch": self.settings.max_batch,
             "batch_wait_ms": self.settings.batch_wait_ms,
             "max_pixels": self.settings.max_pixels,
