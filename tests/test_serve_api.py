@@ -70,6 +70,12 @@ def test_health_is_open_and_info_needs_the_token(server):
     assert info["profile"] == "1x29x29 .. ?x?x?"
 
 
+def test_unknown_paths_and_methods_get_json_errors(server):
+    for method, path, status in [("GET", "/v1/upscale", 405), ("POST", "/v1/upscal", 404), ("GET", "/", 404)]:
+        reply = requests.request(method, server.url + path, headers=AUTH, timeout=10)
+        assert reply.status_code == status and "POST /v1/upscale" in reply.json()["error"]
+
+
 def test_upload_without_token_is_refused_before_any_work(server):
     reply = requests.post(server.url + "/v1/upscale", data=b"\x89PNG anything", timeout=10)
     assert reply.status_code == 401
@@ -193,3 +199,18 @@ def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random
     assert "stopped" in service.output()
     assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
 
+
+
+def test_sigterm_during_start_up_stops_cleanly(random_graph):
+    service = ServeProcess([str(random_graph)])
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray started here" not in service.output() and time.monotonic() < deadline:
+            assert service.proc.poll() is None, service.output()[-3000:]
+            time.sleep(0.1)
+        service.proc.send_signal(signal.SIGTERM)  # while the application is being deployed
+        assert service.proc.wait(120) == 0, service.output()[-3000:]
+    finally:
+        service.stop()
+    assert "stopped" in service.output()
+    assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"

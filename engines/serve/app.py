@@ -31,6 +31,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from ray.serve import Application
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import engines
 from engines.base import EngineError
@@ -49,16 +50,17 @@ DRAIN_TIMEOUT_S = 60.0
 api = FastAPI(title="msn-deploy", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
 @api.exception_handler(RequestError)
 async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
-    if exc.status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return error_response(exc.status, exc.message, headers)
+    headers = {503: {"Retry-After": "1"}, 401: {"WWW-Authenticate": "Bearer"}}.get(exc.status)
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _routing_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Unknown paths and wrong methods answer in the same JSON shape as every other error."""
+    return JSONResponse({"error": f"{exc.detail}: the API is POST /v1/upscale, GET /v1/health, GET /v1/info"},
+                        status_code=exc.status_code, headers=exc.headers)
 
 
 def group_by_size(images: list[np.ndarray]) -> list[list[int]]:

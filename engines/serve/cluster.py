@@ -44,37 +44,39 @@ def stop(started_here: bool) -> None:
 
     signal.signal(signal.SIGINT, _already_stopping)
     signal.signal(signal.SIGTERM, _already_stopping)
+    if not ray.is_initialized():
+        return
     try:
         serve.delete(APP_NAME)
         if started_here:
             serve.shutdown()
+    except RayServeException as exc:  # stopped before Serve itself was up
+        log.debug("nothing to delete: %s", exc)
     finally:
         ray.shutdown()
 
 
 def run_until_stopped(settings: ServeSettings, model: ModelFiles, host: str, port: int, address: str | None,
                       proxy_location: str) -> int:
+    """Deploy, then serve until SIGINT/SIGTERM (exit 0, also when it comes during start-up); 1 when
+    the deployment fails. Either way the application is deleted and a Ray started here stopped."""
     started_here = address is None
+    code = 0
     try:
         start_ray(address)
         log.info("Ray %s: %s", "started here" if started_here else f"joined at {address}",
                  {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
         deploy(settings, model, host, port, proxy_location)
-    except (KeyboardInterrupt, SystemExit):
-        ray.shutdown()
-        return 130
-    except (RuntimeError, ConnectionError, ValueError, RayError, RayServeException) as exc:
-        log.error("could not deploy: %s", exc)
-        ray.shutdown()
-        return 1
-    log.info("serving %s with %d replica(s) on http://%s:%d/v1/upscale; Ctrl-C to stop",
-             model.name, settings.replicas, host, port)
-    try:
+        log.info("serving %s with %d replica(s) on http://%s:%d/v1/upscale; Ctrl-C to stop",
+                 model.name, settings.replicas, host, port)
         while True:
             time.sleep(3600)
     except (KeyboardInterrupt, SystemExit):
         log.info("stopping: requests in flight finish first")
+    except (RuntimeError, ConnectionError, ValueError, RayError, RayServeException) as exc:
+        log.error("could not deploy: %s", exc)
+        code = 1
     finally:
         stop(started_here)
     log.info("stopped")
-    return 0
+    return code
