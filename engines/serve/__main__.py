@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 
+import torch
 from pydantic import ValidationError
 
 import engines
@@ -118,8 +119,6 @@ def check_local_resources(settings: ServeSettings) -> None:
                          f"this machine has {cpus}: lower --replicas or --cpus-per-replica (e.g. 0.5)")
     gpus_needed = settings.replicas * settings.gpus_per_replica
     if gpus_needed > 0:
-        import torch
-
         gpus = torch.cuda.device_count()
         if gpus_needed > gpus:
             raise ValueError(f"{settings.replicas} replicas x {settings.gpus_per_replica:g} GPUs need {gpus_needed:g} "
