@@ -32,10 +32,11 @@ from tests.serve_helpers import (
     ray_tmpdir,
     replica_pids,
 )
-from validate.loadtest import Client, run_level
+from validate.loadtest import Client, run_level, warm_up_count
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
+LOAD_CONCURRENCY = 8
 
 
 def stop_processes(tmpdir: str) -> None:
@@ -93,7 +94,9 @@ def test_two_replicas_on_two_nodes_survive_a_killed_replica(two_nodes, random_gr
     runtime = engines.load(random_graph, backend="openvino")
     rng = np.random.default_rng(3)
     bodies = [png_bytes((rng.random((40 + 8 * i, 48, 3)) * 255).astype(np.uint8)) for i in range(3)]
-    service = ServeProcess([str(random_graph), "--address", address, "--replicas", "2", "--max-batch", "4"],
+    # A long batch wait keeps requests queued inside each replica, so the kill always catches some.
+    service = ServeProcess([str(random_graph), "--address", address, "--replicas", "2", "--max-batch", "8",
+                            "--batch-wait-ms", "200"],
                            tmpdir=tmpdir, extra_env=auth)
     try:
         service.wait_healthy()
@@ -106,9 +109,9 @@ def test_two_replicas_on_two_nodes_survive_a_killed_replica(two_nodes, random_gr
         client = Client(service.url, token=None, timeout_s=120, retries=20)
         load: dict[str, object] = {}
         loader = threading.Thread(target=lambda: load.update(
-            result=run_level(client, bodies, concurrency=4, count=64, keep_bodies=True)))
+            result=run_level(client, bodies, concurrency=LOAD_CONCURRENCY, count=64, keep_bodies=True)))
         loader.start()
-        while client.answered < 24 + 8 and loader.is_alive():  # into the counted part (warm-up: 24)
+        while client.answered < warm_up_count(LOAD_CONCURRENCY, len(bodies)) + 8 and loader.is_alive():  # past the warm-up
             time.sleep(0.05)
         os.kill(before[0], signal.SIGKILL)
         loader.join(600)

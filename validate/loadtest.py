@@ -96,14 +96,17 @@ class Client:
         return Outcome(index, failed[-1], time.perf_counter() - start, failed[:-1])
 
 
+def warm_up_count(concurrency: int, images: int) -> int:
+    return 2 * max(concurrency, 4) * images
+
+
 def run_level(client: Client, bodies: list[bytes], concurrency: int, count: int,
               keep_bodies: bool = False) -> tuple[list[Outcome], float]:
     """`count` uploads from `concurrency` threads; wall seconds. A warm-up comes first, every image
     from every thread at least twice, so that replicas that compile per shape (OpenVINO) have
     compiled, at the batch sizes this concurrency makes, before the clock starts."""
-    warm_up = 2 * max(concurrency, 4) * len(bodies)
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)]), range(warm_up)))
+        list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)]), range(warm_up_count(concurrency, len(bodies)))))
         start = time.perf_counter()
         outcomes = list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)], keep_bodies), range(count)))
         return outcomes, time.perf_counter() - start

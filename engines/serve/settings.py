@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import engines
 from export.trt_build import sidecar_path
-from msn import resolve_checkpoint
+from msn import MIN_INPUT_SIZE, resolve_checkpoint
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
@@ -40,7 +40,7 @@ class ServeSettings(BaseModel):
     batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
     max_queued: int = Field(16, ge=1, description="requests one replica holds before answering 503")
     max_upload_mb: float = Field(DEFAULT_MAX_UPLOAD_MB, gt=0)
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=29 * 29, description="largest LR width x height")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=MIN_INPUT_SIZE**2, description="largest LR width x height")
     tile: int = Field(0, ge=0, description="tile size in LR px (0: whole image)")
     overlap: int = Field(32, ge=0)
     token_sha256: str | None = Field(None, description="sha256 of the bearer token; never the token itself")
