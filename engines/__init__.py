@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from engines.base import Engine, EngineError, ShapeProfile
+from engines.base import DeviceError, Engine, EngineError, ShapeProfile
+from msn import MissingFileError, MSNError, UsageError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 
@@ -35,7 +36,10 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **
     """Load a checkpoint (.pth or known name), ONNX graph (.onnx) or engine (.plan/.engine).
 
     `options` go to the backend: e.g. `threads`, `hint`, `cache_size` for OpenVINO; `threads` for
-    ONNX Runtime; `fp16`, `compile` for torch; `cuda_graph` for TensorRT."""
+    ONNX Runtime; `fp16`, `compile` for torch; `cuda_graph` for TensorRT. Raises UsageError
+    subclasses for unknown backends, missing or foreign files and devices this machine lacks."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     path = Path(artifact)
     suffix = path.suffix.lower()
     if backend == "auto":
@@ -45,7 +49,7 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **
 
         return TorchEngine(str(artifact), device=device, **options)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     if backend == "onnxruntime":
         from engines.onnxruntime_engine import OnnxRuntimeEngine
 
@@ -54,11 +58,9 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **
         from engines.openvino_engine import OpenVINOEngine
 
         return OpenVINOEngine(path, device=device, **options)
-    if backend == "tensorrt":
-        from engines.tensorrt_engine import TensorRTEngine
+    from engines.tensorrt_engine import TensorRTEngine
 
-        return TensorRTEngine(path, **options)
-    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    return TensorRTEngine(path, **options)
 
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "ShapeProfile", "auto_backend", "load"]
+__all__ = ["BACKENDS", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile", "auto_backend", "load"]

@@ -15,15 +15,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engines.tiling import DEFAULT_OVERLAP, TilePlan, check_tiling, tile_weight
-from msn import MIN_INPUT_SIZE, InputError
+from engines.tiling import TilePlan, check_tiling, tile_weight
+from export import defaults
+from export.artifacts import MSNGraph
+from msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
 from msn.validation import check_batch, check_values
 
 log = logging.getLogger(__name__)
 
 
-class EngineError(RuntimeError):
-    """An artifact that cannot be loaded or run here, with what to do about it."""
+class EngineError(MSNError):
+    """An engine that failed while running (e.g. NaN/Inf output), with what to do about it."""
+
+
+class DeviceError(EngineError, UsageError):
+    """A device, provider or runtime asked for that this machine does not have (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,12 @@ class ShapeProfile:
 
     min: tuple[int, int, int] = (1, MIN_INPUT_SIZE, MIN_INPUT_SIZE)
     max: tuple[int | None, int | None, int | None] = (None, None, None)
+
+    @classmethod
+    def of_graph(cls, graph: MSNGraph) -> ShapeProfile:
+        """What an ONNX graph accepts: its fixed dims, or anything from MSN's minimum up."""
+        n, h, w = graph.input_dims
+        return cls((n or 1, h or MIN_INPUT_SIZE, w or MIN_INPUT_SIZE), (n, h, w))
 
     def fits(self, n: int, h: int, w: int) -> bool:
         return all(lo <= v and (hi is None or v <= hi) for v, lo, hi in zip((n, h, w), self.min, self.max))
@@ -67,7 +79,7 @@ class Engine(ABC):
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.describe().items())})"
 
     def __call__(
-        self, x: np.ndarray | torch.Tensor, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP
+        self, x: np.ndarray | torch.Tensor, *, tile: int | None = None, overlap: int = defaults.TILE_OVERLAP
     ) -> np.ndarray | torch.Tensor:
         """Upscale an NCHW batch in [0, 1] (numpy or torch, any float dtype); same type back.
 

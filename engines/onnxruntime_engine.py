@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError
-from engines.graph_info import read_graph_info
+from engines.base import DeviceError, Engine, ShapeProfile
+from export.artifacts import MSNGraph
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,14 @@ class OnnxRuntimeEngine(Engine):
         import onnxruntime as ort
 
         if device not in _PROVIDERS:
-            raise ValueError(f"unknown device {device!r} for ONNX Runtime; use one of {', '.join(_PROVIDERS)}")
+            raise DeviceError(f"unknown device {device!r} for ONNX Runtime; use one of {', '.join(_PROVIDERS)}")
         path = Path(path)
-        info = read_graph_info(path)
+        graph = MSNGraph.read(path)
         available = ort.get_available_providers()
         providers = [p for p in _PROVIDERS[device] if p in available]
         if _PROVIDERS[device][0] not in available:
-            raise EngineError(f"ONNX Runtime here has no {_PROVIDERS[device][0]} (has {available}); install onnxruntime-gpu")
+            raise DeviceError(f"ONNX Runtime here has no {_PROVIDERS[device][0]} (has {available}); "
+                              "install onnxruntime-gpu")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -46,8 +47,8 @@ class OnnxRuntimeEngine(Engine):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
-        super().__init__(info.scale, info.io_dtype, info.profile, info.precision)
-        self.path, self.device, self.metadata = path, device, info.metadata
+        super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)
+        self.path, self.device, self.metadata = path, device, graph.metadata
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

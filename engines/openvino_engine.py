@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError
-from engines.graph_info import read_graph_info
+from engines.base import DeviceError, Engine, ShapeProfile
+from export.artifacts import MSNGraph
+from msn import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,17 @@ class OpenVINOEngine(Engine):
         import openvino as ov
 
         if cache_size < 1:
-            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+            raise UsageError(f"cache_size must be >= 1, got {cache_size}")
         if hint.upper() not in HINTS:
-            raise ValueError(f"hint must be one of {HINTS}, got {hint!r}")
+            raise UsageError(f"hint must be one of {HINTS}, got {hint!r}")
         if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+            raise UsageError(f"threads must be >= 1, got {threads}")
         path = Path(path)
-        info = read_graph_info(path)
+        graph = MSNGraph.read(path)
         self.core = ov.Core()
         self.ov_device = device.upper()
         if self.ov_device not in self.core.available_devices:
-            raise EngineError(f"OpenVINO has no device {device!r} here (has {self.core.available_devices})")
+            raise DeviceError(f"OpenVINO has no device {device!r} here (has {self.core.available_devices})")
         self.model = self.core.read_model(str(path))
         self.config: dict[str, object] = {"PERFORMANCE_HINT": hint.upper()}
         if self.ov_device == "CPU":
@@ -59,8 +60,8 @@ class OpenVINOEngine(Engine):
                 self.config["INFERENCE_NUM_THREADS"] = threads
         self.cache_size = cache_size
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
-        super().__init__(info.scale, info.io_dtype, info.profile, info.precision)
-        self.path, self.device, self.metadata = path, device, info.metadata
+        super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)
+        self.path, self.device, self.metadata = path, device, graph.metadata
 
     def describe(self) -> dict[str, object]:
         return super().describe() | {"device": self.ov_device, "compiled_shapes": list(self._requests)}

@@ -7,59 +7,41 @@ rebuild command instead of failing inside TensorRT.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from engines.base import Engine, EngineError, ShapeProfile
-from export.trt_build import SIDECAR_FORMAT, current_gpu, sidecar_path
+from engines.base import DeviceError, Engine, EngineError, ShapeProfile
+from export.artifacts import EngineSidecar
+from export.trt_build import current_gpu
 from export.trt_compat import TensorRT, TensorRTUnavailable, import_tensorrt
 
 log = logging.getLogger(__name__)
 
-SIDECAR_KEYS = ("tensorrt", "target", "precision", "scale", "profile", "io", "onnx")
 
-
-def read_sidecar(engine_path: Path) -> dict:
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise EngineError(f"{engine_path} has no sidecar {path.name}; rebuild it with export/build_trt.py")
-    try:
-        sidecar = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EngineError(f"sidecar {path} is not valid JSON ({exc}); rebuild the engine") from exc
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        found = sidecar.get("format") if isinstance(sidecar, dict) else type(sidecar).__name__
-        raise EngineError(f"sidecar {path} has format {found!r}, expected {SIDECAR_FORMAT!r}")
-    missing = [k for k in SIDECAR_KEYS if k not in sidecar]
-    if missing:
-        raise EngineError(f"sidecar {path} is missing {', '.join(missing)}; rebuild the engine with export/build_trt.py")
-    return sidecar
-
-
-def compatibility_problems(sidecar: dict, trt: TensorRT | None, gpu: dict | None) -> list[str]:
+def compatibility_problems(sidecar: EngineSidecar, trt: TensorRT | None, gpu: dict | None) -> list[str]:
     """Why this engine cannot run here (empty when it can)."""
-    built = sidecar["tensorrt"]
-    rebuild = f"rebuild with: python export/build_trt.py --onnx {sidecar['onnx']['path']} --backend {built['flavour']}"
+    rebuild = f"rebuild with: {sidecar.rebuild_command()}"
     problems = []
-    if trt is None or trt.flavour != built["flavour"]:
+    if trt is None or trt.flavour != sidecar.flavour:
         have = trt.label if trt else "no TensorRT module"
-        problems.append(f"engine was built with {built['flavour']} {built['version']}, this machine has {have}; "
-                        f"install {built['flavour']}=={built['version']} or {rebuild}")
-    elif trt.version != built["version"]:
-        problems.append(f"engine was built with {trt.flavour} {built['version']}, this machine has {trt.version}; {rebuild}")
+        problems.append(f"engine was built with {sidecar.flavour} {sidecar.version}, this machine has {have}; "
+                        f"install {sidecar.flavour}=={sidecar.version} or {rebuild}")
+    elif trt.version != sidecar.version:
+        problems.append(f"engine was built with {trt.flavour} {sidecar.version}, this machine has {trt.version}; "
+                        f"{rebuild}")
     if gpu is None:
         problems.append("TensorRT engines need an NVIDIA GPU and none is visible; use the onnxruntime or torch backend")
     else:
-        targets = sidecar["target"]["compute_capabilities"]
-        built_on = sidecar["target"].get("gpu")
+        targets = sidecar.compute_capabilities
+        built_on = sidecar.gpu
         if targets and gpu["compute_capability"] not in targets:
-            problems.append(f"engine targets {targets} but this GPU ({gpu['name']}) is {gpu['compute_capability']}; {rebuild}")
+            problems.append(f"engine targets {targets} but this GPU ({gpu['name']}) is {gpu['compute_capability']}; "
+                            f"{rebuild}")
         elif not targets and built_on and built_on["compute_capability"] != gpu["compute_capability"]:
-            problems.append(f"engine was built on {built_on['name']} ({built_on['compute_capability']}), this GPU is "
-                            f"{gpu['name']} ({gpu['compute_capability']}); {rebuild}")
+            problems.append(f"engine was built on {built_on.get('name')} ({built_on['compute_capability']}), this GPU "
+                            f"is {gpu['name']} ({gpu['compute_capability']}); {rebuild}")
     return problems
 
 
@@ -72,26 +54,26 @@ class TensorRTEngine(Engine):
         import torch
 
         path = Path(path)
-        sidecar = read_sidecar(path)
+        sidecar = EngineSidecar.read(path)
         try:
-            trt = import_tensorrt(sidecar["tensorrt"]["flavour"])
+            trt = import_tensorrt(sidecar.flavour)
         except TensorRTUnavailable:
             trt = None
         problems = compatibility_problems(sidecar, trt, current_gpu())
         if problems:
-            raise EngineError(f"cannot run {path}: " + "; ".join(problems))
+            raise DeviceError(f"cannot run {path}: " + "; ".join(problems))
         self.runtime = trt.module.Runtime(trt.logger())
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise EngineError(f"{trt.label} could not deserialise {path} (corrupt file, or built for another GPU)")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
-        io = {t["mode"]: t for t in sidecar["io"]}
-        self.input_name, self.output_name = io["input"]["name"], io["output"]["name"]
-        dtype = np.float16 if io["input"]["dtype"] in ("half", "float16") else np.float32
-        self.output_half = io["output"]["dtype"] in ("half", "float16")
-        prof = sidecar["profile"]
-        super().__init__(sidecar["scale"], dtype, ShapeProfile(tuple(prof["min"]), tuple(prof["max"])), sidecar["precision"])
+        inp, out = sidecar.tensor("input"), sidecar.tensor("output")
+        self.input_name, self.output_name = inp.name, out.name
+        self.output_half = out.dtype == "float16"
+        prof = sidecar.profile
+        super().__init__(sidecar.scale, np.dtype(inp.dtype), ShapeProfile(tuple(prof["min"]), tuple(prof["max"])),
+                         sidecar.precision)
         self.backend = trt.flavour
         self.sidecar, self.torch = sidecar, torch
         self.cuda_graph = cuda_graph

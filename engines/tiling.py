@@ -23,13 +23,12 @@ import numpy as np
 
 from msn import MIN_INPUT_SIZE, InputError
 
-DEFAULT_OVERLAP = 32  # LR px
-
 
 def check_tiling(tile: int, overlap: int) -> None:
     """Raise InputError (a ValueError) for a tile size or overlap that no plan can use."""
     if tile < MIN_INPUT_SIZE:
-        raise InputError(f"tile {tile} is below MSN's minimum input of {MIN_INPUT_SIZE} px; use --tile {MIN_INPUT_SIZE} "
+        raise InputError(f"tile {tile} is below MSN's minimum input of {MIN_INPUT_SIZE} px; "
+                         f"use --tile {MIN_INPUT_SIZE} "
                          "or more (256 is a good default), or no --tile for whole images")
     if not 0 <= overlap < tile // 2:
         raise InputError(f"overlap {overlap} must be in [0, {tile // 2 - 1}] for tile {tile} (less than half a tile)")
@@ -63,7 +62,8 @@ class TilePlan:
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap)
         if min(self.height, self.width) < MIN_INPUT_SIZE:
-            raise InputError(f"image {self.height}x{self.width} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+            raise InputError(f"image {self.height}x{self.width} is below MSN's minimum "
+                             f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
 
     def tiles(self) -> list[Tile]:
         th, tw = min(self.tile, self.height), min(self.tile, self.width)

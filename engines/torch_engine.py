@@ -7,20 +7,20 @@ import copy
 import numpy as np
 import torch
 
-from engines.base import Engine, EngineError, ShapeProfile
+from engines.base import DeviceError, Engine, ShapeProfile
 from msn import MSN, MSNInference, load_model, to_inference_form
 
 
 def check_torch_device(device: str) -> None:
-    """Raise ValueError / EngineError for a device name torch cannot use here, before any loading."""
+    """Raise DeviceError for a device name torch cannot use here, before any loading."""
     kind, _, index = device.partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise EngineError(f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+        raise DeviceError(f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
                           "use --device cpu")
     if index and int(index) >= torch.cuda.device_count():
-        raise EngineError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+        raise DeviceError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
 
 
 class TorchEngine(Engine):
@@ -55,7 +55,8 @@ class TorchEngine(Engine):
         else:
             self.forward = self.model
         self.form = "inference" if isinstance(model, MSNInference) else "training"
-        super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(), "fp16" if fp16 else "fp32")
+        super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(),
+                         "fp16" if fp16 else "fp32")
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -26,18 +26,23 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.base import Engine
-from msn import MIN_INPUT_SIZE
-from msn.files import atomic_output
+from export import defaults
+from export.files import atomic_output
+from msn import MIN_INPUT_SIZE, UsageError
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")  # read
+# Written. AVI is read but not written: it stores no presentation timestamps, so B-frames would come
+# out of order and a variable frame rate would be lost (measured: every AVI output was off).
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
+ATTACHMENT_MUXERS = ("matroska",)
 CRF_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
 QUEUE_BATCHES = 4  # bounded hand-over between stages: memory stays flat whatever the length
 _END = object()
 
 
-class VideoError(ValueError):
+class VideoError(UsageError):
     """A video, codec or option that cannot be used, with what to do about it."""
 
 
@@ -48,7 +53,7 @@ class VideoOptions:
     crf: int | None = 18
     batch: int = 1
     tile: int | None = None
-    overlap: int = 32
+    overlap: int = defaults.TILE_OVERLAP
     encoder_options: dict[str, str] = field(default_factory=dict)  # FFmpeg private options, e.g. preset
 
 
@@ -58,6 +63,7 @@ class VideoReport:
     seconds: float = 0.0
     corrupt_packets: int = 0
     copied_streams: list[str] = field(default_factory=list)
+    truncated: str | None = None  # why the input looks cut short (fewer frames than it declares)
 
     @property
     def fps(self) -> float:
@@ -68,8 +74,24 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def check_encoder(codec: str, pix_fmt: str) -> None:
-    """Raise VideoError unless FFmpeg has this video encoder and it takes this pixel format."""
+def check_output_name(dst: Path) -> None:
+    if dst.suffix.lower() == ".avi":
+        raise VideoError(f"{dst}: AVI cannot store presentation timestamps (B-frames would come out of order and a "
+                         "variable frame rate would be lost); write .mkv (any codec) or .mp4 instead")
+    if dst.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise VideoError(f"output {dst} is not a video name this tool writes ({', '.join(OUTPUT_SUFFIXES)})")
+
+
+def encoder_options(options: VideoOptions) -> dict[str, str]:
+    """The encoder's options: the CRF where the encoder has one, then the user's own."""
+    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_ENCODERS else {}
+    return crf | options.encoder_options
+
+
+def check_encoder(codec: str, pix_fmt: str, options: dict[str, str] | None = None) -> None:
+    """Raise VideoError unless FFmpeg has this video encoder, it takes this pixel format, and it
+    opens with these options: an unknown option name or a bad value is refused here, before any
+    frame is decoded, rather than ignored or failing (or crashing) mid-encode."""
     try:
         import av
     except ImportError:
@@ -85,6 +107,28 @@ def check_encoder(codec: str, pix_fmt: str) -> None:
     formats = [f.name for f in encoder.video_formats or []]
     if formats and pix_fmt not in formats:
         raise VideoError(f"encoder {codec} does not take --pix-fmt {pix_fmt}; it takes {', '.join(formats)}")
+    if options:
+        _probe_encoder(codec, pix_fmt, options)
+
+
+def _probe_encoder(codec: str, pix_fmt: str, options: dict[str, str]) -> None:
+    """Open the encoder once on a small frame size with the options; FFmpeg leaves the names it
+    did not use in the dictionary, and fails to open on a value it refuses."""
+    import av
+
+    context = av.CodecContext.create(codec, "w")
+    context.width, context.height, context.pix_fmt = 64, 64, pix_fmt
+    context.time_base, context.framerate = Fraction(1, 25), Fraction(25)
+    context.options = dict(options)
+    try:
+        context.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        given = " ".join(f"{k}={v}" for k, v in options.items())
+        hint = f"see `ffmpeg -h encoder={codec}`"
+        raise VideoError(f"encoder {codec} refuses the options {given} ({exc}); {hint}") from None
+    unused = sorted(context.options)
+    if unused:
+        raise VideoError(f"encoder {codec} has no option {', '.join(unused)}; see `ffmpeg -h encoder={codec}`")
 
 
 @dataclass(frozen=True)
@@ -194,7 +238,8 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
     """Upscale every frame of `src`'s first video stream into `dst`; see the module docstring."""
     import av
 
-    check_encoder(options.codec, options.pix_fmt)
+    check_encoder(options.codec, options.pix_fmt, encoder_options(options))
+    check_output_name(dst)
     container, in_video = _open_input(src)
     report = VideoReport()
     total = _frame_count(in_video)
@@ -204,8 +249,12 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
     stop = threading.Event()
     first_frame: queue.Queue = queue.Queue(maxsize=1)
 
+    # AVI stores no presentation timestamps: what FFmpeg reads back for B-frames is out of order.
+    # Frames do come out in display order, so the n-th one is shown at n frame durations.
+    frame_step = _sequential_step(container, in_video)
+
     def decode() -> None:
-        colour, index = None, 0
+        colour, index, last_pts = None, 0, None
         for packet in container.demux():
             if stop.is_set():
                 return
@@ -223,11 +272,17 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
                 if colour is None:
                     colour = _colour_of(frame)
                     first_frame.put(colour)
-                if not _put(frames_in, _Frame(index, frame.pts, _to_rgb(frame, colour)), stop):
+                    if frame.interlaced_frame:
+                        log.warning("%s is interlaced: its frames are upscaled as progressive pictures (combing "
+                                    "stays); deinterlace first, e.g. ffmpeg -i IN -vf bwdif OUT", src)
+                pts = frame.pts if frame_step is None else index * frame_step
+                if not _put(frames_in, _Frame(index, pts, _to_rgb(frame, colour)), stop):
                     return
                 index += 1
+                last_pts = pts if pts is not None else last_pts
         if colour is None:
             first_frame.put(None)
+        report.truncated = _truncation(container, in_video, index, last_pts)
         _put(frames_in, _END, stop)
 
     with atomic_output(dst) as tmp:
@@ -239,10 +294,10 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
             if colour is None:
                 raise VideoError(f"{src} has no decodable video frames")
             out_video = _add_video_stream(output, in_video, engine.scale, options, colour)
-            copied = _copy_streams(container, output, in_video)
+            copied = _copy_streams(container, output, in_video, dst)
             report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
-            encoder = _Stage("encode", lambda: _encode(output, out_video, copied, frames_out, passthrough, colour,
-                                                       options.pix_fmt, stop))
+            encoder = _Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
+                                                       passthrough, colour, options.pix_fmt, stop))
             encoder.start()
             started = time.perf_counter()
             with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True) as bar:
@@ -269,7 +324,53 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
             container.close()
     if report.corrupt_packets:
         log.warning("%s: %d corrupt video packets were skipped", src, report.corrupt_packets)
+    if report.truncated:
+        log.warning("%s looks truncated: %s", src, report.truncated)
     return report
+
+
+def _sequential_step(container, stream) -> int | None:
+    """For containers without presentation timestamps (AVI): one frame's duration in the stream's
+    time base, to number frames by; None where the container's own timestamps are used."""
+    rate = stream.average_rate or stream.guessed_rate
+    if container.format.name != "avi" or not rate or not stream.time_base:
+        return None
+    return max(1, round(1 / (rate * stream.time_base)))
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The video stream's own duration: its header field, Matroska's DURATION tag, or the
+    container's when the video is its only stream (audio may run longer than the video)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        try:
+            hours, minutes, seconds = tag.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        except ValueError:
+            return None
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1e6
+    return None
+
+
+def _truncation(container, stream, frames: int, last_pts: int | None) -> str | None:
+    """Why the decoded frames fall short of what the file declares (None when they do not): fewer
+    frames than the header's count, or the last frame ending well before the declared duration."""
+    if stream.frames and frames < stream.frames:
+        return f"{frames} of the {stream.frames} frames it declares were decoded"
+    rate = stream.average_rate or stream.guessed_rate
+    declared_s = _declared_seconds(container, stream)
+    if last_pts is None or not rate or not declared_s:
+        return None
+    frame_s = 1 / float(rate)
+    start_s = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    end_s = float(last_pts * stream.time_base) - start_s + frame_s
+    if declared_s - end_s > max(2 * frame_s, 0.1):
+        return (f"decoding stopped at {end_s:.2f} s of the {declared_s:.2f} s it declares "
+                f"(about {round((declared_s - end_s) / frame_s)} frames missing)")
+    return None
 
 
 def _frame_count(stream) -> int | None:
@@ -292,7 +393,7 @@ def _first(first_frame: queue.Queue, decoder: _Stage) -> _Colour | None:
         except queue.Empty:
             if not decoder.is_alive():
                 if decoder.error is not None:
-                    raise decoder.error
+                    raise decoder.error from None
                 return None
 
 
@@ -315,18 +416,33 @@ def _add_video_stream(output, in_video, scale: int, options: VideoOptions, colou
         context.color_primaries = colour.primaries
     if colour.trc:
         context.color_trc = colour.trc
-    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_ENCODERS else {}
-    context.options = crf | options.encoder_options
+    context.options = encoder_options(options)
     stream.metadata.update({k: v for k, v in in_video.metadata.items() if k in ("language", "title")})
     if colour.rotation:
         stream.set_display_rotation(colour.rotation)
     return stream
 
 
-def _copy_streams(container, output, in_video) -> dict[int, object]:
+def _copy_streams(container, output, in_video, dst: Path) -> dict[int, object]:
+    """Add every audio, subtitle and data stream to the output for packet copy; embed
+    attachments where the container carries them; say what is dropped."""
     copied = {}
     for stream in container.streams:
-        if stream.index == in_video.index or stream.type not in ("audio", "subtitle", "data"):
+        if stream.index == in_video.index:
+            continue
+        if stream.type == "video":
+            log.warning("video stream %d is dropped: only the first video stream (%d) is upscaled", stream.index,
+                        in_video.index)
+            continue
+        if stream.type == "attachment":
+            if output.format.name in ATTACHMENT_MUXERS:
+                output.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+            else:
+                log.warning("attachment %r (%s) is dropped: only .mkv outputs carry attachments", stream.name,
+                            stream.mimetype)
+            continue
+        if stream.type not in ("audio", "subtitle", "data"):
+            log.warning("stream %d (%s) is dropped", stream.index, stream.type)
             continue
         try:
             copied[stream.index] = output.add_stream_from_template(stream)
@@ -366,15 +482,20 @@ def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, 
         bar.update(len(batch))
 
 
-def _encode(output, out_video, copied, frames_out, passthrough, colour, pix_fmt: str, stop) -> None:
+def _encode(output, out_video, pts_time_base: Fraction, copied, frames_out, passthrough, colour, pix_fmt: str,
+            stop) -> None:
+    """Encode and mux. Frames carry their input pts in the input stream's time base: saying so
+    (frame.time_base) lets PyAV rescale them exactly into the encoder's time base, and the muxer
+    then into whatever time base the output container chose for itself when it was opened."""
     def mux_passthrough() -> None:
         while True:
             try:
                 packet = passthrough.get_nowait()
             except queue.Empty:
                 return
-            packet.stream = copied[packet.stream.index] if packet.stream.index in copied else None
-            if packet.stream is not None:
+            target = copied.get(packet.stream.index)
+            if target is not None:  # packets of dropped streams are discarded
+                packet.stream = target
                 output.mux(packet)
 
     while True:
@@ -383,7 +504,7 @@ def _encode(output, out_video, copied, frames_out, passthrough, colour, pix_fmt:
             break
         frame = _from_rgb(item.rgb, colour, pix_fmt)
         frame.pts = item.pts
-        frame.time_base = out_video.time_base
+        frame.time_base = pts_time_base
         mux_passthrough()
         output.mux(out_video.encode(frame))
     if stop.is_set():

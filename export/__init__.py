@@ -1,1 +1,45 @@
-"""Export of MSN's inference form to ONNX and TensorRT."""
+"""Export of MSN's inference form: ONNX graphs, TensorRT engines, Triton model repositories.
+
+    import export
+    graph = export.export_onnx("best.pth", "msn_x4_fp16.onnx", export.ExportOptions(fp16=True))
+    plan = export.build_engine(graph.path, "msn_x4_fp16.plan")
+    repo = export.write_triton_repository(plan.path, "model_repository")
+
+Each returns a small result object and raises an `msn.MSNError` subclass. The names load their
+modules on first use, so that reading an artifact (export.artifacts) never loads the exporter.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "ExportOptions": "export.onnx_graph",
+    "ExportError": "export.onnx_graph",
+    "ExportResult": "export.onnx_export",
+    "export_onnx": "export.onnx_export",
+    "VerificationError": "export.verify",
+    "BuildSettings": "export.trt_build",
+    "BuildError": "export.trt_build",
+    "EngineResult": "export.trt_build",
+    "Profile": "export.trt_build",
+    "build_engine": "export.trt_build",
+    "TritonRepository": "export.triton_repo",
+    "write_triton_repository": "export.triton_repo",
+    "ArtifactError": "export.artifacts",
+    "EngineSidecar": "export.artifacts",
+    "GraphMetadata": "export.artifacts",
+    "MSNGraph": "export.artifacts",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _API:
+        raise AttributeError(f"module 'export' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

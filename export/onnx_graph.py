@@ -12,43 +12,46 @@ import onnx.version_converter
 import torch
 from torch import nn
 
+from export import defaults
 from export.trt_ops import unsupported_ops
-from msn import MIN_INPUT_SIZE, MSNInference
+from msn import MIN_INPUT_SIZE, MSNError, MSNInference, UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 20  # first opset with a Gelu op: one node per GELU instead of five
-SUPPORTED_OPSETS = range(18, 22)  # torch's dynamo exporter cannot write 17 (no Pad-18 -> 17 adapter)
 MAX_DYNAMIC_SIZE = 8192
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
-class ExportError(RuntimeError):
+class ExportError(MSNError):
     """The exported graph is not one that can be shipped (unsupported ops, failed checks)."""
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What shapes the graph: precision, I/O dtype, opset, and which axes are dynamic."""
+    """How `export_onnx` makes a graph: precision, I/O dtype, opset, dynamic axes, and checks."""
 
-    fp16: bool = False
+    fp16: bool = False  # float16 graph with float32 statistics islands
     io_dtype: str = "float32"  # "float16" only with fp16, for pipelines that feed half buffers
-    opset: int = DEFAULT_OPSET
-    static_hw: tuple[int, int] | None = None  # None: dynamic height and width
+    opset: int = defaults.OPSET
+    static_hw: tuple[int, int] | None = None  # None: dynamic height and width (LR px)
     batch: int | None = None  # None: dynamic batch
-    simplify: bool = True
+    simplify: bool = True  # run onnxsim
+    fold_pointwise: bool = False  # fold each strip conv's 1x1 into a dense 3x3 (slower on CPU)
+    verify: bool = True  # run the graph on ONNX Runtime against the eager model before writing it
+    ema: bool = True  # BasicSR checkpoints: params_ema rather than params
 
     def __post_init__(self) -> None:
-        if self.opset not in SUPPORTED_OPSETS:
-            raise ValueError(f"opset {self.opset} is not supported; use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}")
+        supported = defaults.SUPPORTED_OPSETS
+        if self.opset not in supported:
+            raise UsageError(f"opset {self.opset} is not supported; use {supported.start}..{supported.stop - 1}")
         if self.io_dtype not in ("float32", "float16"):
-            raise ValueError(f"io dtype must be float32 or float16, not {self.io_dtype!r}")
+            raise UsageError(f"io dtype must be float32 or float16, not {self.io_dtype!r}")
         if self.io_dtype == "float16" and not self.fp16:
-            raise ValueError("float16 I/O needs the FP16 graph (--fp16)")
+            raise UsageError("float16 I/O needs the FP16 graph (--fp16)")
         if self.static_hw and min(self.static_hw) < MIN_INPUT_SIZE:
-            raise ValueError(f"static size {self.static_hw} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+            raise UsageError(f"static size {self.static_hw} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
         if self.batch is not None and self.batch < 1:
-            raise ValueError(f"batch must be >= 1, not {self.batch}")
+            raise UsageError(f"batch must be >= 1, not {self.batch}")
 
     @property
     def precision(self) -> str:

@@ -1,4 +1,4 @@
-"""Write a Triton Inference Server model repository for MSN.
+"""Write a Triton Inference Server model repository for MSN (`export.write_triton_repository`).
 
     python export/triton_repo.py --engine msn.plan -o model_repository            # tensorrt_plan, GPU
     python export/triton_repo.py --onnx msn_x4_fp32.onnx -o model_repository      # onnxruntime_onnx
@@ -14,26 +14,30 @@ The repository is written to a temporary folder and renamed into place.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.graph_info import read_graph_info
-from export.trt_build import sidecar_path
-from msn.arguments import non_negative_int, positive_int
-from msn.files import check_folder_writable
-from msn.logs import start_cli
+from export import defaults
+from export.artifacts import EngineSidecar, MSNGraph, sidecar_path
+from export.cli import non_negative_int, positive_int, run_cli
+from export.files import check_folder_writable
+from msn import MissingFileError, UsageError, read_checkpoint
 
 log = logging.getLogger("msn.triton_repo")
 
-_TRITON_TYPES = {"float32": "TYPE_FP32", "float": "TYPE_FP32", "float16": "TYPE_FP16", "half": "TYPE_FP16"}
+_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
+INT32_MAX = 2**31 - 1  # Triton's config fields (counts, sizes, delays) are 32-bit
+ENGINE_SUFFIXES = (".plan", ".engine")
 
 
-class RepositoryError(ValueError):
+class RepositoryError(UsageError):
     """An artifact or option that cannot become a Triton model, with what to do about it."""
 
 
@@ -50,36 +54,68 @@ class ModelSpec:
     artifact: Path
     input: TensorSpec
     output: TensorSpec
-    max_batch: int | None  # None: the artifact fixes its batch
+    max_batch: int | None  # None: the artifact fixes its batch; 0: no upper bound of its own
+
+
+@dataclass(frozen=True)
+class TritonRepository:
+    """What write_triton_repository wrote."""
+
+    model_dir: Path
+    config: Path
+    config_text: str
+    spec: ModelSpec
 
 
 def spec_from_engine(path: Path) -> ModelSpec:
-    side = sidecar_path(path)
-    if not path.is_file() or not side.is_file():
-        raise RepositoryError(f"{path} and its sidecar {side.name} must exist; build them with export/build_trt.py")
-    sidecar = json.loads(side.read_text())
-    io = {t["mode"]: t for t in sidecar["io"]}
-    lo, hi = sidecar["profile"]["min"], sidecar["profile"]["max"]
-    scale = sidecar["scale"]
+    if not path.is_file():
+        raise MissingFileError(f"engine {path} does not exist; build it with export/build_trt.py")
+    sidecar = EngineSidecar.read(path)
+    lo, hi = sidecar.profile["min"], sidecar.profile["max"]
     in_dims = [lo[0] if lo[0] == hi[0] else -1, 3] + [lo[i] if lo[i] == hi[i] else -1 for i in (1, 2)]
-    out_dims = in_dims[:2] + [d * scale if d != -1 else -1 for d in in_dims[2:]]
-    specs = [TensorSpec(io[m]["name"], _TRITON_TYPES[io[m]["dtype"]], d) for m, d in (("input", in_dims),
-                                                                                       ("output", out_dims))]
+    out_dims = in_dims[:2] + [d * sidecar.scale if d != -1 else -1 for d in in_dims[2:]]
+    specs = [TensorSpec(sidecar.tensor(mode).name, _TRITON_TYPES[sidecar.tensor(mode).dtype], dims)
+             for mode, dims in (("input", in_dims), ("output", out_dims))]
     return ModelSpec("tensorrt_plan", path, specs[0], specs[1], hi[0] if in_dims[0] == -1 else None)
 
 
 def spec_from_graph(path: Path, kind: str) -> ModelSpec:
-    info = read_graph_info(path)
-    n, h, w = info.profile.max
-    dtype = _TRITON_TYPES[str(info.io_dtype)]
+    graph = MSNGraph.read(path)
+    n, h, w = graph.input_dims
+    dtype = _TRITON_TYPES[graph.io_dtype]
     in_dims = [n or -1, 3, h or -1, w or -1]
-    out_dims = in_dims[:2] + [d * info.scale if d != -1 else -1 for d in in_dims[2:]]
+    out_dims = in_dims[:2] + [d * graph.scale if d != -1 else -1 for d in in_dims[2:]]
     return ModelSpec(kind, path, TensorSpec("input", dtype, in_dims), TensorSpec("output", dtype, out_dims),
                      None if n else 0)
 
 
+def spec_for_python(path: Path) -> ModelSpec:
+    """A model for engines.load: a graph keeps its own dims; a checkpoint or engine is served as
+    float32 NCHW with a dynamic batch (engines.load converts)."""
+    if not path.is_file():
+        raise MissingFileError(f"model {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        graph = spec_from_graph(path, "python")
+        return ModelSpec("python", path, graph.input, graph.output, 0)
+    if suffix in ENGINE_SUFFIXES:
+        EngineSidecar.read(path)  # the replica needs it beside the plan: refuse now if it is unusable
+    else:
+        read_checkpoint(path)  # a foreign file fails here, not inside Triton
+    dims = [-1, 3, -1, -1]
+    return ModelSpec("python", path, TensorSpec("input", "TYPE_FP32", dims), TensorSpec("output", "TYPE_FP32", dims),
+                     0)
+
+
+def _pbtxt_string(value: str, what: str) -> str:
+    """A protobuf text-format string literal (JSON's escapes are a subset of it)."""
+    if any(ord(c) < 32 for c in value):
+        raise RepositoryError(f"{what} {value!r} contains control characters")
+    return json.dumps(value, ensure_ascii=False)
+
+
 def config_text(spec: ModelSpec, name: str, max_batch: int, instances: int, kind: str, queue_delay_us: int,
-                python_path: list[str] = ()) -> str:
+                python_path: tuple[str, ...] = ()) -> str:
     """config.pbtxt for the spec (Triton's ModelConfig in protobuf text format)."""
     batching = spec.max_batch is not None
     if batching:
@@ -89,7 +125,7 @@ def config_text(spec: ModelSpec, name: str, max_batch: int, instances: int, kind
         batch = 0
         dims_of = lambda t: t.dims  # noqa: E731
     platform = ('backend: "python"' if spec.kind == "python" else f'platform: "{spec.kind}"')
-    lines = [f'name: "{name}"', platform, f"max_batch_size: {batch}"]
+    lines = [f"name: {_pbtxt_string(name, 'model name')}", platform, f"max_batch_size: {batch}"]
     for role, tensor in (("input", spec.input), ("output", spec.output)):
         dims = ", ".join(map(str, dims_of(tensor)))
         lines.append(f'{role} [{{ name: "{tensor.name}" data_type: {tensor.dtype} dims: [ {dims} ] }}]')
@@ -97,56 +133,24 @@ def config_text(spec: ModelSpec, name: str, max_batch: int, instances: int, kind
     if batching and batch > 1:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}")
     if spec.kind == "python":
-        lines.append(f'parameters {{ key: "artifact" value: {{ string_value: "{spec.artifact.name}" }} }}')
+        artifact = _pbtxt_string(spec.artifact.name, "artifact name")
+        lines.append(f'parameters {{ key: "artifact" value: {{ string_value: {artifact} }} }}')
         if python_path:
-            lines.append(f'parameters {{ key: "python_path" value: {{ string_value: "{":".join(python_path)}" }} }}')
+            joined = _pbtxt_string(":".join(python_path), "--python-path")
+            lines.append(f'parameters {{ key: "python_path" value: {{ string_value: {joined} }} }}')
     return "\n".join(lines) + "\n"
 
 
-PYTHON_MODEL = '''"""Triton Python-backend model over msn-deploy's engines.load (written by export/triton_repo.py).
-
-Tensors cross the stub through DLPack: its numpy conversions (built for numpy 1) return empty or
-wrong buffers under numpy 2 (measured with Triton 2.51's stub).
-"""
-
-import json
-import sys
-from pathlib import Path
-
-import triton_python_backend_utils as pb_utils
+def python_model_source() -> Path:
+    """engines/triton_model.py, found without importing it: it runs inside Triton's Python and
+    imports the engines there, while the exporter only copies the file."""
+    spec = importlib.util.find_spec("engines")
+    if spec is None or not spec.submodule_search_locations:
+        raise RepositoryError("msn-deploy's engines package is not installed; the Python backend needs it")
+    return Path(next(iter(spec.submodule_search_locations))) / "triton_model.py"
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = json.loads(args["model_config"])
-        parameters = {k: v["string_value"] for k, v in config["parameters"].items()}
-        # Where msn-deploy is installed, when Triton's Python does not have it (--python-path).
-        sys.path[:0] = [p for p in parameters.get("python_path", "").split(":") if p and p not in sys.path]
-        import torch
-
-        import engines
-
-        self.torch = torch
-        folder = Path(args["model_repository"]) / args["model_version"]
-        device = "cuda" if args["model_instance_kind"] == "GPU" else "cpu"
-        self.engine = engines.load(folder / parameters["artifact"], device=device)
-
-    def execute(self, requests):
-        dlpack = self.torch.utils.dlpack
-        responses = []
-        for request in requests:
-            x = dlpack.from_dlpack(pb_utils.get_input_tensor_by_name(request, "input").to_dlpack())
-            try:
-                y = self.engine(x.float().cpu().contiguous()).contiguous()
-                out = pb_utils.Tensor.from_dlpack("output", dlpack.to_dlpack(y))
-                responses.append(pb_utils.InferenceResponse([out]))
-            except (ValueError, RuntimeError) as exc:  # bad input or output: an error response, not a crash
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
-        return responses
-'''
-
-
-def write_repository(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) -> Path:
+def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) -> Path:
     target = out / name
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise RepositoryError(f"{target} is not empty; use --overwrite to replace it")
@@ -159,9 +163,9 @@ def write_repository(spec: ModelSpec, out: Path, name: str, config: str, overwri
                                                                                              spec.artifact.name)
         shutil.copyfile(spec.artifact, staging / "1" / artifact_name)
         if spec.kind == "python":
-            if spec.artifact.suffix.lower() in (".plan", ".engine"):
+            if spec.artifact.suffix.lower() in ENGINE_SUFFIXES:
                 shutil.copyfile(sidecar_path(spec.artifact), staging / "1" / sidecar_path(spec.artifact).name)
-            (staging / "1" / "model.py").write_text(PYTHON_MODEL)
+            shutil.copyfile(python_model_source(), staging / "1" / "model.py")
         (staging / "config.pbtxt").write_text(config)
         if target.exists():
             shutil.rmtree(target)
@@ -172,8 +176,57 @@ def write_repository(spec: ModelSpec, out: Path, name: str, config: str, overwri
     return target
 
 
+def _check_count(value: int, what: str, minimum: int) -> None:
+    if not minimum <= value <= INT32_MAX:
+        raise RepositoryError(f"{what} must be {minimum}..{INT32_MAX}, got {value}")
+
+
+def write_triton_repository(
+    artifact: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    python: bool = False,
+    name: str = "msn",
+    max_batch: int = defaults.TRITON_MAX_BATCH,
+    instances: int = 1,
+    queue_delay_us: int = 100,
+    kind: str = "auto",
+    python_path: tuple[str, ...] = (),
+    overwrite: bool = False,
+) -> TritonRepository:
+    """Write `<output>/<name>/` for a TensorRT plan (platform tensorrt_plan), an ONNX graph
+    (onnxruntime_onnx), or, with `python=True`, anything engines.load takes, served by Triton's
+    Python backend. `kind` is the instance kind: auto (GPU for plans, CPU otherwise), gpu or cpu.
+    Raises RepositoryError / ArtifactError (UsageError) naming the problem, before writing."""
+    artifact, output = Path(artifact), Path(output)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise RepositoryError(f"model name {name!r} may hold only letters, digits, '-' and '_'")
+    _check_count(max_batch, "max batch", 1)
+    _check_count(instances, "instances", 1)
+    _check_count(queue_delay_us, "queue delay (us)", 0)
+    if kind not in ("auto", "gpu", "cpu"):
+        raise RepositoryError(f"instance kind must be auto, gpu or cpu, not {kind!r}")
+    if python_path and not python:
+        raise RepositoryError("--python-path goes with --python")
+    if python:
+        spec = spec_for_python(artifact)
+    elif artifact.suffix.lower() in ENGINE_SUFFIXES:
+        spec = spec_from_engine(artifact)
+    else:
+        spec = spec_from_graph(artifact, "onnxruntime_onnx")
+    instance_kind = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}.get(kind) or (
+        "KIND_GPU" if spec.kind == "tensorrt_plan" else "KIND_CPU")
+    if spec.kind == "tensorrt_plan" and instance_kind == "KIND_CPU":
+        raise RepositoryError("a TensorRT plan runs only on a GPU instance (--kind gpu)")
+    config = config_text(spec, name, max_batch, instances, instance_kind, queue_delay_us,
+                         tuple(str(Path(p).resolve()) for p in python_path))
+    target = _write(spec, output, name, config, overwrite)
+    return TritonRepository(target, target / "config.pbtxt", config, spec)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="msn-triton", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--engine", type=Path, help="TensorRT plan with its .json sidecar")
     src.add_argument("--onnx", type=Path, help="ONNX graph from export/to_onnx.py")
@@ -181,7 +234,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python", action="store_true", help="serve --model through Triton's Python backend")
     p.add_argument("-o", "--output", type=Path, required=True, help="model repository folder")
     p.add_argument("--name", default="msn", help="model name (default msn)")
-    p.add_argument("--max-batch", type=positive_int, default=8, help="max_batch_size when the batch is dynamic")
+    p.add_argument("--max-batch", type=positive_int, default=defaults.TRITON_MAX_BATCH,
+                   help=f"max_batch_size when the batch is dynamic (default {defaults.TRITON_MAX_BATCH})")
     p.add_argument("--instances", type=positive_int, default=1, help="model instances")
     p.add_argument("--queue-delay-us", type=non_negative_int, default=100, help="dynamic batching queue delay")
     p.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto",
@@ -195,40 +249,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start_cli(args.verbose)
-    try:
+
+    def work() -> None:
         if args.python != (args.model is not None):
             raise RepositoryError("--python goes with --model (and --model with --python)")
-        if not args.name.replace("_", "").replace("-", "").isalnum():
-            raise RepositoryError(f"model name {args.name!r} may hold only letters, digits, '-' and '_'")
-        if args.engine:
-            spec = spec_from_engine(args.engine)
-        elif args.onnx:
-            spec = spec_from_graph(args.onnx, "onnxruntime_onnx")
-        else:
-            if not args.model.is_file():
-                raise FileNotFoundError(f"{args.model} does not exist")
-            if args.model.suffix.lower() == ".onnx":
-                graph = spec_from_graph(args.model, "python")
-                spec = ModelSpec("python", args.model, graph.input, graph.output, 0)
-            else:  # a checkpoint or an engine: float32 NCHW with dynamic batch, as engines.load serves it
-                dims = [-1, 3, -1, -1]
-                spec = ModelSpec("python", args.model, TensorSpec("input", "TYPE_FP32", dims),
-                                 TensorSpec("output", "TYPE_FP32", dims), 0)
-        kind = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}.get(args.kind) or (
-            "KIND_GPU" if spec.kind == "tensorrt_plan" else "KIND_CPU")
-        if spec.kind == "tensorrt_plan" and kind == "KIND_CPU":
-            raise RepositoryError("a TensorRT plan runs only on a GPU instance (--kind gpu)")
-        if args.python_path and not args.python:
-            raise RepositoryError("--python-path goes with --python")
-        config = config_text(spec, args.name, args.max_batch, args.instances, kind, args.queue_delay_us,
-                             [str(Path(p).resolve()) for p in args.python_path])
-        target = write_repository(spec, args.output, args.name, config, args.overwrite)
-    except (RepositoryError, OSError, KeyError, json.JSONDecodeError) as exc:
-        log.error("%s", exc)
-        return 2
-    print(f"Wrote {target}/config.pbtxt and {target}/1/")
-    return 0
+        artifact = args.engine or args.onnx or args.model
+        if args.engine is not None and args.engine.suffix.lower() not in ENGINE_SUFFIXES:
+            raise RepositoryError(f"--engine {args.engine} is not a TensorRT plan ({', '.join(ENGINE_SUFFIXES)})")
+        if args.onnx is not None and args.onnx.suffix.lower() in ENGINE_SUFFIXES:
+            raise RepositoryError(f"--onnx {args.onnx} is a TensorRT plan; use --engine")
+        repo = write_triton_repository(artifact, args.output, python=args.python, name=args.name,
+                                       max_batch=args.max_batch, instances=args.instances,
+                                       queue_delay_us=args.queue_delay_us, kind=args.kind,
+                                       python_path=tuple(args.python_path), overwrite=args.overwrite)
+        print(f"Wrote {repo.config} and {repo.model_dir}/1/")
+
+    return run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

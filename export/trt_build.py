@@ -1,82 +1,93 @@
 """Build a TensorRT (or TensorRT-RTX) engine from an MSN ONNX graph, with its JSON sidecar.
 
-The sidecar records everything that invalidates an engine (TensorRT flavour and version,
-target GPU or compute capabilities, precision, profile, ONNX sha256), so that the runtime can
-say what to rebuild instead of failing inside TensorRT.
+The sidecar (`export.artifacts.EngineSidecar`) records everything that invalidates an engine
+(TensorRT flavour and version, target GPU or compute capabilities, precision, profile, ONNX
+sha256), so that the runtime can say what to rebuild instead of failing inside TensorRT.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import logging
+import os
 import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import onnx
 from tqdm import tqdm
 
-from export.metadata import read_metadata
-from export.trt_compat import TensorRT
-from msn import MIN_INPUT_SIZE
+from export import defaults
+from export.artifacts import EngineSidecar, MSNGraph, TensorIO, canonical_dtype, sidecar_path
+from export.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
+from export.trt_compat import TensorRT, import_tensorrt
+from msn import MIN_INPUT_SIZE, MSNError, UsageError, sha256_of
 from msn.checkpoint import cache_dir
-from msn.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = "msn-engine/1"
 Shape = tuple[int, int, int]  # N, H, W (LR px)
 
 
-class BuildError(RuntimeError):
-    """The ONNX graph could not be parsed or built, with the node or setting at fault."""
+class BuildError(MSNError):
+    """The ONNX graph could not be parsed or built, with the node or setting at fault (exit 1)."""
 
 
 @dataclass(frozen=True)
 class Profile:
-    min: Shape = (1, MIN_INPUT_SIZE, MIN_INPUT_SIZE)
-    opt: Shape = (1, 360, 640)
-    max: Shape = (1, 1080, 1920)
+    """The optimisation profile: smallest, typical and largest input, each (N, H, W) in LR px."""
+
+    min: Shape = defaults.PROFILE_MIN
+    opt: Shape = defaults.PROFILE_OPT
+    max: Shape = defaults.PROFILE_MAX
 
     def __post_init__(self) -> None:
         if min(self.min[1:]) < MIN_INPUT_SIZE:
-            raise ValueError(f"profile min {self.min} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+            raise UsageError(f"profile min {self.min} is below MSN's minimum {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
         if min(self.min) < 1:
-            raise ValueError(f"profile min {self.min} must be positive")
+            raise UsageError(f"profile min {self.min} must be positive")
         for lo, mid, hi in zip(self.min, self.opt, self.max):
             if not lo <= mid <= hi:
-                raise ValueError(f"profile must satisfy min <= opt <= max per axis: {self.min} / {self.opt} / {self.max}")
+                raise UsageError("profile must satisfy min <= opt <= max per axis: "
+                                 f"{self.min} / {self.opt} / {self.max}")
 
     def slug(self) -> str:
         return "_".join("x".join(map(str, s)) for s in (self.min, self.opt, self.max))
 
 
-def parse_shape(text: str) -> Shape:
-    parts = text.lower().split("x")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"expected NxHxW such as 1x360x640, got {text!r}")
-    return tuple(int(p) for p in parts)  # type: ignore[return-value]
-
-
-@dataclass
+@dataclass(frozen=True)
 class BuildSettings:
-    """Everything that changes the built engine (all of it goes into the sidecar and the name)."""
+    """How `build_engine` builds. Every field but `timing_cache` changes the engine, so each goes
+    into the sidecar and the default file name."""
 
     profile: Profile = field(default_factory=Profile)
-    opt_level: int = 3
-    workspace_mib: int = 2048
-    compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX AOT targets
+    opt_level: int = defaults.OPT_LEVEL
+    workspace_mib: int = defaults.WORKSPACE_MIB
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX AOT targets, e.g. ("SM86", "SM89")
+    backend: str = "auto"  # tensorrt, tensorrt_rtx, or auto (tensorrt when installed)
+    timing_cache: Path | None = None  # read and updated when given
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.opt_level <= 5:
+            raise UsageError(f"optimisation level must be 0..5, not {self.opt_level}")
+        if self.workspace_mib < 1:
+            raise UsageError(f"workspace must be at least 1 MiB, not {self.workspace_mib}")
+        object.__setattr__(self, "compute_capabilities", tuple(c.upper() for c in self.compute_capabilities))
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+@dataclass(frozen=True)
+class EngineResult:
+    """What build_engine wrote: the plan, its sidecar (also as an object) and the build time."""
+
+    path: Path
+    sidecar_path: Path
+    sidecar: EngineSidecar
+    size_bytes: int
+    seconds: float
 
 
-def current_gpu() -> dict[str, object] | None:
+def current_gpu() -> dict[str, str] | None:
     try:
         import torch
 
@@ -88,7 +99,7 @@ def current_gpu() -> dict[str, object] | None:
     return None
 
 
-def target_label(trt: TensorRT, settings: BuildSettings) -> str:
+def target_label(settings: BuildSettings) -> str:
     if settings.compute_capabilities:
         return "+".join(c.lower() for c in settings.compute_capabilities)
     gpu = current_gpu()
@@ -98,10 +109,22 @@ def target_label(trt: TensorRT, settings: BuildSettings) -> str:
 def default_engine_path(trt: TensorRT, settings: BuildSettings, onnx_sha: str, precision: str, scale: int) -> Path:
     """A cache path whose name spells out what invalidates the engine."""
     name = (
-        f"msn_x{scale}_{precision}_{trt.label}_{target_label(trt, settings)}_"
+        f"msn_x{scale}_{precision}_{trt.label}_{target_label(settings)}_"
         f"{settings.profile.slug()}_O{settings.opt_level}_{onnx_sha[:12]}.plan"
     )
     return cache_dir().parent / "engines" / name
+
+
+def check_output_paths(path: str | os.PathLike | None, timing_cache: Path | None,
+                       inputs: list[str | os.PathLike | None]) -> None:
+    """Every problem with where the engine, its sidecar and the timing cache go, before any work."""
+    if path is not None:
+        check_writable(path)
+        check_writable(sidecar_path(path))
+        refuse_overwriting_inputs([path, sidecar_path(path)], [*inputs, timing_cache])
+    if timing_cache is not None:
+        check_writable(timing_cache)
+        refuse_overwriting_inputs([timing_cache], inputs)
 
 
 def _progress_monitor(trt: TensorRT):
@@ -141,7 +164,8 @@ def _parse(trt: TensorRT, network, logger, onnx_bytes: bytes, source: str) -> No
     for i in range(parser.num_errors):
         err = parser.get_error(i)
         node = err.node_name() if hasattr(err, "node_name") else str(err.node())
-        problems.append(f"node {node or '?'} ({err.node_operator() if hasattr(err, 'node_operator') else '?'}): {err.desc()}")
+        operator = err.node_operator() if hasattr(err, "node_operator") else "?"
+        problems.append(f"node {node or '?'} ({operator}): {err.desc()}")
     raise BuildError(f"{trt.label} could not parse {source}: " + "; ".join(problems or ["unknown parser error"]))
 
 
@@ -150,29 +174,8 @@ def _check_graph_shapes(network, profile: Profile) -> None:
     for axis, i in ((0, 0), (2, 1), (3, 2)):  # NCHW axis, index into the profile's (N, H, W)
         fixed, lo, hi = shape[axis], profile.min[i], profile.max[i]
         if fixed != -1 and not (lo == hi == fixed):
-            raise BuildError(f"the graph fixes axis {axis} to {fixed}, but the profile asks {lo}..{hi}; "
+            raise UsageError(f"the graph fixes axis {axis} to {fixed}, but the profile asks {lo}..{hi}; "
                              "export with dynamic shapes or match the profile to the graph")
-
-
-def check_msn_graph(model: onnx.ModelProto, source: Path) -> tuple[str, int]:
-    """Raise BuildError unless `model` is an MSN graph: one N x 3 x H x W input, one output with
-    3 channels and H, W times the scale in its metadata. Return (precision, scale)."""
-    meta = read_metadata(model)
-    if meta.get("model_name") != "MSN" or not meta.get("scale", "").isdigit():
-        raise BuildError(f"{source} is not an MSN graph exported by msn-deploy (no model_name/scale metadata); "
-                         "export it with export/to_onnx.py")
-    scale = int(meta["scale"])
-    graph = model.graph
-    if len(graph.input) != 1 or len(graph.output) != 1:
-        raise BuildError(f"{source} has {len(graph.input)} inputs and {len(graph.output)} outputs; MSN has one of each")
-    dims_in, dims_out = ([d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-                         for v in (graph.input[0], graph.output[0]))
-    if len(dims_in) != 4 or len(dims_out) != 4 or dims_in[1] != 3 or dims_out[1] != 3:
-        raise BuildError(f"{source} maps {dims_in} to {dims_out}; MSN maps N x 3 x H x W to N x 3 x sH x sW")
-    for lr, sr in zip(dims_in[2:], dims_out[2:]):
-        if lr is not None and sr is not None and sr != lr * scale:
-            raise BuildError(f"{source} maps {dims_in} to {dims_out}, which is not the x{scale} its metadata claims")
-    return meta.get("precision", "fp32"), scale
 
 
 def _build_failure_hint(trt: TensorRT, precision: str) -> str:
@@ -184,28 +187,27 @@ def _build_failure_hint(trt: TensorRT, precision: str) -> str:
     return "; rerun with --verbose for TensorRT's log"
 
 
-def build_engine(
-    trt: TensorRT,
-    onnx_path: Path,
-    output: Path | None,
-    settings: BuildSettings,
-    *,
-    timing_cache: Path | None = None,
-    verbose: bool = False,
-    command: str = "",
-) -> tuple[Path, dict[str, object]]:
-    """Parse, build and write the engine plus sidecar (both atomically); return (path, sidecar)."""
-    onnx_bytes = Path(onnx_path).read_bytes()
-    try:
-        model = onnx.load_from_string(onnx_bytes)
-    except Exception as exc:
-        raise BuildError(f"{onnx_path} is not a readable ONNX model: {exc}") from exc
-    precision, scale = check_msn_graph(model, Path(onnx_path))
-    graph_meta = read_metadata(model)
-    onnx_sha = sha256_bytes(onnx_bytes)
-    output = output or default_engine_path(trt, settings, onnx_sha, precision, scale)
+def build_engine(onnx_path: str | os.PathLike, path: str | os.PathLike | None = None,
+                 settings: BuildSettings | None = None, *, command: str = "") -> EngineResult:
+    """Build a TensorRT / TensorRT-RTX engine of an MSN graph from export_onnx, plus its sidecar.
 
-    logger = trt.logger(verbose)
+    Without `path` the engine goes to the cache under a name that spells out what invalidates
+    it. Both files are written atomically. `command` is recorded in the sidecar. Raises
+    UsageError subclasses (no TensorRT, not an MSN graph, bad paths) before building and
+    BuildError when TensorRT cannot parse or build the graph. TensorRT's own log is shown at
+    DEBUG level (--verbose).
+    """
+    settings = settings or BuildSettings()
+    onnx_path = Path(onnx_path)
+    trt = import_tensorrt(settings.backend)
+    graph = MSNGraph.read(onnx_path)
+    check_output_paths(path, settings.timing_cache, [onnx_path])
+    onnx_bytes = onnx_path.read_bytes()
+    onnx_sha = sha256_of(onnx_bytes)
+    output = Path(path) if path is not None else default_engine_path(trt, settings, onnx_sha, graph.precision,
+                                                                     graph.scale)
+
+    logger = trt.logger(log.isEnabledFor(logging.DEBUG))
     builder = trt.module.Builder(logger)
     network = trt.create_network(builder)
     _parse(trt, network, logger, onnx_bytes, str(onnx_path))
@@ -213,58 +215,44 @@ def build_engine(
     config = builder.create_builder_config()
     trt.set_workspace(config, settings.workspace_mib << 20)
     config.builder_optimization_level = settings.opt_level
-    trt.set_compute_capabilities(config, settings.compute_capabilities)
+    trt.set_compute_capabilities(config, list(settings.compute_capabilities))
     profile = builder.create_optimization_profile()
     name = network.get_input(0).name
     to_nchw = lambda s: (s[0], 3, s[1], s[2])  # noqa: E731
     profile.set_shape(name, to_nchw(settings.profile.min), to_nchw(settings.profile.opt), to_nchw(settings.profile.max))
     config.add_optimization_profile(profile)
     cache = None
+    timing_cache = settings.timing_cache
     if timing_cache is not None:
         cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
     config.progress_monitor = _progress_monitor(trt)
 
-    log.info("building %s engine for %s (profile %s)", trt.label, target_label(trt, settings), settings.profile.slug())
+    log.info("building %s engine for %s (profile %s)", trt.label, target_label(settings), settings.profile.slug())
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - started
     if serialized is None:
-        raise BuildError(f"{trt.label} failed to build {onnx_path}" + _build_failure_hint(trt, precision))
+        raise BuildError(f"{trt.label} failed to build {onnx_path}" + _build_failure_hint(trt, graph.precision))
     plan = bytes(serialized)
     if cache is not None:
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
 
     tensors = [("input", network.get_input(i)) for i in range(network.num_inputs)]
     tensors += [("output", network.get_output(i)) for i in range(network.num_outputs)]
-    io = [{"name": t.name, "mode": mode, "dtype": t.dtype.name.lower(), "shape": list(t.shape)} for mode, t in tensors]
-    sidecar = {
-        "format": SIDECAR_FORMAT,
-        "tensorrt": {"flavour": trt.flavour, "version": trt.version},
-        "target": {
-            "compute_capabilities": settings.compute_capabilities,
-            "gpu": current_gpu(),
-        },
-        "precision": precision,
-        "scale": scale,
-        "profile": asdict(settings.profile),
-        "opt_level": settings.opt_level,
-        "workspace_mib": settings.workspace_mib,
-        "io": io,
-        "onnx": {"path": str(onnx_path), "sha256": onnx_sha, "metadata": graph_meta},
-        "engine_sha256": sha256_bytes(plan),
-        "engine_bytes": len(plan),
-        "build_seconds": round(seconds, 2),
-        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "command": command,
-    }
+    sidecar = EngineSidecar(
+        flavour=trt.flavour, version=trt.version, compute_capabilities=list(settings.compute_capabilities),
+        gpu=current_gpu(), precision=graph.precision, scale=graph.scale,
+        profile={k: list(v) for k, v in asdict(settings.profile).items()}, opt_level=settings.opt_level,
+        workspace_mib=settings.workspace_mib,
+        io=[TensorIO(t.name, mode, canonical_dtype(t.dtype.name.lower()), list(t.shape)) for mode, t in tensors],
+        onnx_path=str(onnx_path), onnx_sha256=onnx_sha, onnx_metadata=graph.metadata.to_props(),
+        engine_sha256=sha256_of(plan), engine_bytes=len(plan), build_seconds=round(seconds, 2),
+        built_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), host=platform.node(),
+        command=command,
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, plan)
-    atomic_write_bytes(sidecar_path(output), json.dumps(sidecar, indent=2).encode())
+    side = sidecar.write(output)
     log.info("engine %s (%.1f MiB) built in %.1f s", output, len(plan) / 2**20, seconds)
-    return output, sidecar
-
-
-def sidecar_path(engine: Path) -> Path:
-    return Path(str(engine) + ".json")
+    return EngineResult(output, side, sidecar, len(plan), seconds)

@@ -12,11 +12,13 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from msn import UsageError
+
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 
 
-class TensorRTUnavailable(RuntimeError):
-    pass
+class TensorRTUnavailable(UsageError):
+    """No TensorRT module of the asked-for flavour can be imported here."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,11 @@ class TensorRT:
         if not targets:
             return
         if not self.supports_aot_targets:
-            raise ValueError(f"{self.flavour} builds for the GPU it runs on; --compute-capability needs tensorrt_rtx")
+            raise UsageError(f"{self.flavour} builds for the GPU it runs on; --compute-capability needs tensorrt_rtx")
         known = [c for c in dir(self.module.ComputeCapability) if c.startswith("SM")]
         unknown = [t for t in targets if t not in known]
         if unknown:
-            raise ValueError(f"{self.label} cannot target {unknown}; it knows {known}")
+            raise UsageError(f"{self.label} cannot target {unknown}; it knows {known}")
         config.num_compute_capabilities = len(targets)
         for i, target in enumerate(targets):
             config.set_compute_capability(getattr(self.module.ComputeCapability, target), i)
@@ -72,7 +74,7 @@ def import_tensorrt(backend: str = "auto") -> TensorRT:
     """`auto` prefers the data-center `tensorrt` and falls back to `tensorrt_rtx`."""
     candidates = FLAVOURS if backend == "auto" else (backend,)
     if backend not in (*FLAVOURS, "auto"):
-        raise ValueError(f"backend must be auto, tensorrt or tensorrt_rtx, not {backend!r}")
+        raise UsageError(f"backend must be auto, tensorrt or tensorrt_rtx, not {backend!r}")
     errors = []
     for name in candidates:
         try:

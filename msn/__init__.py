@@ -1,8 +1,16 @@
 """MSN (NTIRE 2024 ESR, DASE-IDEALab) in PyTorch: training form, inference form, loading."""
 
 from msn.arch import MSN
-from msn.checkpoint import KNOWN_CHECKPOINTS, Checkpoint, ChecksumError, read_checkpoint, resolve_checkpoint
+from msn.checkpoint import (
+    KNOWN_CHECKPOINTS,
+    Checkpoint,
+    ChecksumError,
+    read_checkpoint,
+    resolve_checkpoint,
+    sha256_of,
+)
 from msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
+from msn.errors import MissingFileError, MSNError, PathError, UsageError
 from msn.inference import MSNInference, to_inference_form
 from msn.loading import build_model, load_model, random_model
 from msn.validation import InputError, check_input
@@ -16,6 +24,10 @@ __all__ = [
     "ChecksumError",
     "InputError",
     "MSNConfig",
+    "MSNError",
+    "MissingFileError",
+    "PathError",
+    "UsageError",
     "MSNInference",
     "build_model",
     "check_input",
@@ -23,5 +35,6 @@ __all__ = [
     "random_model",
     "read_checkpoint",
     "resolve_checkpoint",
+    "sha256_of",
     "to_inference_form",
 ]

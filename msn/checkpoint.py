@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from msn.config import CheckpointError, MSNConfig
+from msn.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, default)) / "checkpoints"
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(source: str | os.PathLike | bytes) -> str:
+    """Hex sha256 of a file (read in chunks) or of bytes already in memory."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    if isinstance(source, bytes | bytearray | memoryview):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -99,7 +104,7 @@ def resolve_checkpoint(ckpt: str | os.PathLike) -> Path:
     name = str(ckpt)
     if name not in KNOWN_CHECKPOINTS:
         known = ", ".join(sorted(KNOWN_CHECKPOINTS))
-        raise FileNotFoundError(f"checkpoint {name!r} is neither a file nor a known name ({known})")
+        raise MissingFileError(f"checkpoint {name!r} is neither a file nor a known name ({known})")
     known_ckpt = KNOWN_CHECKPOINTS[name]
     target = cache_dir() / known_ckpt.filename
     if not target.is_file():

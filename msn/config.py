@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from msn.errors import UsageError
+
 # Per-channel RGB mean subtracted from the input and added back to the output (DIV2K mean).
 RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
 # Below this height or width a reflect pad or a pooling window inside ESA becomes invalid.
@@ -14,8 +16,8 @@ MIN_INPUT_SIZE = 29
 LAYER_NORM_EPS = 1e-6
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read as MSN weights."""
+class CheckpointError(UsageError, ValueError):
+    """A checkpoint that cannot be read as MSN weights (a ValueError too, for older callers)."""
 
 
 @dataclass(frozen=True)

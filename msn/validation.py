@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from msn.config import MIN_INPUT_SIZE
+from msn.errors import UsageError
 
 
-class InputError(ValueError):
-    """An input the network cannot process, with what to do about it."""
+class InputError(UsageError, ValueError):
+    """An input the network cannot process, with what to do about it (a ValueError too)."""
 
 
 def check_batch(shape: tuple[int, ...], floating: bool, dtype: object, channels: int = 3) -> None:

@@ -6,9 +6,13 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+import export
+from export.verify import smooth_test_image
 from msn import build_model, random_model, read_checkpoint
 from validate.reference import ReferenceCase, load_reference_cases
 
@@ -55,31 +59,22 @@ def random_ckpt(tmp_path_factory, random_msn) -> Path:
 @pytest.fixture(scope="session")
 def random_graph(tmp_path_factory, random_ckpt) -> Path:
     """Its FP32 graph with dynamic N/H/W (shared: an export takes ~15 s on 2 cores)."""
-    from export import to_onnx
-
     path = tmp_path_factory.mktemp("random_graph") / "msn_fp32.onnx"
-    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(path), "--no-verify"]) == 0
-    return path
+    return export.export_onnx(random_ckpt, path, export.ExportOptions(verify=False)).path
 
 
 @pytest.fixture(scope="session")
 def random_fp16_graph(tmp_path_factory, random_ckpt) -> Path:
     """Its FP16 graph (verified): the one TensorRT-RTX builds on a machine without a GPU."""
-    from export import to_onnx
-
     path = tmp_path_factory.mktemp("random_fp16_graph") / "msn_fp16.onnx"
-    assert to_onnx.main(["--ckpt", str(random_ckpt), "--fp16", "-o", str(path)]) == 0
-    return path
+    return export.export_onnx(random_ckpt, path, export.ExportOptions(fp16=True)).path
 
 
 @pytest.fixture(scope="session")
 def official_graph(tmp_path_factory, official_ckpt) -> Path:
     """The official weights' FP32 graph, exported (and verified) once for the whole session."""
-    from export import to_onnx
-
     path = tmp_path_factory.mktemp("official_graph") / "msn_x4_fp32.onnx"
-    assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path)]) == 0
-    return path
+    return export.export_onnx(official_ckpt, path).path
 
 
 @pytest.fixture
@@ -89,3 +84,11 @@ def seeded_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official_ckpt:
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(official_ckpt, tmp_path / "checkpoints" / official_ckpt.name)
     return tmp_path / "checkpoints"
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "in.png"
+    rgb = smooth_test_image(1, 40, 48)[0].numpy().transpose(1, 2, 0)
+    cv2.imwrite(str(path), np.round(rgb[..., ::-1] * 255).astype(np.uint8))
+    return path

@@ -1,1 +1,10 @@
-"""Parity and speed validation of MSN artifacts against eager PyTorch."""
+"""Parity and speed validation of MSN artifacts against eager PyTorch.
+
+    import validate
+    report = validate.run(validate.ValidationSettings(ckpt="best.pth", reference=Path("reference")))
+    report.passed, report.data["parity"]
+"""
+
+from validate.runner import NothingToCompare, ValidationReport, ValidationSettings, run
+
+__all__ = ["NothingToCompare", "ValidationReport", "ValidationSettings", "run"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from engines.base import Engine, EngineError
-from msn import MSN
+from engines.base import Engine
+from msn import MSN, MSNError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def torch_candidates(model: MSN) -> list[Candidate]:
         Candidate("torch-fp16", "fp16", lambda: TorchEngine(model, device=device, fp16=True),
                   timed=cuda, speed_note=fp16_cpu_note),
     ]
-    compile_reason = None if cuda else "torch.compile is measured on GPU only (CPU compile of ~800 small ops takes minutes)"
+    compile_reason = None if cuda else ("torch.compile is measured on GPU only "
+                                        "(CPU compile of ~800 small ops takes minutes)")
     candidates += [
         Candidate("torch-compile-fp16", "fp16", lambda: TorchEngine(model, device="cuda", fp16=True, compile=True),
                   skip_reason=compile_reason),
@@ -89,7 +90,7 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
     for graph in graphs:
         try:
             loaded.append((graph, OnnxRuntimeEngine(graph).precision))
-        except EngineError as exc:
+        except MSNError as exc:
             candidates.append(Candidate(f"ort-cpu:{graph.name}", "fp32", skip_reason=str(exc)))
     precisions = [p for _, p in loaded]
     for graph, precision in loaded:
@@ -115,7 +116,7 @@ def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
     for path in engine_paths:
         try:
             engine = TensorRTEngine(path)
-        except (EngineError, FileNotFoundError) as exc:
+        except MSNError as exc:
             candidates.append(Candidate(f"tensorrt:{path.name}", "fp16", skip_reason=str(exc)))
             continue
         label = f"{engine.backend}-{engine.precision}"

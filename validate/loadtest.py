@@ -27,9 +27,9 @@ import requests
 
 from engines.images import IMAGE_SUFFIXES, decode_image
 from engines.serve.settings import token_from
-from msn.arguments import non_negative_int, positive_int
-from msn.files import atomic_write_bytes, check_writable
-from msn.logs import start_cli
+from export.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
+from export.files import atomic_write_bytes, check_writable
+from msn import MissingFileError, MSNError
 from validate.machine import machine_info, machine_line
 
 log = logging.getLogger("msn.loadtest")
@@ -37,6 +37,10 @@ log = logging.getLogger("msn.loadtest")
 SCHEMA = "msn-loadtest/1"
 RETRIED_STATUSES = (503,)
 MAX_BACKOFF_S = 2.0
+
+
+class ServiceUnreachable(MSNError):
+    """No MSN service answers at the URL (exit 1: the load test could not run)."""
 
 
 @dataclass
@@ -106,7 +110,8 @@ def run_level(client: Client, bodies: list[bytes], concurrency: int, count: int,
     from every thread at least twice, so that replicas that compile per shape (OpenVINO) have
     compiled, at the batch sizes this concurrency makes, before the clock starts."""
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)]), range(warm_up_count(concurrency, len(bodies)))))
+        warm_up = range(warm_up_count(concurrency, len(bodies)))
+        list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)]), warm_up))
         start = time.perf_counter()
         outcomes = list(pool.map(lambda i: client.send(i, bodies[i % len(bodies)], keep_bodies), range(count)))
         return outcomes, time.perf_counter() - start
@@ -141,7 +146,8 @@ def markdown(report: dict) -> str:
          f"batch wait {info.get('batch_wait_ms')} ms; images: {', '.join(report['image_sizes'])}"),
         f"Machine: {report['machine_line']}",
         "",
-        "| concurrency | requests | ok | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | final errors | retried |",
+        "| concurrency | requests | ok | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) "
+        "| final errors | retried |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for level in report["levels"]:
@@ -178,10 +184,10 @@ def http_url(text: str) -> str:
 
 def read_images(folder: Path) -> tuple[list[bytes], list[str]]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"--images {folder} is not a folder")
+        raise MissingFileError(f"--images {folder} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise MissingFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return [p.read_bytes() for p in files], [p.name for p in files]
 
 
@@ -190,15 +196,16 @@ def service_info(url: str, token: str | None, timeout_s: float) -> dict:
     try:
         reply = requests.get(url + "/v1/info", headers=headers, timeout=timeout_s)
     except requests.RequestException as exc:
-        raise ConnectionError(f"no MSN service answers at {url} ({type(exc).__name__}); start one with "
+        raise ServiceUnreachable(f"no MSN service answers at {url} ({type(exc).__name__}); start one with "
                               "python -m engines.serve MODEL") from None
     if reply.status_code != 200:
-        raise ConnectionError(f"{url}/v1/info answered {reply.status_code}: {reply.text[:200]}")
+        raise ServiceUnreachable(f"{url}/v1/info answered {reply.status_code}: {reply.text[:200]}")
     return reply.json()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="msn-loadtest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", type=http_url, required=True, help="the service, e.g. http://127.0.0.1:8000")
     p.add_argument("--images", type=Path, required=True, help="folder of images to upload")
     p.add_argument("--concurrency", type=concurrency_list, default=[1, 4, 16], help="levels, e.g. 1,4,16")
@@ -211,40 +218,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def load_test(url: str, bodies: list[bytes], names: list[str], concurrency: list[int], requests_per_level: int,
+              *, token: str | None = None, retries: int = 5, timeout_s: float = 120) -> dict:
+    """Run every concurrency level against the service at `url`; the report as a JSON-able dict."""
+    info = service_info(url, token, timeout_s)
+    sizes = [f"{image.rgb.shape[1]}x{image.rgb.shape[0]}" for image in map(decode_image, bodies)]
+    client = Client(url, token, timeout_s, retries)
+    levels = []
+    for level_concurrency in concurrency:
+        outcomes, seconds = run_level(client, bodies, level_concurrency, requests_per_level)
+        level = summarize(level_concurrency, outcomes, seconds)
+        log.info("concurrency %d: %d/%d ok, %.2f req/s, p50 %s ms", level_concurrency, level["ok"],
+                 level["requests"], level["throughput_rps"], f"{level['latency_ms'].get('p50', float('nan')):.0f}")
+        levels.append(level)
+    machine = machine_info()
+    return {"schema": SCHEMA, "url": url, "service": info, "images": names, "image_sizes": sizes,
+            "retries": retries, "machine": machine, "machine_line": machine_line(machine), "levels": levels}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start_cli(args.verbose)
-    token = token_from(args.token)
-    json_path, md_path = args.out.with_suffix(".json"), args.out.with_suffix(".md")
-    try:
+
+    def work() -> int:
+        json_path, md_path = args.out.with_suffix(".json"), args.out.with_suffix(".md")
         for path in (json_path, md_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             check_writable(path)
         bodies, names = read_images(args.images)
-        info = service_info(args.url, token, args.timeout)
-    except ConnectionError as exc:
-        log.error("%s", exc)
-        return 1
-    except OSError as exc:
-        log.error("%s", exc)
-        return 2
-    sizes = [f"{image.rgb.shape[1]}x{image.rgb.shape[0]}" for image in map(decode_image, bodies)]
-    client = Client(args.url, token, args.timeout, args.retries)
-    levels = []
-    for concurrency in args.concurrency:
-        outcomes, seconds = run_level(client, bodies, concurrency, args.requests)
-        level = summarize(concurrency, outcomes, seconds)
-        log.info("concurrency %d: %d/%d ok, %.2f req/s, p50 %s ms", concurrency, level["ok"], level["requests"],
-                 level["throughput_rps"], f"{level['latency_ms'].get('p50', float('nan')):.0f}")
-        levels.append(level)
-    machine = machine_info()
-    report = {"schema": SCHEMA, "url": args.url, "service": info, "images": names, "image_sizes": sizes,
-              "retries": args.retries, "machine": machine, "machine_line": machine_line(machine), "levels": levels}
-    atomic_write_bytes(json_path, json.dumps(report, indent=2).encode())
-    atomic_write_bytes(md_path, markdown(report).encode())
-    print(markdown(report))
-    log.info("wrote %s and %s", json_path, md_path)
-    return 0 if all(level["ok"] == level["requests"] for level in levels) else 1
+        report = load_test(args.url, bodies, names, args.concurrency, args.requests, token=token_from(args.token),
+                           retries=args.retries, timeout_s=args.timeout)
+        atomic_write_bytes(json_path, json.dumps(report, indent=2).encode())
+        atomic_write_bytes(md_path, markdown(report).encode())
+        print(markdown(report))
+        log.info("wrote %s and %s", json_path, md_path)
+        return 0 if all(level["ok"] == level["requests"] for level in report["levels"]) else EXIT_FAILED
+
+    return run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# The FP16 floor everywhere (exporter, validator, tests): above 8-bit quantisation noise (58.9 dB),
-# below what the FP16 graph measures on photos (67-77 dB vs float64).
-FP16_MIN_PSNR_DB = 60.0
+from export.parity import psnr
+from msn import UsageError
 
 # ITU-R BT.601 luma on [0, 255] RGB. The NTIRE evaluation rounds Y of uint8 images to integers.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
@@ -15,11 +14,6 @@ _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """Clamp to [0, 1] and round to 8 bits, as when the output is saved as an image."""
     return np.round(np.clip(np.asarray(img, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
 
 
 def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
@@ -39,7 +33,7 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     out = np.asarray(out, np.float64)
     ref = np.asarray(ref, np.float64)
     if out.shape != ref.shape:
-        raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
+        raise UsageError(f"output shape {out.shape} differs from reference shape {ref.shape}")
     finite = np.isfinite(out)
     err = np.abs(np.where(finite, out, 0.0) - ref)
     level_diff = np.abs(to_uint8(np.where(finite, out, 0.0)).astype(np.int16) - to_uint8(ref).astype(np.int16))

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
+from export.files import atomic_output, atomic_write_bytes  # noqa: E402
 from validate.machine import machine_line  # noqa: E402
 
 SCHEMA = "msn-validate/1"
@@ -19,6 +19,10 @@ SCHEMA = "msn-validate/1"
 
 def write_json(report: dict, path: Path) -> None:
     atomic_write_bytes(path, json.dumps(report, indent=2, allow_nan=True).encode())
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    atomic_write_bytes(path, markdown(report).encode())
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -33,13 +37,15 @@ def markdown(report: dict) -> str:
         "",
         f"Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
         f"(fp32: |out - eager| <= {report['settings']['atol']:g} + {report['settings']['rtol']:g}*|eager|; "
-        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere; every backend asked for ran)",
+        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere; "
+        "every backend asked for ran)",
         "",
         *[f"- asked for but did not run: {line}" for line in report.get("missing", [])],
         "",
         "## Parity (per backend and image; errors vs eager FP32 training form)",
         "",
-        "| backend | image | max abs | mean abs | p99 abs | PSNR dB | >1 LSB | non-finite | max abs vs fp64 ref | PSNR-Y vs HR | pass |",
+        "| backend | image | max abs | mean abs | p99 abs | PSNR dB | >1 LSB | non-finite | max abs vs fp64 ref "
+        "| PSNR-Y vs HR | pass |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["parity"]:
@@ -47,7 +53,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['backend']} | {row['image']} | {e['max_abs']:.2e} | {e['mean_abs']:.2e} | {e['p99_abs']:.2e} | "
             f"{e['psnr_db']:.1f} | {100 * e['over_1_lsb']:.3f}% | {e['nonfinite']} | "
-            f"{_fmt(ref and ref['max_abs'], '.2e')} | {_fmt(row['psnr_y_hr'], '.2f')} | {'yes' if row['passed'] else 'NO'} |"
+            f"{_fmt(ref and ref['max_abs'], '.2e')} | {_fmt(row['psnr_y_hr'], '.2f')} | "
+            f"{'yes' if row['passed'] else 'NO'} |"
         )
     lines += [
         "",

@@ -6,13 +6,24 @@ how far it is, per tile size and overlap (LR px), in 8-bit levels.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 
+import engines
 from engines.base import Engine
-from validate.metrics import psnr
+from engines.images import read_image
+from engines.tiling import check_tiling
+from export.cli import hw_size, non_negative_int, positive_int, run_cli
+from export.parity import psnr
+from msn import MissingFileError
 
 
-def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int, whole: np.ndarray | None = None) -> dict[str, float]:
+def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int,
+               whole: np.ndarray | None = None) -> dict[str, float]:
     """image: 1x3xHxW in [0, 1]. Returns abs error in 8-bit levels (max, p99, mean, share > 1) and PSNR."""
     whole = engine(image) if whole is None else whole
     tiled = engine(image, tile=tile, overlap=overlap)
@@ -28,39 +39,55 @@ def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int, whole
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m validate.seams --model msn_x4_fp32.onnx --image photo.png --resize 384x256"""
-    import argparse
+def parse_tiles(text: str) -> list[tuple[int, int]]:
+    """Comma-separated TILE/OVERLAP pairs in LR px, e.g. 64/16,256/32."""
+    pairs = []
+    for part in text.split(","):
+        tile, sep, overlap = part.strip().partition("/")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected TILE/OVERLAP pairs such as 64/16,256/32, got {text!r}")
+        pairs.append((positive_int(tile), non_negative_int(overlap)))
+    return pairs
 
-    import cv2
 
-    import engines
-    from engines.images import read_image
-    from msn.logs import setup_logging
-
-    p = argparse.ArgumentParser(description="Seam error of tiled vs whole-image inference.")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="msn-seams", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="checkpoint, .onnx or .plan")
-    p.add_argument("--image", required=True, help="image used as the LR input")
-    p.add_argument("--resize", help="resize the image to WxH first")
-    p.add_argument("--tiles", default="64/16,128/16,128/32,256/32", help="tile/overlap pairs (LR px)")
-    args = p.parse_args(argv)
-    setup_logging()
+    p.add_argument("--image", type=Path, required=True, help="image used as the LR input")
+    p.add_argument("--resize", type=hw_size, metavar="HxW", help="resize the image to HxW (LR px) first")
+    p.add_argument("--tiles", type=parse_tiles, default=parse_tiles("64/16,128/16,128/32,256/32"),
+                   help="tile/overlap pairs in LR px (default 64/16,128/16,128/32,256/32)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m validate.seams --model msn_x4_fp32.onnx --image photo.png --resize 256x384"""
+    args = parse_args(argv)
+    return run_cli(lambda: print_seams(args), verbose=args.verbose)
+
+
+def print_seams(args: argparse.Namespace) -> None:
+    for tile, overlap in args.tiles:
+        check_tiling(tile, overlap)
+    if not args.image.is_file():
+        raise MissingFileError(f"--image {args.image} does not exist")
     rgb = read_image(args.image).rgb
     if args.resize:
-        w, h = (int(v) for v in args.resize.split("x"))
+        h, w = args.resize
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).clip(0, 1)
     x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
     engine = engines.load(args.model)
     whole = engine(x)
     print(f"Seams on {args.image} ({x.shape[2]}x{x.shape[3]} LR), {engine.backend} {engine.precision}")
-    print("| tile | overlap | max (8-bit levels) | p99 | mean | pixels > 1 level | PSNR dB |\n|---|---|---|---|---|---|---|")
-    for pair in args.tiles.split(","):
-        tile, overlap = (int(v) for v in pair.split("/"))
+    print("| tile | overlap | max (8-bit levels) | p99 | mean | pixels > 1 level | PSNR dB |")
+    print("|---|---|---|---|---|---|---|")
+    for tile, overlap in args.tiles:
         r = seam_error(engine, x, tile, overlap, whole)
         print(f"| {tile} | {overlap} | {r['max_lsb']:.2f} | {r['p99_lsb']:.2f} | {r['mean_lsb']:.3f} | "
               f"{100 * r['over_1_lsb']:.2f}% | {r['psnr_db']:.1f} |")
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

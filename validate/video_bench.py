@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import engines
-from engines.upscale import key_value
-from engines.video import VideoOptions, upscale_video
-from msn.logs import setup_logging
+from engines.video import VideoOptions, VideoReport, upscale_video
+from export.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
+from msn import MissingFileError
 from validate.machine import machine_info, machine_line
 
 log = logging.getLogger("msn.video_bench")
@@ -54,51 +54,64 @@ def decoded_frames(path: Path) -> np.ndarray:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="msn-video-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="anything engines.load takes")
     p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
     p.add_argument("--input", type=Path, help="a video (default: a synthetic clip)")
-    p.add_argument("--size", default="360x640", help="HxW of the synthetic clip")
-    p.add_argument("--frames", type=int, default=24, help="frames of the synthetic clip")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=hw_size, default=(360, 640), help="HxW of the synthetic clip (default 360x640)")
+    p.add_argument("--frames", type=positive_int, default=24, help="frames of the synthetic clip")
+    p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--codec", default="libx264")
     p.add_argument("--pix-fmt", default="yuv420p")
-    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--crf", type=non_negative_int, default=18)
     p.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE", type=key_value)
     p.add_argument("--out", type=Path, default=Path("reports/video"))
+    p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
+
+
+def bench_video(engine: engines.Engine, clip: Path,
+                options: VideoOptions) -> tuple[int, float, VideoReport, tuple[int, int]]:
+    """(frames, inference-only seconds, the pipeline's report, LR HxW) for one clip, in one process."""
+    frames = decoded_frames(clip).astype(np.float32) / 255
+    engine(frames[: options.batch].transpose(0, 3, 1, 2))  # warm-up: compile for this shape
+    started = time.perf_counter()
+    for i in range(0, len(frames), options.batch):
+        engine(frames[i : i + options.batch].transpose(0, 3, 1, 2))
+    infer_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        report = upscale_video(engine, clip, Path(tmp) / "out.mkv", options)
+    return len(frames), infer_s, report, frames.shape[1:3]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging()
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    return run_cli(lambda: run_bench(args), verbose=args.verbose)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    h, w = args.size
+    if args.input is not None and not args.input.is_file():
+        raise MissingFileError(f"--input {args.input} does not exist")
     engine = engines.load(args.model, args.backend)
     args.out.mkdir(parents=True, exist_ok=True)
+    options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, encoder_options=dict(args.encoder_option))
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.input or synthetic_clip(Path(tmp) / "clip.mp4", args.frames, h, w)
-        frames = decoded_frames(clip).astype(np.float32) / 255
-        batch = frames[: args.batch].transpose(0, 3, 1, 2)
-        engine(batch)  # warm-up: compile for this shape
-        started = time.perf_counter()
-        for i in range(0, len(frames), args.batch):
-            engine(frames[i : i + args.batch].transpose(0, 3, 1, 2))
-        infer_s = time.perf_counter() - started
-        options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch,
-                               encoder_options=dict(args.encoder_option))
-        report = upscale_video(engine, clip, Path(tmp) / "out.mkv", options)
+        count, infer_s, report, (lr_h, lr_w) = bench_video(engine, clip, options)
     result = {
         "machine": machine_info(),
         "clip": str(args.input or f"synthetic {h}x{w} x264"),
-        "frames": len(frames),
-        "lr_size": f"{frames.shape[1]}x{frames.shape[2]}",
+        "frames": count,
+        "lr_size": f"{lr_h}x{lr_w}",
         "backend": f"{engine.backend} {engine.precision}",
         "batch": args.batch,
         "encoder": " ".join([args.codec, args.pix_fmt, f"crf {args.crf}",
                              *(f"{k}={v}" for k, v in args.encoder_option)]),
-        "inference_fps": len(frames) / infer_s,
+        "inference_fps": count / infer_s,
         "pipeline_fps": report.fps,
-        "pipeline_share": report.fps / (len(frames) / infer_s),
+        "pipeline_share": report.fps / (count / infer_s),
     }
     (args.out / "video_bench.json").write_text(json.dumps(result, indent=2))
     table = (
@@ -109,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     (args.out / "video_bench.md").write_text(f"Machine: {machine_line(result['machine'])}\n\n{table}")
     print(table)
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import torch
 from pydantic import ValidationError
 
 import engines
-from engines.base import EngineError
 from engines.serve.settings import (
+    DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_MB,
     TOKEN_ENV,
@@ -30,45 +30,29 @@ from engines.serve.settings import (
     hash_token,
     token_from,
 )
-from msn import CheckpointError
-from msn.arguments import non_negative_int, positive_int
-from msn.logs import start_cli
+from export import defaults
+from export.cli import (
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+from msn import PathError, UsageError
 
 log = logging.getLogger("msn.serve")
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
-
-
-def port_number(text: str) -> int:
-    value = non_negative_int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m engines.serve", description=__doc__,
+    p = argparse.ArgumentParser(prog="msn-serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="checkpoint or known name (official), .onnx or .plan")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--replicas", type=positive_int, default=1)
-    p.add_argument("--max-batch", type=positive_int, default=4, help="requests of one size per engine call")
+    p.add_argument("--max-batch", type=positive_int, default=defaults.MAX_BATCH,
+                   help=f"requests of one size per engine call (default {defaults.MAX_BATCH})")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=10.0,
                    help="how long a batch waits to fill (default 10 ms)")
     p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
@@ -82,10 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
     p.add_argument("--max-queued", type=positive_int, default=16, help="requests per replica before 503")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB)
+    p.add_argument("--body-timeout-s", type=positive_float, default=DEFAULT_BODY_TIMEOUT_S,
+                   help=f"seconds a client has to send its whole upload (default {DEFAULT_BODY_TIMEOUT_S:g}; then 408)")
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest input width x height (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--tile", type=non_negative_int, default=0, help="tile size in LR px (default 0: whole image)")
-    p.add_argument("--overlap", type=non_negative_int, default=32)
+    p.add_argument("--overlap", type=non_negative_int, default=defaults.TILE_OVERLAP,
+                   help=f"tile overlap in LR px (default {defaults.TILE_OVERLAP})")
     p.add_argument("--token", help=f"bearer token clients must send (prefer ${TOKEN_ENV}: it stays out of `ps`)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -97,6 +84,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         model=args.model, backend=args.backend, device=args.device, replicas=args.replicas,
         cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, max_queued=args.max_queued, max_upload_mb=args.max_upload_mb,
+        body_timeout_s=args.body_timeout_s,
         max_pixels=args.max_pixels, tile=args.tile, overlap=args.overlap,
         token_sha256=hash_token(token) if token else None,
     )
@@ -107,7 +95,7 @@ def check_port_free(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
+        raise PathError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host") from None
 
 
 def check_local_resources(settings: ServeSettings) -> None:
@@ -115,13 +103,13 @@ def check_local_resources(settings: ServeSettings) -> None:
     cpus = os.cpu_count() or 1
     needed = settings.replicas * settings.cpus_per_replica
     if needed > cpus:
-        raise ValueError(f"{settings.replicas} replicas x {settings.cpus_per_replica:g} CPUs need {needed:g} CPUs; "
+        raise UsageError(f"{settings.replicas} replicas x {settings.cpus_per_replica:g} CPUs need {needed:g} CPUs; "
                          f"this machine has {cpus}: lower --replicas or --cpus-per-replica (e.g. 0.5)")
     gpus_needed = settings.replicas * settings.gpus_per_replica
     if gpus_needed > 0:
         gpus = torch.cuda.device_count()
         if gpus_needed > gpus:
-            raise ValueError(f"{settings.replicas} replicas x {settings.gpus_per_replica:g} GPUs need {gpus_needed:g} "
+            raise UsageError(f"{settings.replicas} replicas x {settings.gpus_per_replica:g} GPUs need {gpus_needed:g} "
                              f"GPUs; this machine has {gpus}: lower --gpus-per-replica (e.g. 0.5 shares a GPU), "
                              "or join a GPU cluster with --address")
 
@@ -136,26 +124,25 @@ def check_model_loads(settings: ServeSettings, model: ModelFiles) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start_cli(args.verbose)
-    try:
-        settings = settings_from(args)
+
+    def work() -> int:
+        try:
+            settings = settings_from(args)
+        except ValidationError as exc:
+            raise UsageError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
         if args.address is None:
             check_port_free(args.host, args.port)
             check_local_resources(settings)
         model = ModelFiles.read(settings.model)
         check_model_loads(settings, model)
-    except ValidationError as exc:
-        log.error("%s", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-        return 2
-    except (OSError, CheckpointError, EngineError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    if settings.token_sha256 is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s without a token: anyone who can reach this port can use it "
-                    "(set $%s)", args.host, TOKEN_ENV)
-    from engines.serve.cluster import run_until_stopped  # imports Ray: after the cheap checks
+        if settings.token_sha256 is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("listening on %s without a token: anyone who can reach this port can use it "
+                        "(set $%s)", args.host, TOKEN_ENV)
+        from engines.serve.cluster import run_until_stopped  # imports Ray: after the cheap checks
 
-    return run_until_stopped(settings, model, args.host, args.port, args.address, args.proxy_location)
+        return run_until_stopped(settings, model, args.host, args.port, args.address, args.proxy_location)
+
+    return run_cli(work, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ def ingress_limit(settings: ServeSettings) -> int:
 # A model replica that died (or was drained) under a request: the request can be sent again.
 REPLICA_LOST = (ActorDiedError, ActorUnavailableError, RayActorError, DeploymentUnavailableError)
 READY_TIMEOUT_S = 5.0
+UPLOADS_ARRIVING = 256  # connections an ingress replica lets send their bodies at once
 
 
 @serve.deployment(name=MODEL_DEPLOYMENT)
@@ -104,10 +105,12 @@ class MSNModel:
 
     def __init__(self, settings: ServeSettings, model: ModelFiles) -> None:
         self.settings = settings
-        self._folder = tempfile.TemporaryDirectory(prefix="msn-serve-")
-        path = model.write_to(Path(self._folder.name))
-        self.engine = engines.load(path, settings.backend, device=settings.engine_device,
-                                   **settings.engine_options())
+        # Every backend reads the artifact into memory when it loads, so the copy this replica
+        # needs a path for is removed at once: a replica that is killed leaves nothing behind.
+        with tempfile.TemporaryDirectory(prefix="msn-serve-") as folder:
+            path = model.write_to(Path(folder))
+            self.engine = engines.load(path, settings.backend, device=settings.engine_device,
+                                       **settings.engine_options())
         self.model_name = model.name
         self.upscale_batch.set_max_batch_size(settings.max_batch)
         self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
@@ -131,7 +134,7 @@ class MSNModel:
         alpha = upscale_alpha(image.alpha, self.engine.scale) if image.alpha is not None else None
         return encode_png(image, sr.transpose(1, 2, 0), alpha)
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch  # sizes are set per replica from the settings in __init__
     async def upscale_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
         """One engine call per LR size in this batch; each result comes back with its call's size."""
         return await asyncio.to_thread(self._run_groups, images)
@@ -158,7 +161,7 @@ class MSNIngress:
     def __init__(self, settings: ServeSettings, model: DeploymentHandle) -> None:
         self.settings = settings
         self.model = model
-        self.active = 0  # uploads this ingress holds now, from headers to the last byte out
+        self.active = 0  # uploads this ingress holds now, from their last byte in to the last byte out
 
     def _authorize(self, request: Request) -> None:
         if self.settings.token_sha256 is None:
@@ -197,17 +200,24 @@ class MSNIngress:
             "batch_wait_ms": self.settings.batch_wait_ms,
             "max_pixels": self.settings.max_pixels,
             "max_upload_mb": self.settings.max_upload_mb,
+            "body_timeout_s": self.settings.body_timeout_s,
         })
 
     @api.post("/v1/upscale")
     async def upscale(self, request: Request) -> Response:
         self._authorize(request)
+        # Only uploads that have arrived count against the queues: a client that trickles its body
+        # holds nothing of the model's, and is cut off after body_timeout_s.
+        try:
+            body = await asyncio.wait_for(read_body(request.headers.get("content-length"), request.stream(),
+                                                    self.settings.max_upload_bytes), self.settings.body_timeout_s)
+        except TimeoutError:
+            raise RequestError(408, f"the upload did not arrive within {self.settings.body_timeout_s:g} s; "
+                                    "send the whole image at once") from None
         if self.active >= ingress_limit(self.settings):
             raise RequestError(503, f"the service already holds {self.active} requests; retry shortly")
         self.active += 1
         try:
-            body = await read_body(request.headers.get("content-length"), request.stream(),
-                                   self.settings.max_upload_bytes)
             await asyncio.to_thread(check_header, body, self.settings.max_pixels)
             png, headers = await self._call_model("upscale", body)
             return Response(png, media_type="image/png", headers=headers)
@@ -232,7 +242,9 @@ def build_app(settings: ServeSettings, model: ModelFiles | None = None) -> Appli
     )
     ingress = MSNIngress.options(
         ray_actor_options={"num_cpus": 0},  # waits on the model replicas; takes no CPU from them
-        max_ongoing_requests=ingress_limit(settings) + 8,  # so that refusals are its JSON 503s
+        # Room for uploads still arriving on top of the admitted ones (which ingress_limit bounds), so
+        # that slow senders wait in their own body timeout instead of filling Serve's queue.
+        max_ongoing_requests=ingress_limit(settings) + UPLOADS_ARRIVING,
         graceful_shutdown_timeout_s=DRAIN_TIMEOUT_S,
     )
     return ingress.bind(settings, model_deployment.bind(settings, model))

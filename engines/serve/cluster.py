@@ -13,7 +13,7 @@ from ray.serve.exceptions import RayServeException
 
 from engines.serve.app import APP_NAME, build_app
 from engines.serve.settings import ModelFiles, ServeSettings
-from msn.files import exit_on_sigterm
+from export.cli import exit_on_sigterm
 
 log = logging.getLogger("msn.serve")
 

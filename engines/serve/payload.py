@@ -7,20 +7,17 @@ claims 50000x50000 pixels (a decompression bomb) is refused without allocating t
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import AsyncIterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from engines.images import ImageError, LoadedImage, decode_image, encode_image
-from msn import MIN_INPUT_SIZE
+from engines.images import ImageError, ImageHeader, ImageTooLarge, LoadedImage, decode_image, encode_image, read_header
+from msn import MIN_INPUT_SIZE, MSNError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 
 
-class RequestError(Exception):
+class RequestError(MSNError):
     """A client mistake or an overload: answered with `status` and a JSON `{"error": message}`."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -52,41 +49,30 @@ async def read_body(content_length: str | None, chunks: AsyncIterator[bytes], li
     return bytes(body)
 
 
-def check_header(body: bytes, max_pixels: int) -> tuple[int, int]:
-    """Width and height from the image header alone; 400 or 413 when they are not acceptable."""
+def check_header(body: bytes, max_pixels: int) -> ImageHeader:
+    """The image header alone (no pixels decoded); 400 or 413 when it is not acceptable."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
-            with Image.open(io.BytesIO(body)) as header:
-                fmt, (width, height) = header.format, header.size
-    except Image.DecompressionBombError:  # over twice Pillow's own limit, far above any sane one of ours
-        raise RequestError(413, f"the image has over {2 * Image.MAX_IMAGE_PIXELS} pixels; the limit is "
-                                f"{max_pixels} (width x height)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise RequestError(400, "the body is not a readable image; send PNG, JPEG, WebP, TIFF or BMP") from None
-    if fmt not in ACCEPTED_FORMATS:
-        raise RequestError(400, f"{fmt} images are not accepted; send PNG, JPEG, WebP, TIFF or BMP")
-    if width * height > max_pixels:
-        raise RequestError(413, f"the image is {width}x{height} = {width * height} pixels; the limit is "
-                                f"{max_pixels}: send a smaller image or ask for a larger --max-pixels")
-    if min(width, height) < MIN_INPUT_SIZE:
-        raise RequestError(400, f"the image is {width}x{height}; MSN needs at least "
+        header = read_header(body, "the image", max_pixels)
+    except ImageTooLarge as exc:
+        raise RequestError(413, f"{exc}: send a smaller image or ask for a larger --max-pixels") from None
+    except ImageError as exc:
+        raise RequestError(400, f"{exc}; send a still PNG, JPEG, WebP, TIFF or BMP") from None
+    if header.format not in ACCEPTED_FORMATS:
+        raise RequestError(400, f"{header.format} images are not accepted; send PNG, JPEG, WebP, TIFF or BMP")
+    if min(header.width, header.height) < MIN_INPUT_SIZE:
+        raise RequestError(400, f"the image is {header.width}x{header.height}; MSN needs at least "
                                 f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels")
-    return width, height
+    return header
 
 
 def decode(body: bytes, max_pixels: int) -> LoadedImage:
-    width, height = check_header(body, max_pixels)
+    check_header(body, max_pixels)
     try:
-        image = decode_image(body, "the uploaded image")
+        return decode_image(body, "the uploaded image", max_pixels)
     except ImageError as exc:
         raise RequestError(400, str(exc)) from None
-    if image.rgb.shape[:2] != (height, width):  # a header that lies about the pixels that follow
-        raise RequestError(400, f"the image header says {width}x{height} but the pixels are "
-                                f"{image.rgb.shape[1]}x{image.rgb.shape[0]}")
-    return image
 
 
 def encode_png(image: LoadedImage, sr_rgb: np.ndarray, sr_alpha: np.ndarray | None) -> bytes:
     """The upscaled image as PNG with the upload's bit depth and channels (as the image CLI writes)."""
-    return encode_image(".png", sr_rgb, sr_alpha, image.grayscale, image.max_value)
+    return encode_image(".png", sr_rgb, sr_alpha, image.grayscale, image.max_value, image.icc_profile)

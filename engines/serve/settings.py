@@ -12,16 +12,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import engines
-from export.trt_build import sidecar_path
-from msn import MIN_INPUT_SIZE, resolve_checkpoint
+from engines.tiling import check_tiling
+from export import defaults
+from export.artifacts import sidecar_path
+from msn import MIN_INPUT_SIZE, MissingFileError, UsageError, resolve_checkpoint
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
 DEFAULT_MAX_PIXELS = 2048 * 1024
 DEFAULT_MAX_UPLOAD_MB = 32.0
+# 32 MiB over a 10 Mbit/s link takes 27 s: a client slower than that is holding a connection open.
+DEFAULT_BODY_TIMEOUT_S = 30.0
 SHAPES_CACHED = 4  # LR sizes an OpenVINO replica keeps compiled, at every batch size
 
 
@@ -36,13 +40,15 @@ class ServeSettings(BaseModel):
     replicas: int = Field(1, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     gpus_per_replica: float = Field(0.0, ge=0)
-    max_batch: int = Field(4, ge=1, description="requests of one LR size run as one engine call")
+    max_batch: int = Field(defaults.MAX_BATCH, ge=1, description="requests of one LR size run as one engine call")
     batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
     max_queued: int = Field(16, ge=1, description="requests one replica holds before answering 503")
     max_upload_mb: float = Field(DEFAULT_MAX_UPLOAD_MB, gt=0)
+    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0, le=3600,
+                                  description="time a client has to send its whole upload (408 after)")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=MIN_INPUT_SIZE**2, description="largest LR width x height")
     tile: int = Field(0, ge=0, description="tile size in LR px (0: whole image)")
-    overlap: int = Field(32, ge=0)
+    overlap: int = Field(defaults.TILE_OVERLAP, ge=0)
     token_sha256: str | None = Field(None, description="sha256 of the bearer token; never the token itself")
 
     @field_validator("backend")
@@ -58,6 +64,13 @@ class ServeSettings(BaseModel):
         if value not in ("", "cpu", "cuda") and not value.startswith("cuda:"):
             raise ValueError(f"device must be cpu or cuda, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _usable_tiles(self) -> ServeSettings:
+        """A tile no plan can use would blame every client later; refuse it before Ray starts."""
+        if self.tile:
+            check_tiling(self.tile, self.overlap)
+        return self
 
     @property
     def engine_device(self) -> str:
@@ -108,11 +121,11 @@ class ModelFiles:
         path = Path(model)
         if not path.is_file():
             if path.suffix.lower() in (".onnx", ".plan", ".engine"):
-                raise FileNotFoundError(f"model {model} does not exist")
+                raise MissingFileError(f"model {model} does not exist")
             path = resolve_checkpoint(model)  # a known name: from the cache, or downloaded once
         data = path.read_bytes()
         if not data:
-            raise ValueError(f"model {path} is empty")
+            raise UsageError(f"model {path} is empty")
         side = sidecar_path(path)
         return cls(path.name, data, side.read_bytes() if side.is_file() else None, str(path))
 

@@ -1,7 +1,10 @@
 // msn_upscale: PNG in, PNG out, through whichever backend this build of msn_infer has.
-//   msn_upscale MODEL IN.png OUT.png [--tile N] [--overlap N]     (MODEL: .plan with sidecar, or .onnx)
+//   msn_upscale MODEL IN.png OUT.png [--tile N] [--overlap N] [--max-pixels N]
+//   (MODEL: a .plan with its sidecar, or an .onnx graph)
 #include <png.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <csetjmp>
@@ -19,9 +22,13 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: msn_upscale MODEL(.plan|.onnx) IN.png OUT.png [--tile N] [--overlap N]\n"
-    "  --tile N     tile size in LR px: 0 = whole image (default), else at least 29\n"
-    "  --overlap N  tile overlap in LR px, less than half a tile (default 32)\n";
+    "usage: msn_upscale MODEL(.plan|.onnx) IN.png OUT.png [--tile N] [--overlap N] [--max-pixels N]\n"
+    "  --tile N        tile size in LR px: 0 = whole image (default), else at least 29\n"
+    "  --overlap N     tile overlap in LR px, less than half a tile (default 32)\n"
+    "  --max-pixels N  largest input, width x height, checked from the PNG header (default 268435456)\n";
+
+// The Python side's default too (engines.images.MAX_PIXELS): 16384 x 16384.
+constexpr long long kDefaultMaxPixels = 1LL << 28;
 
 struct Png {
   msn::Image<uint8_t> u8;
@@ -85,7 +92,7 @@ bool write_rows(png_structp png, png_infop info, FILE* file, const PngLayout* la
 }
 
 // The classic libpng API, raw samples: no gamma conversion, no alpha premultiplication.
-Png read_png(const std::string& path) {
+Png read_png(const std::string& path, long long max_pixels) {
   PngFile f;
   f.file = std::fopen(path.c_str(), "rb");
   if (!f.file) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
@@ -94,6 +101,11 @@ Png read_png(const std::string& path) {
   if (!f.png || !f.info) throw std::runtime_error("libpng: out of memory");
   PngLayout layout;
   if (!read_layout(f.png, f.info, f.file, &layout)) throw std::runtime_error(path + ": not a readable PNG");
+  const long long pixels = static_cast<long long>(layout.width) * layout.height;
+  if (pixels > max_pixels)  // before a single row is allocated
+    throw std::runtime_error(path + " is " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
+                             " = " + std::to_string(pixels) + " pixels; the limit is " +
+                             std::to_string(max_pixels) + "; raise --max-pixels if you mean it");
   Png out;
   out.sixteen = layout.depth == 16;
   std::vector<png_bytep> rows(layout.height);
@@ -111,13 +123,25 @@ Png read_png(const std::string& path) {
 
 template <class Pixel>
 void write_png(const std::string& path, msn::Image<Pixel>& img) {
-  const std::string tmp = path + ".tmp";  // atomic: write beside the target, then rename
+  // Atomic: write a temporary file of a unique name beside the target, then rename it. A fixed
+  // name such as OUT.png.tmp could be a file of the user's, which would be replaced.
+  const std::filesystem::path target = std::filesystem::absolute(path);
+  std::string pattern = (target.parent_path() / ("." + target.filename().string() + ".XXXXXX")).string();
+  const int fd = mkstemp(pattern.data());
+  if (fd < 0)
+    throw std::runtime_error(path + ": cannot create a temporary file beside it (" + std::strerror(errno) + ")");
+  const std::string tmp = pattern;
   bool written = false;
   {
     PngFile f;
     f.writing = true;
-    f.file = std::fopen(tmp.c_str(), "wb");
-    if (!f.file) throw std::runtime_error(tmp + ": cannot create (" + std::strerror(errno) + ")");
+    f.file = fdopen(fd, "wb");
+    if (!f.file) {
+      ::close(fd);
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw std::runtime_error(tmp + ": cannot open (" + std::strerror(errno) + ")");
+    }
     f.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
     f.info = f.png ? png_create_info_struct(f.png) : nullptr;
     if (f.png && f.info) {
@@ -136,15 +160,30 @@ void write_png(const std::string& path, msn::Image<Pixel>& img) {
     std::filesystem::remove(tmp, ec);
     throw std::runtime_error(path + ": write failed");
   }
-  std::filesystem::rename(tmp, path);
+  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               ec);  // mkstemp makes 0600; outputs get the usual 0644
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw std::runtime_error(path + ": cannot rename the output into place (" + ec.message() + ")");
+  }
 }
 
-bool parse_count(const char* text, int* value) {
+bool ends_with_png(const std::string& name) {
+  if (name.size() < 4) return false;
+  std::string suffix = name.substr(name.size() - 4);
+  for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return suffix == ".png";
+}
+
+bool parse_count(const char* text, long long max, long long* value) {
   char* end = nullptr;
   errno = 0;
-  const long v = std::strtol(text, &end, 10);
-  if (errno || end == text || *end != '\0' || v < 0 || v > INT_MAX) return false;
-  *value = static_cast<int>(v);
+  const long long v = std::strtoll(text, &end, 10);
+  if (errno || end == text || *end != '\0' || v < 0 || v > max) return false;
+  *value = v;
   return true;
 }
 
@@ -164,22 +203,28 @@ int main(int argc, char** argv) {
   }
   if (argc < 4) return fail_usage("expected MODEL, IN.png and OUT.png");
   const std::string engine_path = argv[1], in_path = argv[2], out_path = argv[3];
-  int tile = 0, overlap = 32;
+  long long tile_value = 0, overlap_value = 32, max_pixels = kDefaultMaxPixels;
   for (int i = 4; i < argc; ++i) {
     const std::string option = argv[i];
-    if (option != "--tile" && option != "--overlap") return fail_usage("unknown argument '" + option + "'");
+    if (option != "--tile" && option != "--overlap" && option != "--max-pixels")
+      return fail_usage("unknown argument '" + option + "'");
     if (i + 1 >= argc) return fail_usage(option + " needs a value");
-    int* target = option == "--tile" ? &tile : &overlap;
-    if (!parse_count(argv[++i], target))
+    long long* target = option == "--tile" ? &tile_value : option == "--overlap" ? &overlap_value : &max_pixels;
+    if (!parse_count(argv[++i], option == "--max-pixels" ? LLONG_MAX : INT_MAX, target))
       return fail_usage(option + " expects a whole number of pixels >= 0, got '" + argv[i] + "'");
   }
+  const int tile = static_cast<int>(tile_value), overlap = static_cast<int>(overlap_value);
   // The same rules as the Python CLI, checked before anything is loaded.
   if (tile > 0 && tile < MSN_MIN_INPUT_SIZE)
     return fail_usage("--tile " + std::to_string(tile) + " is below MSN's minimum input of 29 px (0 = whole image)");
   if (tile > 0 && overlap >= tile / 2)
     return fail_usage("--overlap " + std::to_string(overlap) + " must be less than half the tile (" +
                       std::to_string(tile / 2) + ")");
+  if (!ends_with_png(out_path))
+    return fail_usage("output " + out_path + " must end in .png (PNG is what this tool writes)");
   std::error_code ec;
+  if (std::filesystem::is_directory(out_path, ec))
+    return fail_usage("output " + out_path + " is a directory; give a file name ending in .png");
   if (std::filesystem::exists(out_path, ec) && std::filesystem::equivalent(in_path, out_path, ec)) {
     std::cerr << "msn_upscale: output would overwrite the input\n";
     return 2;
@@ -189,8 +234,10 @@ int main(int argc, char** argv) {
     std::cerr << "msn_upscale: output folder " << out_dir << " does not exist\n";
     return 2;
   }
+  if (!std::filesystem::is_regular_file(engine_path, ec))
+    return fail_usage("model " + engine_path + " does not exist (or is not a file)");
   try {
-    Png png = read_png(in_path);
+    Png png = read_png(in_path, max_pixels);
     msn::Engine engine(engine_path);
     if (png.sixteen) {
       auto out = engine.upscale(png.u16, tile, overlap);

@@ -1,6 +1,7 @@
 // The exported C ABI: argument checks, then the internal C++ pieces, all behind guard().
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -171,6 +172,15 @@ msn_status msn_sidecar_profile(const msn_sidecar* sidecar, int32_t min[3], int32
   });
 }
 
+msn_status msn_sidecar_io_dtypes(const msn_sidecar* sidecar, const char** input_dtype, const char** output_dtype) {
+  return guard([&] {
+    require_not_null(sidecar, "sidecar");
+    require(input_dtype && output_dtype, MSN_ERR_NULL_ARGUMENT, "dtype outputs must not be NULL");
+    *input_dtype = sidecar->value.input_dtype.c_str();
+    *output_dtype = sidecar->value.output_dtype.c_str();
+  });
+}
+
 msn_status msn_sidecar_check(const msn_sidecar* sidecar, const char* flavour, const char* version,
                              const char* compute_capability) {
   return guard([&] {
@@ -199,12 +209,23 @@ msn_status msn_engine_create(const char* path, msn_engine** out) {
     const bool is_onnx = ends_with(".onnx");
     require(is_plan || is_onnx, MSN_ERR_INVALID_ARGUMENT,
             p + ": expected a TensorRT engine (.plan or .engine, with its .json sidecar) or an ONNX graph (.onnx)");
+    // Said here: the runtimes' own messages for a missing file name only their source lines.
+    auto require_file = [&p] {
+      std::error_code ec;
+      require(std::filesystem::is_regular_file(p, ec), MSN_ERR_IO, "model " + p + " does not exist (or is not a file)");
+    };
     auto engine = std::make_unique<msn_engine>();
 #ifdef MSN_WITH_TENSORRT
-    if (is_plan) engine->backend = msn::make_tensorrt_backend(p);
+    if (is_plan) {
+      require_file();
+      engine->backend = msn::make_tensorrt_backend(p);
+    }
 #endif
 #ifdef MSN_WITH_OPENVINO
-    if (is_onnx) engine->backend = msn::make_openvino_backend(p);
+    if (is_onnx) {
+      require_file();
+      engine->backend = msn::make_openvino_backend(p);
+    }
 #endif
     require(engine->backend != nullptr, MSN_ERR_BACKEND_UNAVAILABLE,
             std::string("this build of msn_infer has no ") + (is_plan ? "TensorRT" : "OpenVINO") +

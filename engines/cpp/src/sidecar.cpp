@@ -9,6 +9,13 @@
 
 namespace msn {
 
+std::string canonical_dtype(const std::string& name, const std::string& path) {
+  if (name == "float32" || name == "float") return "float32";
+  if (name == "float16" || name == "half") return "float16";
+  throw Error(MSN_ERR_SIDECAR_INVALID,
+              "sidecar " + path + " has tensor dtype '" + name + "'; MSN engines use float32 or float16");
+}
+
 Sidecar read_sidecar(const std::string& path) {
   std::error_code ec;
   require(std::filesystem::is_regular_file(path, ec), MSN_ERR_IO,
@@ -21,8 +28,12 @@ Sidecar read_sidecar(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(MSN_ERR_SIDECAR_INVALID, "sidecar " + path + " is not valid JSON: " + e.what());
   }
-  require(j.is_object() && j.value("format", "") == "msn-engine/1", MSN_ERR_SIDECAR_INVALID,
-          "sidecar " + path + " is not an msn-engine/1 sidecar");
+  // Written by export/artifacts.py (EngineSidecar). Format 1 stored TensorRT's dtype names
+  // (float, half), format 2 stores float32 / float16; both are read.
+  const bool has_format = j.is_object() && j.contains("format") && j["format"].is_string();
+  const std::string format = has_format ? j["format"].get<std::string>() : "";
+  require(format == "msn-engine/1" || format == "msn-engine/2", MSN_ERR_SIDECAR_INVALID,
+          "sidecar " + path + " is not an msn-engine/2 sidecar; rebuild the engine with export/build_trt.py");
   try {
     Sidecar s;
     s.flavour = j.at("tensorrt").at("flavour").get<std::string>();
@@ -42,7 +53,7 @@ Sidecar read_sidecar(const std::string& path) {
     for (const auto& t : j.at("io")) {
       const bool input = t.at("mode").get<std::string>() == "input";
       (input ? s.input_name : s.output_name) = t.at("name").get<std::string>();
-      (input ? s.input_dtype : s.output_dtype) = t.at("dtype").get<std::string>();
+      (input ? s.input_dtype : s.output_dtype) = canonical_dtype(t.at("dtype").get<std::string>(), path);
     }
     require(s.scale >= 1 && !s.input_name.empty() && !s.output_name.empty(), MSN_ERR_SIDECAR_INVALID,
             "sidecar " + path + " lacks scale or I/O names");

@@ -1,4 +1,5 @@
-// The JSON sidecar that export/build_trt.py writes beside every engine (format msn-engine/1).
+// The JSON sidecar that export/artifacts.py (EngineSidecar) writes beside every engine
+// (format msn-engine/2; msn-engine/1 files are read too).
 #pragma once
 
 #include <array>
@@ -18,8 +19,11 @@ struct Sidecar {
   std::string onnx_path;
   int32_t scale = 0;
   std::array<int32_t, 3> min{}, opt{}, max{};  // N, H, W
-  std::string input_name, output_name, input_dtype, output_dtype;
+  std::string input_name, output_name, input_dtype, output_dtype;  // dtypes: "float32" or "float16"
 };
+
+// "float32" / "float16" for the names either format stores; throws Error(MSN_ERR_SIDECAR_INVALID).
+std::string canonical_dtype(const std::string& name, const std::string& path);
 
 Sidecar read_sidecar(const std::string& path);  // throws Error(MSN_ERR_SIDECAR_INVALID / MSN_ERR_IO)
 // Versions match when major.minor.patch agree (C++ headers carry no build number; Python has it).

@@ -71,8 +71,8 @@ class TensorRTBackend final : public Backend {
     context_.reset(engine_->createExecutionContext());
     require(context_ != nullptr, MSN_ERR_RUNTIME, "TensorRT execution context could not be created");
     check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
-    half_in_ = sidecar_.input_dtype == "half";
-    half_out_ = sidecar_.output_dtype == "half";
+    half_in_ = sidecar_.input_dtype == "float16";
+    half_out_ = sidecar_.output_dtype == "float16";
   }
   ~TensorRTBackend() override {
     if (stream_) cudaStreamDestroy(stream_);

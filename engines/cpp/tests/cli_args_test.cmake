@@ -16,13 +16,27 @@ expect_usage_error("below MSN's minimum input of 29" model.onnx ${in} ${out} --t
 expect_usage_error("less than half the tile" model.onnx ${in} ${out} --tile 64 --overlap 32)
 expect_usage_error("would overwrite the input" model.onnx ${in} ${in})
 expect_usage_error("does not exist" model.onnx ${in} /nonexistent/dir/out.png)
+expect_usage_error("model /nonexistent/m.onnx does not exist" /nonexistent/m.onnx ${in} ${out})
+expect_usage_error("must end in .png" ${in} ${in} ${CMAKE_CURRENT_BINARY_DIR}/out.jpg)
+expect_usage_error("must end in .png" ${in} ${in} ${CMAKE_CURRENT_BINARY_DIR})
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/folder.png)
+expect_usage_error("is a directory" ${in} ${in} ${CMAKE_CURRENT_BINARY_DIR}/folder.png)
+expect_usage_error("expects a whole number" ${in} ${in} ${out} --max-pixels -1)
 # --help is not an error.
-execute_process(COMMAND ${CLI} --help RESULT_VARIABLE rc OUTPUT_VARIABLE out)
-if(NOT rc EQUAL 0 OR NOT out MATCHES "usage")
-  message(FATAL_ERROR "--help: expected exit 0 and usage, got ${rc}: ${out}")
+execute_process(COMMAND ${CLI} --help RESULT_VARIABLE rc OUTPUT_VARIABLE help)
+if(NOT rc EQUAL 0 OR NOT help MATCHES "usage")
+  message(FATAL_ERROR "--help: expected exit 0 and usage, got ${rc}: ${help}")
 endif()
-# A truncated PNG (the first 150 bytes of rgb32.png) is reported with exit 1, not a crash.
-execute_process(COMMAND ${CLI} model.onnx ${DATA}/truncated.png ${out} RESULT_VARIABLE rc ERROR_VARIABLE err)
+# A truncated PNG (the first 150 bytes of rgb32.png) is reported with exit 1, not a crash. (Any
+# existing file stands in for the model: the PNG is read first.)
+execute_process(COMMAND ${CLI} ${in} ${DATA}/truncated.png ${CMAKE_CURRENT_BINARY_DIR}/args_out.png
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 1 OR NOT err MATCHES "truncated or corrupt PNG")
   message(FATAL_ERROR "truncated PNG: expected exit 1 and 'truncated or corrupt PNG', got ${rc}: ${err}")
+endif()
+# A 69-byte PNG claiming 100000x100000 is refused from its header, without allocating the pixels.
+execute_process(COMMAND ${CLI} ${in} ${DATA}/huge_header.png ${CMAKE_CURRENT_BINARY_DIR}/args_out.png
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "100000x100000 = 10000000000 pixels; the limit is 268435456")
+  message(FATAL_ERROR "huge PNG header: expected exit 1 and the limit, got ${rc}: ${err}")
 endif()

@@ -1,5 +1,5 @@
 // libmsn_infer's OpenVINO backend end to end, against the Python runtime's output for the same
-// graph and input (written by tests/cpp_fixtures.py into MSN_FIXTURES before this test runs).
+// graph and input (written by tests/cpp/cpp_fixtures.py into MSN_FIXTURES before this test runs).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -84,6 +84,9 @@ TEST(OpenVINO, CAbiLifecycleAndErrors) {
   msn_engine_destroy(engine);
 
   EXPECT_EQ(msn_engine_create((kFixtures + "/cases.txt.onnx").c_str(), &engine), MSN_ERR_IO);
+  EXPECT_NE(std::string(msn_last_error()).find("cases.txt.onnx does not exist"), std::string::npos) << msn_last_error();
+  EXPECT_EQ(engine, nullptr);
+  EXPECT_EQ(msn_engine_create((kFixtures + "/not_a_graph.onnx").c_str(), &engine), MSN_ERR_IO);
   EXPECT_NE(std::string(msn_last_error()).find("OpenVINO cannot read"), std::string::npos) << msn_last_error();
   EXPECT_EQ(engine, nullptr);
 }

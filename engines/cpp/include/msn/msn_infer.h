@@ -97,7 +97,7 @@ MSN_API msn_status msn_upscale_planes(const float* input, int32_t height, int32_
                                       int32_t tile, int32_t overlap, msn_infer_fn infer, void* user,
                                       float* output);
 
-/* ---- engine sidecars (written by export/build_trt.py) ---------------------------------- */
+/* ---- engine sidecars (written by export/build_trt.py through export/artifacts.py) ---------------------------------- */
 typedef struct msn_sidecar msn_sidecar;
 MSN_API msn_status msn_sidecar_load(const char* json_path, msn_sidecar** out);
 MSN_API void msn_sidecar_destroy(msn_sidecar* sidecar);
@@ -105,6 +105,9 @@ MSN_API int32_t msn_sidecar_scale(const msn_sidecar* sidecar);
 /* Profile as N, H, W triples (LR px). */
 MSN_API msn_status msn_sidecar_profile(const msn_sidecar* sidecar, int32_t min[3], int32_t opt[3],
                                        int32_t max[3]);
+/* The input and output tensors' dtypes, "float32" or "float16"; the strings live as long as the sidecar. */
+MSN_API msn_status msn_sidecar_io_dtypes(const msn_sidecar* sidecar, const char** input_dtype,
+                                         const char** output_dtype);
 /* MSN_OK if an engine with this sidecar can run under TensorRT `flavour` ("tensorrt" or
  * "tensorrt_rtx") `version` on a GPU of `compute_capability` ("SM89"); else
  * MSN_ERR_ENGINE_MISMATCH with the rebuild command in msn_last_error(). */

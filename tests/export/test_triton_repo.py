@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import py_compile
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,48 @@ def test_bad_options_and_non_empty_targets(random_graph, tmp_path, caplog):
     assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path / "x"), "--name", "a b"]) == 2
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["msn"]  # no staging folders left behind
+
+
+def test_the_python_model_is_a_real_module_copied_as_is(random_ckpt, tmp_path):
+    """model.py is engines/triton_model.py itself (importable, linted), not generated text."""
+    from engines import triton_model
+
+    assert callable(triton_model.TritonPythonModel().execute)
+    repo = triton_repo.write_triton_repository(random_ckpt, tmp_path, python=True)
+    assert (repo.model_dir / "1" / "model.py").read_bytes() == Path(triton_model.__file__).read_bytes()
+    assert 'string_value: "random.pth"' in repo.config_text
+
+
+def test_unusable_artifacts_are_one_line_usage_errors(tmp_path, random_graph, caplog):
+    garbage, picture, text = tmp_path / "garbage.onnx", tmp_path / "photo.onnx", tmp_path / "text.png"
+    garbage.write_bytes(b"\x00\x01not a graph")
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    text.write_text("hello")
+    plan = tmp_path / "e.plan"
+    plan.write_bytes(b"plan")
+    cases = [["--onnx", str(tmp_path / "missing.onnx")], ["--onnx", str(garbage)], ["--onnx", str(picture)],
+             ["--model", str(text), "--python"]]
+    sidecars = ["{}", "[]", '{"format": "msn-engine/2", "io": 3}']
+    for sidecar in sidecars:
+        cases.append(["--engine", str(plan), "#" + sidecar])
+    for args in cases:
+        if args[-1].startswith("#"):
+            (tmp_path / "e.plan.json").write_text(args.pop()[1:])
+        caplog.clear()
+        assert triton_repo.main([*args, "-o", str(tmp_path / "repo")]) == 2, args
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "\n" not in errors[0] and "Traceback" not in caplog.text, (args, errors)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_hostile_option_values_are_refused_or_escaped(random_ckpt, random_graph, tmp_path):
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path / "a"), "--instances",
+                             "999999999999"]) == 2
+    assert triton_repo.main(["--onnx", str(random_graph), "-o", str(tmp_path / "a"), "--max-batch",
+                             str(2**31)]) == 2
+    odd = tmp_path / 'a "quoted" folder \\ with üñíçødé'
+    odd.mkdir()
+    assert triton_repo.main(["--model", str(random_ckpt), "--python", "-o", str(tmp_path / "b"), "--python-path",
+                             str(odd)]) == 0
+    config = parse_config(tmp_path / "b" / "msn")  # Triton's own parser
+    assert config.parameters["python_path"].string_value == str(odd.resolve())

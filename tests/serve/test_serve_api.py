@@ -3,6 +3,7 @@ runtime, batching by size, auth, every kind of bad upload, overload, and a clean
 
 from __future__ import annotations
 
+import io
 import signal
 import struct
 import threading
@@ -18,7 +19,7 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 import requests
 
 import engines
-from tests.serve_helpers import (
+from tests.serve.helpers import (
     ServeProcess,
     decoded,
     expected_png_pixels,
@@ -33,13 +34,14 @@ TOKEN = "test-token-3f9c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_PIXELS = 160 * 160
 MAX_QUEUED = 8
+BODY_TIMEOUT_S = 4
 
 
 @pytest.fixture(scope="module")
 def server(random_graph):
     service = ServeProcess([str(random_graph), "--max-batch", "4", "--batch-wait-ms", "300",
                             "--max-pixels", str(MAX_PIXELS), "--max-upload-mb", "1",
-                            "--max-queued", str(MAX_QUEUED)], token=TOKEN)
+                            "--max-queued", str(MAX_QUEUED), "--body-timeout-s", str(BODY_TIMEOUT_S)], token=TOKEN)
     try:
         service.wait_healthy()
         yield service
@@ -131,6 +133,15 @@ def bomb_png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def animated_png() -> bytes:
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((40, 40, 3), value, np.uint8)) for value in (0, 255)]
+    out = io.BytesIO()
+    frames[0].save(out, "PNG", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
 def chunked(data: bytes, size: int = 65536):
     for start in range(0, len(data), size):
         yield data[start:start + size]
@@ -144,6 +155,7 @@ BAD_UPLOADS = {
     "gif": (bytes.fromhex("47494638396120002000800000000000ffffff2c00000000200020000002028401003b"), 400,
             "GIF images are not accepted"),
     "many pixels": (bomb_png(1000, 1000), 413, "1000x1000 = 1000000 pixels; the limit is 25600"),
+    "animated": (animated_png(), 400, "animated (2 frames)"),
     "too many pixels": (png_bytes(np.zeros((170, 170, 3), np.uint8)), 413, "the limit is 25600"),
     "decompression bomb": (bomb_png(100_000, 100_000), 413, "the limit is 25600"),
     "too large upload": (np.random.default_rng(0).bytes(1_200_000), 413, "larger than the server's limit"),
@@ -177,9 +189,12 @@ def test_overload_is_503_with_retry_after_never_500(server):
     assert upscale(server, body).status_code == 200
 
 
-def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random_graph, runtime):
+def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random_graph, runtime, tmp_path):
     # A long batch wait holds the request in the replica while the server is told to stop.
-    service = ServeProcess([str(random_graph), "--batch-wait-ms", "3000", "--max-batch", "8"])
+    temp = tmp_path / "temp"  # the replicas' temporary files, which must all be gone afterwards
+    temp.mkdir()
+    service = ServeProcess([str(random_graph), "--batch-wait-ms", "3000", "--max-batch", "8"],
+                           extra_env={"TMPDIR": str(temp)})
     try:
         service.wait_healthy()
         body = UPLOADS["rgb8.png"]
@@ -198,7 +213,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random
     assert max_level_difference(decoded(reply.content), expected_png_pixels(runtime, body)) <= 1
     assert "stopped" in service.output()
     assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
-
+    assert not list(temp.glob("msn-serve-*")), "a replica left its model copy behind"
 
 
 def test_sigterm_during_start_up_stops_cleanly(random_graph):
@@ -214,3 +229,55 @@ def test_sigterm_during_start_up_stops_cleanly(random_graph):
         service.stop()
     assert "stopped" in service.output()
     assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
+
+
+def test_slow_senders_cannot_starve_the_service(server):
+    """More connections trickling a byte a second than the queues hold (2 x MAX_QUEUED): genuine
+    uploads are still served, and each trickler gets a JSON 408 once its body time is up."""
+    import socket
+
+    tricklers = []
+    for _ in range(3 * MAX_QUEUED):
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        conn.sendall(f"POST /v1/upscale HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode())
+        tricklers.append(conn)
+    started = time.monotonic()
+    body = png_bytes((np.random.default_rng(9).random((40, 48, 3)) * 255).astype(np.uint8))
+    try:
+        for _ in range(2):  # while every trickler still has time left
+            for conn in tricklers:
+                conn.sendall(b"x")
+            assert upscale(server, body).status_code == 200
+        assert time.monotonic() - started < BODY_TIMEOUT_S + 60
+        answers = []
+        for conn in tricklers:  # bounded: each is answered once its body timeout passes
+            conn.settimeout(BODY_TIMEOUT_S + 60)
+            answers.append(conn.recv(4096).decode(errors="replace"))
+    finally:
+        for conn in tricklers:
+            conn.close()
+    assert all(a.startswith("HTTP/1.1 408") and "did not arrive within" in a for a in answers), answers[:2]
+    assert upscale(server, body).status_code == 200
+
+
+def test_exif_orientation_and_gray_alpha_survive_the_service(server):
+    """The service reads images as the CLI does: an Orientation=6 JPEG comes back upright (rotated),
+    a 16-bit gray+alpha PNG comes back 16-bit gray+alpha."""
+    import png
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    stored = io.BytesIO()
+    Image.fromarray((rng.random((40, 64, 3)) * 255).astype(np.uint8)).save(stored, "JPEG", exif=exif.tobytes())
+    reply = upscale(server, stored.getvalue())
+    assert reply.status_code == 200, reply.text
+    assert Image.open(io.BytesIO(reply.content)).size == (4 * 40, 4 * 64)  # width x height: upright
+    gray_alpha = io.BytesIO()
+    rows = (rng.random((36, 2 * 44)) * 65535).astype(np.uint16)
+    png.Writer(44, 36, greyscale=True, alpha=True, bitdepth=16).write(gray_alpha, rows)
+    reply = upscale(server, gray_alpha.getvalue())
+    assert reply.status_code == 200, reply.text
+    width, height, _, info = png.Reader(bytes=reply.content).read()
+    assert (width, height) == (4 * 44, 4 * 36) and info["greyscale"] and info["alpha"] and info["bitdepth"] == 16

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +15,14 @@ import pytest
 import torch
 
 from engines.onnxruntime_engine import OnnxRuntimeEngine
-from export import to_onnx
-from export.metadata import read_metadata
+from export import onnx_export, to_onnx
+from export.artifacts import GraphMetadata
 from export.onnx_graph import default_opset
+from export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
+from export.parity import judge
 from export.trt_ops import unsupported_ops
-from export.verify import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
-from export.verify import judge, smooth_test_image
+from export.verify import smooth_test_image
+from tests.conftest import REPO
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 from validate.metrics import psnr
 
@@ -71,7 +77,7 @@ def test_fp16_graph_keeps_statistics_in_float32(exported):
 
 
 def test_metadata(exported, official_ckpt):
-    meta = read_metadata(onnx.load(exported["fp16"]))
+    meta = GraphMetadata.read(onnx.load(exported["fp16"])).to_props()
     assert meta["model_name"] == "MSN" and meta["scale"] == "4" and meta["min_input_size"] == "29"
     assert meta["precision"] == "fp16" and meta["opset"] == "20" and meta["torch_version"] == torch.__version__
     assert meta["checkpoint_sha256"] == "5cbe6074c9c041f9894fa697f179c4deea4e91f0d0e06106c20ba24bcaeb6609"
@@ -148,7 +154,7 @@ def test_random_weights_export_and_verify(tmp_path, random_msn):
     ckpt = tmp_path / "w.pth"
     torch.save({"params_ema": random_msn.state_dict()}, ckpt)
     assert run_cli(["--ckpt", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 0
-    assert read_metadata(onnx.load(tmp_path / "m.onnx"))["precision"] == "fp32"
+    assert GraphMetadata.read(onnx.load(tmp_path / "m.onnx")).precision == "fp32"
 
 
 def test_verifier_judges_against_its_thresholds():
@@ -167,7 +173,7 @@ def test_verifier_judges_against_its_thresholds():
 def test_a_wrong_inference_form_fails_the_export(tmp_path, random_ckpt, monkeypatch):
     """The exporter checks the graph against the training form, so a wrong fusion (here the
     upsampler bias off by 3e-4, as a wrong mean fold would be) stops the export, writing nothing."""
-    real = to_onnx.to_inference_form
+    real = onnx_export.to_inference_form
 
     def subtly_wrong(model, **kwargs):
         fused = real(model, **kwargs)
@@ -175,8 +181,8 @@ def test_a_wrong_inference_form_fails_the_export(tmp_path, random_ckpt, monkeypa
             fused.upsample.bias += 3e-4
         return fused
 
-    monkeypatch.setattr(to_onnx, "to_inference_form", subtly_wrong)
-    assert run_cli(["--ckpt", str(random_ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 2
+    monkeypatch.setattr(onnx_export, "to_inference_form", subtly_wrong)
+    assert run_cli(["--ckpt", str(random_ckpt), "-o", str(tmp_path / "m.onnx"), "--static", "32x40"]) == 1  # failed
     assert list(tmp_path.iterdir()) == []
 
 
@@ -191,7 +197,7 @@ def test_export_option_matrix(tmp_path, random_ckpt, random_msn, options):
     assert run_cli(["--ckpt", str(random_ckpt), "-o", str(path), "--no-verify", *options]) == 0
     graph = onnx.load(path)
     opset = int(options[1]) if options[0] == "--opset" else 20
-    assert default_opset(graph) == opset and read_metadata(graph)["opset"] == str(opset)
+    assert default_opset(graph) == opset and GraphMetadata.read(graph).opset == opset
     x = smooth_test_image(2, 40, 48)
     with torch.no_grad():
         expected = random_msn(x).numpy()
@@ -201,3 +207,25 @@ def test_export_option_matrix(tmp_path, random_ckpt, random_msn, options):
 def test_opset_17_is_refused_not_mislabelled(tmp_path, random_ckpt):
     assert run_cli(["--ckpt", str(random_ckpt), "-o", str(tmp_path / "m.onnx"), "--opset", "17"]) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_to_onnx_refuses_to_replace_its_checkpoint(random_ckpt, tmp_path, caplog):
+    copy = tmp_path / "v.pth"
+    copy.write_bytes(random_ckpt.read_bytes())
+    assert to_onnx.main(["--ckpt", str(copy), "-o", str(copy)]) == 2
+    assert copy.read_bytes() == random_ckpt.read_bytes()
+    assert "would replace the input" in caplog.text
+
+
+# SIGTERM during an export leaves no temporary file.
+def test_sigterm_during_export_leaves_nothing(random_ckpt, tmp_path):
+    out = tmp_path / "m.onnx"
+    proc = subprocess.Popen([sys.executable, "export/to_onnx.py", "--ckpt", str(random_ckpt), "-o", str(out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".m.onnx.*.tmp")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".m.onnx.*.tmp")), "the export never reached its temporary file"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert os.listdir(tmp_path) == []

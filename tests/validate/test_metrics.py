@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from export.parity import FP16_MIN_PSNR_DB as CODE_FP16_FLOOR
 from tests.util import FP16_MIN_PSNR_DB
-from validate.metrics import FP16_MIN_PSNR_DB as CODE_FP16_FLOOR
 from validate.metrics import error_stats, psnr, psnr_y
 
 

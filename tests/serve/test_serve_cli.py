@@ -26,7 +26,7 @@ from engines.serve import cluster
 from engines.serve.app import group_by_size, replica_resources
 from engines.serve.payload import RequestError, check_header, read_body
 from engines.serve.settings import ModelFiles, ServeSettings, hash_token
-from tests.serve_helpers import (
+from tests.serve.helpers import (
     REPO,
     decoded,
     expected_png_pixels,
@@ -61,6 +61,8 @@ def serve_exit(argv: list[str], capsys, caplog) -> tuple[int, str]:
     (["--cpus-per-replica", "0"], "> 0"),
     (["--max-pixels", "1x1"], "whole number"),
     (["--backend", "tensorflow"], "invalid choice"),
+    (["--tile", "28"], "below MSN's minimum"),
+    (["--tile", "64", "--overlap", "40"], "less than half"),
 ])
 def test_bad_flags_are_usage_errors(random_graph, capsys, caplog, flags, words):
     code, err = serve_exit([str(random_graph), *flags], capsys, caplog)
@@ -114,7 +116,8 @@ def test_read_body_limits():
 
 def test_header_check_reads_sizes_without_decoding():
     image = png_bytes(np.zeros((40, 30, 3), np.uint8))
-    assert check_header(image, max_pixels=1200) == (30, 40)
+    header = check_header(image, max_pixels=1200)
+    assert (header.width, header.height) == (30, 40)
     for body, limit, status in [(image, 1199, 413), (png_bytes(np.zeros((28, 64), np.uint8)), 10**6, 400),
                                 (b"GIF89a" + b"\0" * 40, 10**6, 400), (image[:20], 10**6, 400)]:
         with pytest.raises(RequestError) as caught:
@@ -206,13 +209,15 @@ def test_the_shipped_serve_config_runs_with_serve_run(random_graph, tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         body = png_bytes((np.random.default_rng(5).random((36, 40, 3)) * 255).astype(np.uint8))
-        for _ in range(240):  # the proxy answers 404 until the application is deployed
+        deadline = time.monotonic() + 240
+        while True:  # the proxy answers 404 until the application is deployed; a busy machine answers late
             try:
                 if requests.get(url + "/v1/health", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while starting, or a read that timed out
                 pass
             assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no healthy service in 240 s:\n" + log_path.read_text()[-3000:]
             time.sleep(0.5)
         reply = requests.post(url + "/v1/upscale", data=body, timeout=60)
         assert reply.status_code == 200, reply.text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,9 +13,12 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from export.cli import hw_sizes
 from export.verify import smooth_test_image
+from msn import UsageError, read_checkpoint
 from tests.conftest import REFERENCE_DIR
-from validate import run
+from tests.util import exit_code
+from validate import runner
 
 FAST = ["--sizes", "32x48", "--runs", "3", "--warmup", "0.05", "--max-seconds", "1", "--ntire-runs", "2"]
 
@@ -34,7 +39,7 @@ def report(tmp_path_factory, official_ckpt, fp32_graph, reference_cases):
     out = tmp_path_factory.mktemp("report")
     args = ["--ckpt", str(official_ckpt), "--onnx", str(fp32_graph), "--reference", str(REFERENCE_DIR),
             "--out", str(out), *FAST]
-    assert run.main(args) == 0
+    assert runner.main(args) == 0
     return out
 
 
@@ -62,15 +67,15 @@ def test_parity_numbers_match_an_independent_computation(report, official_model,
         assert row["vs_reference"]["max_abs"] == pytest.approx(np.abs(onnx_out - case.sr).max(), abs=1e-6)
         mse = np.mean((onnx_out - eager) ** 2)
         assert row["vs_eager"]["psnr_db"] == pytest.approx(10 * np.log10(1 / mse), abs=0.5)
-        assert rows[(run.BASELINE, case.name)]["vs_eager"]["max_abs"] == 0.0
+        assert rows[(runner.BASELINE, case.name)]["vs_eager"]["max_abs"] == 0.0
 
 
 def test_speed_rows_and_ratios(report):
     data = json.loads((report / "report.json").read_text())
     speed = {r["backend"]: r for r in data["speed"]}
-    assert speed[run.BASELINE]["speedup_vs_eager"] == 1.0
+    assert speed[runner.BASELINE]["speedup_vs_eager"] == 1.0
     ort_row = speed["ort-cpu-fp32"]
-    expected = speed[run.BASELINE]["timing"]["median_ms"] / ort_row["timing"]["median_ms"]
+    expected = speed[runner.BASELINE]["timing"]["median_ms"] / ort_row["timing"]["median_ms"]
     assert ort_row["speedup_vs_eager"] == pytest.approx(expected)
     assert ort_row["timing"]["runs"] >= 3 and data["ntire_protocol"][0]["runs"] == 2
 
@@ -78,7 +83,7 @@ def test_speed_rows_and_ratios(report):
 def test_skipped_backends_are_reported_with_reasons(tmp_path, random_setup):
     ckpt, graph = random_setup
     args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed"]
-    assert run.main(args) == 0
+    assert runner.main(args) == 0
     data = json.loads((tmp_path / "report.json").read_text())
     status = {b["name"]: b for b in data["backends"]}
     assert status["tensorrt"]["status"] == "skipped" and "--engine" in status["tensorrt"]["reason"]
@@ -100,7 +105,7 @@ def test_broken_artifact_fails(tmp_path, random_setup):
     onnx.save(model, broken)
     args = ["--ckpt", str(ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
             "--backends", "ort-cpu-fp32"]
-    assert run.main(args) == 1
+    assert runner.main(args) == 1
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["passed"] is False
     assert [r["passed"] for r in data["parity"] if r["backend"] == "ort-cpu-fp32"] == [False]
@@ -116,7 +121,7 @@ def test_broken_artifact_fails(tmp_path, random_setup):
 
 
 def random_model_output(ckpt, x: torch.Tensor) -> np.ndarray:
-    from msn import build_model, read_checkpoint
+    from msn import build_model
 
     with torch.no_grad():
         return build_model(read_checkpoint(ckpt))(x).numpy()
@@ -126,4 +131,61 @@ def test_intact_artifact_passes(tmp_path, random_setup):
     """The same check on the unmodified graph passes, so the failure above is the perturbation's."""
     ckpt, graph = random_setup
     args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed", "--backends", "ort-cpu-fp32"]
-    assert run.main(args) == 0
+    assert runner.main(args) == 0
+
+
+# no verdict over nothing, or over less than was asked.
+def test_validator_refuses_unknown_backends_and_missing_engines(random_ckpt, tmp_path):
+    started = time.monotonic()
+    assert runner.main(["--ckpt", str(random_ckpt), "--backends", "typo", "--out", str(tmp_path)]) == 2
+    missing_engine = ["--engine", str(tmp_path / "none.plan")]
+    assert runner.main(["--ckpt", str(random_ckpt), *missing_engine, "--out", str(tmp_path)]) == 2
+    assert time.monotonic() - started < 5  # before any export or model run
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_validator_fails_when_an_asked_backend_cannot_run(random_ckpt, random_graph, tmp_path):
+    args = ["--ckpt", str(random_ckpt), "--onnx", str(random_graph), "--no-speed", "--out", str(tmp_path)]
+    assert runner.main([*args, "--backends", "torch-fp32,ort-cuda-fp32"]) == 1  # no CUDA here
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["passed"] is False and report["missing"][0].startswith("ort-cuda-fp32")
+    assert "asked for but did not run: ort-cuda-fp32" in (tmp_path / "report.md").read_text()
+
+
+# validator input problems are usage errors (exit 2), found before any model runs.
+def test_validator_bad_reference_and_sizes(random_ckpt, tmp_path):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    base = ["--ckpt", str(random_ckpt), "--out", str(tmp_path / "r"), "--no-speed", "--backends", "torch-fp32"]
+    assert runner.main([*base, "--reference", str(tmp_path / "missing")]) == 2
+    assert runner.main([*base, "--reference", str(ref)]) == 2  # empty
+    cv2.imwrite(str(ref / "a_lr.png"), np.zeros((32, 32, 3), np.uint8))
+    np.savez(ref / "a_sr_fp64.npz", other=np.zeros(3))
+    assert runner.main([*base, "--reference", str(ref)]) == 2  # no "sr"
+    np.savez(ref / "a_sr_fp64.npz", sr=np.zeros((100, 128, 3)))
+    assert runner.main([*base, "--reference", str(ref)]) == 2  # wrong shape
+    for sizes in ("abc", "10x10", "0x0", "64x64,"):
+        assert exit_code(runner.main, [*base, "--sizes", sizes]) == 2
+    assert hw_sizes("64X48, 32x40") == [(64, 48), (32, 40)]
+
+
+def test_an_artifact_that_cannot_run_is_never_a_pass(random_ckpt, tmp_path, caplog):
+    """--onnx garbage.onnx used to be skipped at INFO level and the run called passed (exit 0)."""
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00 not a graph")
+    args = ["--ckpt", str(random_ckpt), "--onnx", str(garbage), "--no-speed", "--out", str(tmp_path / "r")]
+    assert runner.main(args) == 1
+    assert "asked for but did not run" in caplog.text and "garbage.onnx" in caplog.text
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["passed"] is False and report["missing"]
+
+
+@pytest.mark.parametrize("flag", [["--atol", "-1"], ["--rtol", "nan"], ["--min-psnr", "-5"], ["--max-seconds", "0"]])
+def test_nonsense_tolerances_are_usage_errors(random_ckpt, tmp_path, flag, capsys):
+    assert exit_code(runner.main, ["--ckpt", str(random_ckpt), "--out", str(tmp_path), *flag]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_the_api_refuses_what_the_command_line_refuses(random_ckpt):
+    with pytest.raises(UsageError, match="--atol must be a finite number >= 0"):
+        runner.run(runner.ValidationSettings(ckpt=random_ckpt, atol=-1.0, no_speed=True))

@@ -1,6 +1,6 @@
 """Compare two images pixel by pixel (same size, channels and bit depth); exit 1 if they differ.
 
-    python tests/compare_images.py A.png B.png --max-diff 1
+    python tests/cpp/compare_images.py A.png B.png --max-diff 1
 """
 
 from __future__ import annotations

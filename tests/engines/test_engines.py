@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import engines
+from engines import upscale
+from engines.base import EngineError
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.tiling import TilePlan, axis_starts, tile_weight
 from engines.torch_engine import TorchEngine
 from export import to_onnx
+from export.artifacts import ArtifactError, EngineSidecar
 from export.verify import smooth_test_image
-from msn import InputError
+from msn import MSN, InputError, MSNConfig, UsageError, to_inference_form
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 from validate.metrics import psnr
 from validate.seams import seam_error
@@ -31,7 +37,7 @@ def graphs(tmp_path_factory, random_ckpt, random_graph):
 def test_load_dispatches_on_file_type(graphs, random_ckpt):
     assert isinstance(engines.load(graphs["fp32"], backend="onnxruntime"), OnnxRuntimeEngine)
     assert isinstance(engines.load(random_ckpt), TorchEngine)
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(UsageError, match="unknown backend"):
         engines.load(graphs["fp32"], backend="tflite")
 
 
@@ -167,3 +173,69 @@ def test_tiled_inference_is_the_rule_applied_to_the_real_model(graphs, h, w, til
     x = smooth_test_image(1, h, w).numpy()
     expected = independent_tiling(engine, x, tile, overlap)
     np.testing.assert_allclose(engine(x, tile=tile, overlap=overlap)[0], expected, rtol=0, atol=1e-6)
+
+
+def test_nonfinite_output_raises(random_msn):
+    broken = to_inference_form(random_msn)
+    with torch.no_grad():
+        broken.upsample.weight[0, 0, 0, 0] = float("inf")  # as if an FP16 engine had overflowed
+    with pytest.raises(EngineError, match="NaN or Inf"):
+        TorchEngine(broken)(smooth_test_image(1, 32, 32).numpy())
+
+
+def test_runtime_checks_the_real_output_shape(tmp_path):
+    """An x2 graph whose metadata claims x4: the runtime sees the real shape and refuses."""
+    torch.manual_seed(0)
+    x2 = tmp_path / "x2.pth"
+    torch.save(MSN(MSNConfig.from_width(upscale=2)).state_dict(), x2)
+    graph = tmp_path / "x2.onnx"
+    assert to_onnx.main(["--ckpt", str(x2), "-o", str(graph), "--no-verify"]) == 0
+    model = onnx.load(graph)
+    next(p for p in model.metadata_props if p.key == "scale").value = "4"
+    onnx.save(model, graph)
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(EngineError, match="not an x4 MSN"):
+            engines.load(graph, backend=backend)(smooth_test_image(1, 32, 32).numpy())
+
+
+# static batch graphs run batches of any size (padded), on every ONNX backend.
+def test_static_batch_graph_runs_any_batch(random_ckpt, tmp_path, random_msn):
+    path = tmp_path / "b3.onnx"
+    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(path), "--static", "32x32", "--batch", "3", "--no-verify"]) == 0
+    x = smooth_test_image(4, 32, 32).numpy()
+    with torch.no_grad():
+        expected = random_msn(torch.from_numpy(x)).numpy()
+    for backend in ("onnxruntime", "openvino"):
+        out = engines.load(path, backend=backend)(x)
+        assert np.abs(out - expected).max() < 2e-5, backend
+
+
+# NaN/Inf and 0-255 inputs are refused.
+@pytest.mark.parametrize(("value", "message"), [(float("nan"), "NaN or Inf"), (float("inf"), "NaN or Inf"),
+                                                (255.0, "divide by 255"), (-3.0, "expects \\[0, 1\\]")])
+def test_bad_pixel_values_are_refused(random_msn, random_graph, value, message):
+    x = smooth_test_image(1, 32, 32)
+    x[0, 1, 5, 7] = value
+    with pytest.raises(InputError, match=message):
+        random_msn(x)
+    with pytest.raises(InputError, match=message):
+        engines.load(random_graph, backend="onnxruntime")(x.numpy())
+
+
+# device names and sidecars.
+def test_bad_devices_and_sidecars(photo, tmp_path, random_ckpt, random_graph, caplog):
+    assert upscale.main([str(photo), "-o", str(tmp_path / "a.png"), "--model", str(random_ckpt), "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in caplog.text
+    assert upscale.main([str(photo), "-o", str(tmp_path / "a.png"), "--model", str(random_graph), "--backend", "onnxruntime",
+                         "--device", "gpu"]) == 2
+    if not torch.cuda.is_available():
+        assert upscale.main([str(photo), "-o", str(tmp_path / "a.png"), "--model", str(random_ckpt), "--device", "cuda"]) == 2
+        assert "sees no CUDA GPU" in caplog.text
+    plan = tmp_path / "e.plan"
+    plan.write_bytes(b"x")
+    (tmp_path / "e.plan.json").write_text(json.dumps({"format": "msn-engine/1", "scale": 4}))
+    with pytest.raises(ArtifactError, match="missing or has the field 'tensorrt'"):
+        EngineSidecar.read(plan)
+    (tmp_path / "e.plan.json").write_text("[]")
+    with pytest.raises(ArtifactError, match="a JSON list"):
+        EngineSidecar.read(plan)

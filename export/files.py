@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from msn import MissingFileError, PathError, UsageError
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -17,7 +17,7 @@ def check_folder_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise PermissionError(f"output folder {folder} is not writable ({exc.strerror})") from None
+        raise PathError(f"output folder {folder} is not writable ({exc.strerror})") from None
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -25,30 +25,21 @@ def check_writable(path: str | os.PathLike) -> Path:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; give a file name")
+        raise PathError(f"output {path} is a directory; give a file name")
     if not parent.is_dir():
-        raise FileNotFoundError(f"output folder {parent} does not exist")
+        raise MissingFileError(f"output folder {parent} does not exist")
     check_folder_writable(parent)
     return path
 
 
 def refuse_overwriting_inputs(outputs: list[str | os.PathLike], inputs: list[str | os.PathLike | None]) -> None:
-    """Raise ValueError if any output path is one of the command's own input files."""
+    """Raise UsageError if any output path is one of the command's own input files."""
     existing = [Path(p) for p in inputs if p is not None and Path(p).exists()]
     for output in map(Path, outputs):
         for source in existing:
             same = output.resolve() == source.resolve() or (output.exists() and os.path.samefile(output, source))
             if same:
-                raise ValueError(f"output {output} would replace the input {source}; choose another output path")
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, so that `finally` blocks (temporary files) run as on Ctrl-C."""
-
-    def _exit(signum: int, _frame: object) -> None:
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _exit)
+                raise UsageError(f"output {output} would replace the input {source}; choose another output path")
 
 
 @contextlib.contextmanager

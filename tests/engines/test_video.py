@@ -254,3 +254,160 @@ def test_check_encoder():
     check_encoder("libx264", "yuv420p")
     with pytest.raises(VideoError):
         check_encoder("libx264", "nonsense")
+
+
+def test_output_name_follows_the_model_scale(tmp_path):
+    """An x2 checkpoint gives clip_x2.mkv at twice the size (the name is not hard-coded _x4)."""
+    from msn import MSN, MSNConfig
+
+    torch.manual_seed(0)
+    x2 = tmp_path / "x2.pth"
+    torch.save(MSN(MSNConfig.from_width(upscale=2)).state_dict(), x2)
+    src = make_clip(tmp_path / "clip.mkv", frames_rgb(3))
+    out = tmp_path / "out"
+    assert upscale.main([str(src), "-o", str(out), "--model", str(x2), "--codec", "ffv1", "--pix-fmt", "bgr0"]) == 0
+    frames, info = read_video(out / "clip_x2.mkv")
+    assert len(frames) == 3 and (info["width"], info["height"]) == (2 * W, 2 * H)
+    assert not list(out.glob("*_x4*"))
+
+
+CONTAINERS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "libx264"}
+LOOKAHEAD_FRAMES = 50  # longer than x264's default rc-lookahead (40) and VP9's lag (25)
+
+
+def coded_clip(path, codec, vfr):
+    """A clip with B-frames (x264 defaults) or VP9's alt-ref frames; VFR: 40/80 ms steps in a 1/1000 time base."""
+    rate = 25
+    time_base = Fraction(1, 1000) if vfr else Fraction(1, rate)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = time_base
+        pts = 0
+        for i, rgb in enumerate(frames_rgb(LOOKAHEAD_FRAMES)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, time_base
+            pts += (80 if i % 3 == 0 else 40) if vfr else 1
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def frame_times(path) -> list[float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(f.pts * stream.time_base) for f in container.decode(stream)]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from msn import random_model
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
+    torch.save(random_model(seed=0, num_feat=8, num_block=1).state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vfr", [False, True], ids=["cfr", "vfr"])
+@pytest.mark.parametrize("source", list(CONTAINERS))
+def test_every_output_frame_keeps_its_input_time_in_every_container_pair(tmp_path, tiny_ckpt, source, vfr):
+    """Each output frame's time in seconds equals its input frame's, whatever the two containers'
+    time bases are, with B-frames and clips longer than the encoder's lookahead."""
+    if source == ".avi" and vfr:
+        pytest.skip("AVI cannot hold a variable frame rate")
+    src = coded_clip(tmp_path / f"in{source}", CONTAINERS[source], vfr)
+    # AVI keeps no presentation times (FFmpeg reads B-frames' back out of order): its frames, which
+    # decode in display order, are shown one frame duration apart.
+    expected = [i / 25 for i in range(LOOKAHEAD_FRAMES)] if source == ".avi" else frame_times(src)
+    assert len(expected) == LOOKAHEAD_FRAMES
+    for target in (s for s in CONTAINERS if s != ".avi"):
+        dst = tmp_path / f"out{target}"
+        assert upscale.main([str(src), "-o", str(dst), "--model", str(tiny_ckpt), "--codec", CONTAINERS[target],
+                             "--encoder-option", "threads=1"]) == 0, (source, target)
+        times = frame_times(dst)
+        assert len(times) == len(expected), (source, target)
+        assert max(abs(a - b) for a, b in zip(times, expected)) < 1e-3, (source, target, times[:5], expected[:5])
+
+
+def test_avi_is_read_but_not_written(tmp_path, tiny_ckpt, caplog):
+    src = coded_clip(tmp_path / "in.mkv", "libx264", vfr=False)
+    assert upscale.main([str(src), "-o", str(tmp_path / "o.avi"), "--model", str(tiny_ckpt)]) == 2
+    assert "AVI cannot store presentation timestamps" in caplog.text and not (tmp_path / "o.avi").exists()
+    avi = coded_clip(tmp_path / "clip.avi", "libx264", vfr=False)
+    assert upscale.main([str(avi), "-o", str(tmp_path / "out"), "--model", str(tiny_ckpt)]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["clip_x4.mkv"]
+    assert frame_times(tmp_path / "out" / "clip_x4.mkv") == pytest.approx([i / 25 for i in range(50)], abs=1e-3)
+
+
+def test_a_second_video_stream_is_dropped_with_a_warning(tmp_path, tiny_ckpt, caplog):
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = [out.add_stream("ffv1", rate=25) for _ in range(2)]
+        for stream in streams:
+            stream.width, stream.height, stream.pix_fmt = W, H, "bgr0"
+        for rgb in frames_rgb(3):
+            for stream in streams:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    dst = tmp_path / "o.mkv"
+    assert upscale.main([str(src), "-o", str(dst), "--model", str(tiny_ckpt), "--codec", "ffv1", "--pix-fmt",
+                         "bgr0"]) == 0
+    assert "video stream 1 is dropped" in caplog.text
+    frames, info = read_video(dst)
+    assert len(frames) == 3 and info["types"] == ["video"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("preset=warp9", "refuses the options crf=18 preset=warp9"),
+    ("nosuchopt=1", "has no option nosuchopt"),
+])
+def test_bad_encoder_options_are_refused_before_work(tmp_path, option, message, caplog):
+    src = make_clip(tmp_path / "in.mkv", frames_rgb(1))
+    code = upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", "nothing.pth", "--encoder-option",
+                         option])
+    assert code == 2 and message in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_a_truncated_tail_is_a_warning_and_exit_1(tmp_path, tiny_ckpt, caplog):
+    src = make_clip(tmp_path / "in.mkv", frames_rgb(20))
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    code = upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", str(tiny_ckpt), "--codec", "ffv1",
+                         "--pix-fmt", "bgr0"])
+    assert code == 1 and "looks truncated" in caplog.text and "frames missing" in caplog.text
+    assert 0 < len(read_video(tmp_path / "o.mkv")[0]) < 20
+
+
+def test_attachments_are_copied_into_matroska_and_named_when_dropped(tmp_path, tiny_ckpt, caplog):
+    src = tmp_path / "fonts.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "bgr0"
+        out.add_attachment("font.ttf", "font/ttf", b"not really a font" * 8)
+        for rgb in frames_rgb(2):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    assert upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", str(tiny_ckpt), "--codec", "ffv1",
+                         "--pix-fmt", "bgr0"]) == 0
+    with av.open(str(tmp_path / "o.mkv")) as out:
+        (attachment,) = [s for s in out.streams if s.type == "attachment"]
+        assert attachment.name == "font.ttf" and bytes(attachment.data) == b"not really a font" * 8
+    assert upscale.main([str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(tiny_ckpt)]) == 0
+    assert "attachment 'font.ttf' (font/ttf) is dropped" in caplog.text
+
+
+def test_interlaced_input_is_named(tmp_path, tiny_ckpt, caplog):
+    src = tmp_path / "interlaced.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+        stream.codec_context.options = {"x264-params": "tff=1"}
+        for rgb in frames_rgb(4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    assert upscale.main([str(src), "-o", str(tmp_path / "o.mkv"), "--model", str(tiny_ckpt)]) == 0
+    assert "is interlaced" in caplog.text and "bwdif" in caplog.text

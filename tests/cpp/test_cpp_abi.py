@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 import subprocess
 
@@ -13,6 +14,7 @@ import pytest
 from engines.images import read_image, write_image
 from engines.onnxruntime_engine import OnnxRuntimeEngine
 from engines.tiling import TilePlan, tile_weight
+from export.artifacts import ArtifactError, EngineSidecar, TensorIO
 from tests.conftest import REPO
 
 BUILD = REPO / "build"
@@ -142,3 +144,62 @@ def test_errors_carry_codes_and_messages(lib):
     status = lib.msn_engine_create(b"engine.plan", ctypes.byref(engine))
     if lib.msn_available_backends() & 1 == 0:
         assert status == 9 and b"no TensorRT backend" in lib.msn_last_error()
+
+
+def python_sidecar(**changes) -> EngineSidecar:
+    fields = dict(
+        flavour="tensorrt_rtx", version="1.7.1.116", compute_capabilities=["SM86", "SM89"], gpu=None,
+        precision="fp16", scale=3, profile={"min": [1, 29, 29], "opt": [2, 64, 96], "max": [4, 128, 256]},
+        opt_level=3, workspace_mib=2048,
+        io=[TensorIO("lr", "input", "float16", [-1, 3, -1, -1]), TensorIO("sr", "output", "float32", [-1, 3, -1, -1])],
+        onnx_path="msn_x3_fp16.onnx", onnx_sha256="ab" * 32,
+    )
+    return EngineSidecar(**(fields | changes))
+
+
+def c_sidecar(lib, engine_path):
+    handle = ctypes.c_void_p()
+    status = lib.msn_sidecar_load(str(engine_path).encode() + b".json", ctypes.byref(handle))
+    return status, handle
+
+
+def test_c_reads_the_sidecars_python_writes(lib, tmp_path):
+    """The C++ reader agrees with export.artifacts.EngineSidecar on files that module wrote."""
+    engine = tmp_path / "msn.plan"
+    python_sidecar().write(engine)
+    status, handle = c_sidecar(lib, engine)
+    assert status == 0, lib.msn_last_error()
+    try:
+        lib.msn_sidecar_scale.argtypes = [ctypes.c_void_p]
+        assert lib.msn_sidecar_scale(handle) == 3
+        lo, opt, hi = ((ctypes.c_int32 * 3)() for _ in range(3))
+        assert lib.msn_sidecar_profile(handle, lo, opt, hi) == 0
+        assert [list(lo), list(opt), list(hi)] == [[1, 29, 29], [2, 64, 96], [4, 128, 256]]
+        dtypes = ctypes.c_char_p(), ctypes.c_char_p()
+        assert lib.msn_sidecar_io_dtypes(handle, ctypes.byref(dtypes[0]), ctypes.byref(dtypes[1])) == 0
+        assert (dtypes[0].value, dtypes[1].value) == (b"float16", b"float32")
+        assert lib.msn_sidecar_check(handle, b"tensorrt_rtx", b"1.7.1.116", b"SM89") == 0
+        assert lib.msn_sidecar_check(handle, b"tensorrt_rtx", b"1.7.1.116", b"SM90") != 0
+        assert b"python export/build_trt.py --onnx msn_x3_fp16.onnx" in lib.msn_last_error()
+    finally:
+        lib.msn_sidecar_destroy(handle)
+
+
+def test_c_and_python_refuse_the_same_sidecars(lib, tmp_path):
+    engine = tmp_path / "bad.plan"
+    good = python_sidecar().to_json()
+    hostile = [{}, [], {**good, "format": "msn-engine/9"}, {**good, "io": [{**good["io"][0], "dtype": "int8"}]}]
+    for document in hostile:
+        (tmp_path / "bad.plan.json").write_text(json.dumps(document))
+        with pytest.raises(ArtifactError):
+            EngineSidecar.read(engine)
+        status, handle = c_sidecar(lib, engine)
+        assert status != 0 and not handle.value, document
+    # Format 1 (TensorRT's dtype names) is still read by both.
+    legacy = {**good, "format": "msn-engine/1", "io": [{**t, "dtype": {"float16": "half", "float32": "float"}[t["dtype"]]}
+                                                        for t in good["io"]]}
+    (tmp_path / "bad.plan.json").write_text(json.dumps(legacy))
+    assert EngineSidecar.read(engine).tensor("input").dtype == "float16"
+    status, handle = c_sidecar(lib, engine)
+    assert status == 0, lib.msn_last_error()
+    lib.msn_sidecar_destroy(handle)

@@ -1,6 +1,6 @@
 """Write the inputs and the Python runtime's outputs that the C++ suite compares itself with.
 
-    python tests/cpp_fixtures.py OUT_DIR
+    python tests/cpp/cpp_fixtures.py OUT_DIR
 
 OUT_DIR gets a random-weight MSN graph (`msn_random.onnx`; `msn_random_b2.onnx` is the same
 network with its batch fixed to 2 and its size to the first case's), a 16-bit RGB input as PNG and raw
@@ -20,7 +20,7 @@ import torch
 
 from engines.images import read_image, write_image
 from engines.openvino_engine import OpenVINOEngine
-from export import to_onnx
+from export import ExportOptions, export_onnx
 from export.verify import smooth_test_image
 from msn import random_model
 
@@ -28,12 +28,11 @@ from msn import random_model
 CASES = [("whole", 45, 61, 0, 32), ("tiled", 70, 52, 32, 8)]
 
 
-def export_random_graph(path: Path, *options: str) -> None:
+def export_random_graph(path: Path, **options: object) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "random.pth"
         torch.save(random_model(seed=3).state_dict(), ckpt)
-        if to_onnx.main(["--ckpt", str(ckpt), "-o", str(path), "--no-simplify", "--no-verify", *options]) != 0:
-            raise SystemExit("export of the random-weight graph failed")
+        export_onnx(ckpt, path, ExportOptions(simplify=False, verify=False, **options))
 
 
 def main(out_dir: Path) -> None:
@@ -41,7 +40,7 @@ def main(out_dir: Path) -> None:
     graph = out_dir / "msn_random.onnx"
     export_random_graph(graph)
     _, h, w, _, _ = CASES[0]
-    export_random_graph(out_dir / "msn_random_b2.onnx", "--static", f"{h}x{w}", "--batch", "2")
+    export_random_graph(out_dir / "msn_random_b2.onnx", static_hw=(h, w), batch=2)
     engine = OpenVINOEngine(graph)
     lines = []
     for i, (name, h, w, tile, overlap) in enumerate(CASES):
@@ -55,6 +54,7 @@ def main(out_dir: Path) -> None:
             np.round(pixels * 65535).astype("<u2").tofile(out_dir / f"{name}_{suffix}.u16")
         lines.append(f"{name} {h} {w} 3 {tile} {overlap}")
     (out_dir / "cases.txt").write_text("\n".join(lines) + "\n")
+    (out_dir / "not_a_graph.onnx").write_text("a file that is not an ONNX graph\n")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from export import to_onnx
 from msn import (
     MSN,
     CheckpointError,
@@ -17,6 +22,7 @@ from msn import (
     read_checkpoint,
     resolve_checkpoint,
 )
+from msn import checkpoint as checkpoint_module
 
 
 def save(obj, path: Path) -> Path:
@@ -122,3 +128,41 @@ def test_cached_file_with_wrong_hash_is_refused(tmp_path, monkeypatch):
 def test_unknown_name():
     with pytest.raises(FileNotFoundError, match="known name \\(official\\)"):
         resolve_checkpoint("team99")
+
+
+# no network: one line, fast, and where to put the file.
+def _stalled_server():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()  # accepts, never answers
+    return server
+
+
+@pytest.mark.parametrize("kind", ["refused", "stalled"])
+def test_offline_official_fails_fast_with_instructions(tmp_path, monkeypatch, kind, caplog):
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MSN_DOWNLOAD_TIMEOUT", "1")
+    server = _stalled_server()
+    port = server.getsockname()[1]
+    if kind == "refused":
+        server.close()
+    known = checkpoint_module.KNOWN_CHECKPOINTS["official"]
+    monkeypatch.setitem(checkpoint_module.KNOWN_CHECKPOINTS, "official",
+                        known.__class__(known.filename, f"http://127.0.0.1:{port}/x.pth", known.sha256, ""))
+    started = time.monotonic()
+    assert to_onnx.main(["--ckpt", "official", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert time.monotonic() - started < 10
+    assert str(tmp_path / "checkpoints" / "team28_MSN.pth") in caplog.text and "--ckpt PATH" in caplog.text
+    assert "Traceback" not in caplog.text and len(caplog.records[-1].getMessage().splitlines()) == 1
+    assert not list((tmp_path / "checkpoints").glob(".*part"))
+    server.close()
+
+
+# never advise weights_only=False for a file of unknown origin.
+def test_random_bytes_checkpoint_gives_no_unsafe_advice(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(junk)
+    assert "weights_only" not in str(info.value) and "not a readable PyTorch checkpoint" in str(info.value)

@@ -1,0 +1,163 @@
+"""The one command-line convention of msn-deploy: exit codes, logging, signals, argument types.
+
+Every command is a thin adapter over a library function and runs it through `run_cli`:
+
+    0    success
+    1    the work failed (verification below tolerance, a failed build, inputs that failed)
+    2    bad usage or bad input, found before any work (argparse's own errors are 2 as well)
+    130  interrupted (Ctrl-C); SIGTERM is handled like Ctrl-C, so temporary outputs are removed
+
+The exit code of an error comes from its class (`msn.MSNError.exit_code`), never from the
+command, so the same mistake means the same code everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import signal
+import sys
+from collections.abc import Callable
+
+from msn import MIN_INPUT_SIZE, MSNError
+
+log = logging.getLogger("msn")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Libraries that log every pass at INFO; their detail is only useful with --verbose.
+_CHATTY = ("onnx_ir", "onnxscript", "torch.onnx", "torch._dynamo", "torch.export")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that `finally` blocks (temporary files) run as on Ctrl-C."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def start_cli(verbose: bool = False) -> None:
+    """What every command does first: logging, and SIGTERM handled like Ctrl-C."""
+    setup_logging(verbose)
+    exit_on_sigterm()
+
+
+def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
+    """Run a command's work and map what it raises to the exit-code convention above.
+
+    Only msn-deploy's own errors, interruptions and operating-system errors (a full disk, a
+    vanished folder) become one-line messages; anything else is a bug and keeps its traceback.
+    """
+    start_cli(verbose)
+    try:
+        code = work()
+    except MSNError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    return EXIT_OK if code is None else code
+
+
+# argparse value types: a bad value is a usage error (exit 2) before anything runs.
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = non_negative_int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
+_HW = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
+_NHW = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+
+def hw_size(text: str) -> tuple[int, int]:
+    """HEIGHTxWIDTH in LR px, e.g. 360x640 (height first, everywhere in msn-deploy)."""
+    match = _HW.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected HxW (height x width) such as 360x640, got {text!r}")
+    h, w = int(match[1]), int(match[2])
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"{h}x{w} is below MSN's minimum of {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} LR px")
+    return h, w
+
+
+def hw_sizes(text: str) -> list[tuple[int, int]]:
+    """Comma-separated HxW sizes, e.g. 128x128,360x640."""
+    try:
+        return [hw_size(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (in {text!r}: comma-separated HxW sizes such as "
+                                         "128x128,360x640)") from None
+
+
+def nhw_shape(text: str) -> tuple[int, int, int]:
+    """BATCHxHEIGHTxWIDTH, e.g. 1x360x640 (a TensorRT profile point)."""
+    match = _NHW.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected NxHxW such as 1x360x640, got {text!r}")
+    n, h, w = (int(g) for g in match.groups())
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text}: the batch must be at least 1")
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"{text} is below MSN's minimum of {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} LR px")
+    return n, h, w
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as preset=veryfast, got {text!r}")
+    return key.strip(), value.strip()

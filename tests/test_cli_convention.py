@@ -1,0 +1,162 @@
+"""One exit-code convention for every command: 0 success, 1 the work failed, 2 bad usage or
+input found before work, 130 interrupted. Success and most failures are tested beside each
+command; here every command meets a bad argument, a missing file and Ctrl-C, and the failures
+that no other test covers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from engines import upscale
+from engines.serve import __main__ as serve_cli
+from export import build_trt, to_onnx, triton_repo
+from export.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from tests.conftest import REPO
+from tests.util import exit_code
+from validate import loadtest, runner, seams, video_bench
+
+COMMANDS = {
+    "msn-export": to_onnx.main,
+    "msn-build-trt": build_trt.main,
+    "msn-triton": triton_repo.main,
+    "msn-upscale": upscale.main,
+    "msn-serve": serve_cli.main,
+    "msn-validate": runner.main,
+    "msn-loadtest": loadtest.main,
+    "msn-video-bench": video_bench.main,
+    "msn-seams": seams.main,
+}
+
+
+def needs_tensorrt(command: str) -> None:
+    if command == "msn-build-trt":
+        pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not installed")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+BAD_ARGUMENTS = {
+    "msn-export": ["--static", "10x10"],
+    "msn-build-trt": ["--max", "1x128"],
+    "msn-triton": ["--onnx", "g.onnx", "-o", "repo", "--instances", "0"],
+    "msn-upscale": ["in.png", "-o", "out", "--tile", "-1"],
+    "msn-serve": ["m.onnx", "--port", "0"],
+    "msn-validate": ["--atol", "-1"],
+    "msn-loadtest": ["--url", "ftp://127.0.0.1", "--images", "."],
+    "msn-video-bench": ["--size", "10x10"],
+    "msn-seams": ["--image", "in.png", "--tiles", "64"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bad_argument_is_a_usage_error(command, capsys):
+    assert exit_code(COMMANDS[command], BAD_ARGUMENTS[command]) == EXIT_USAGE
+    assert "error:" in capsys.readouterr().err
+
+
+def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
+    missing = str(tmp_path / "missing")
+    return {
+        "msn-export": ["--ckpt", missing + ".pth", "-o", str(tmp_path / "x.onnx")],
+        "msn-build-trt": ["--onnx", missing + ".onnx", "-o", str(tmp_path / "e.plan")],
+        "msn-triton": ["--onnx", missing + ".onnx", "-o", str(tmp_path / "repo")],
+        "msn-upscale": [missing + ".png", "-o", str(tmp_path / "out")],
+        "msn-serve": [missing + ".onnx", "--port", str(free_port())],
+        "msn-validate": ["--onnx", missing + ".onnx", "--out", str(tmp_path / "r")],
+        "msn-loadtest": ["--url", "http://127.0.0.1:9", "--images", missing, "--out", str(tmp_path / "l")],
+        "msn-video-bench": ["--model", str(random_graph), "--input", missing + ".mp4", "--out", str(tmp_path / "v")],
+        "msn-seams": ["--model", str(random_graph), "--image", missing + ".png"],
+    }[command]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_missing_file_is_a_usage_error_named_in_one_line(command, tmp_path, random_graph, caplog):
+    needs_tensorrt(command)
+    assert COMMANDS[command](missing_file_arguments(command, tmp_path, random_graph)) == EXIT_USAGE
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and str(tmp_path / "missing") in errors[0].getMessage(), errors
+
+
+# Where each command's work starts: Ctrl-C arriving there must give 130 and a one-line message.
+# (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/serve.)
+WORK = {
+    "msn-export": ("export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
+    "msn-build-trt": ("export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
+    "msn-triton": ("export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
+    "msn-upscale": ("engines.upscale.upscale_images", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
+                                                                 "--model", str(p["ckpt"])]),
+    "msn-validate": ("validate.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
+    "msn-loadtest": ("validate.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
+                                                               str(p["photo"].parent), "--out", str(p["tmp"] / "l")]),
+    "msn-video-bench": ("validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
+                                                                       str(p["photo"]), "--out", str(p["tmp"])]),
+    "msn-seams": ("validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
+}
+
+
+def interrupt(*_args, **_kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("command", WORK)
+def test_ctrl_c_during_the_work_exits_130(command, monkeypatch, tmp_path, random_ckpt, random_graph, photo, caplog):
+    needs_tensorrt(command)
+    target, arguments = WORK[command]
+    monkeypatch.setattr(target, interrupt)
+    paths = {"ckpt": random_ckpt, "graph": random_graph, "photo": photo, "tmp": tmp_path}
+    assert COMMANDS[command](arguments(paths)) == EXIT_INTERRUPTED
+    assert "interrupted" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_ctrl_c_in_a_real_folder_run_says_how_far_it_got(tmp_path, random_ckpt):
+    """A real SIGINT in the middle of a folder job: exit 130, no traceback, the count so far."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    import cv2
+
+    for i in range(40):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    proc = subprocess.Popen([sys.executable, "-m", "engines.upscale", str(folder), "-o", str(tmp_path / "out"),
+                             "--model", str(random_ckpt)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any((tmp_path / "out").glob("*_x4.png")):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "interrupted after" in err and "of 40 images" in err
+
+
+def test_an_unreachable_service_is_exit_1(tmp_path, photo, caplog):
+    args = ["--url", f"http://127.0.0.1:{free_port()}", "--images", str(photo.parent), "--out", str(tmp_path / "l"),
+            "--timeout", "5"]
+    assert loadtest.main(args) == EXIT_FAILED
+    assert "no MSN service answers" in caplog.text
+
+
+def test_every_command_has_a_console_script():
+    scripts = {line.split("=")[0].strip() for line in (REPO / "pyproject.toml").read_text().splitlines()
+               if line.startswith("msn-")}
+    assert scripts == set(COMMANDS)
+    bin_dir = os.path.dirname(sys.executable)
+    for name in COMMANDS:
+        path = os.path.join(bin_dir, name)
+        if not os.path.exists(path):
+            pytest.skip(f"{name} is not installed next to {sys.executable} (pip install -e .)")
+        result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and f"usage: {name}" in result.stdout, result.stderr

@@ -1,0 +1,374 @@
+"""Validate every MSN backend that runs here against eager PyTorch FP32 (training form):
+`validate.run(ValidationSettings(...))` returns the report; `python validate/run.py` is its command.
+
+    python validate/run.py --ckpt official --reference ../shared/reference --out reports/cpu
+    python validate/run.py --onnx msn_x4_fp16.onnx --engine msn.plan --sizes 360x640,540x960
+
+Parity per backend x image, speed per backend x size, a JSON + Markdown report and plots.
+
+Exit status: 0 every backend passed; 1 a backend failed its tolerance or produced NaN/Inf, or a
+backend that was asked for (--backends, --engine) did not run; 2 bad usage or input (nothing run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.base import Engine
+from export.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
+from export.onnx_export import export_onnx
+from export.onnx_graph import ExportOptions
+from export.parity import FP16_MIN_PSNR_DB
+from export.verify import smooth_test_image
+from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
+from validate import report as reporting
+from validate.backends import (
+    BASELINE,
+    NAME_PATTERN,
+    Candidate,
+    needs_graphs,
+    onnx_candidates,
+    tensorrt_candidates,
+    torch_candidates,
+)
+from validate.machine import machine_info, machine_line
+from validate.metrics import error_stats, psnr_y
+from validate.reference import load_reference_cases
+from validate.timing import measure_cold, measure_interleaved
+
+log = logging.getLogger("msn.validate")
+
+DEFAULT_SIZES = ((128, 128), (256, 256), (360, 640))
+
+
+class NothingToCompare(MSNError):
+    """No backend besides the eager baseline could run here (exit 1: the validation failed)."""
+
+
+@dataclass
+class ValidationSettings:
+    """What `run` compares and how. Tolerances: fp32 |out - eager| <= atol + rtol*|eager|,
+    fp16 PSNR vs eager >= min_psnr (dB)."""
+
+    ckpt: str | Path = "official"  # the eager reference (and the source of exported graphs)
+    onnx: list[Path] = field(default_factory=list)  # empty: export FP32 and FP16 graphs here
+    engine: list[Path] = field(default_factory=list)  # TensorRT plans with sidecars
+    reference: Path | None = None  # folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: list(DEFAULT_SIZES))  # LR HxW to time
+    batch: int = 1
+    runs: int = 10
+    warmup: float = 1.0  # seconds per backend and size
+    max_seconds: float = 12.0
+    ntire_runs: int = 3
+    threads: int | None = None
+    atol: float = 1e-4
+    rtol: float = 0.0
+    min_psnr: float = FP16_MIN_PSNR_DB
+    backends: str | None = None  # comma-separated names; None: every backend that runs here
+    no_speed: bool = False
+    out: Path | None = None  # report folder; None: nothing written
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The report `run` returns (and writes as report.json / report.md when settings.out is set)."""
+
+    data: dict  # the JSON document (schema validate.report.SCHEMA)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.data["passed"])
+
+    @property
+    def missing(self) -> list[str]:
+        return list(self.data["missing"])
+
+    def markdown(self) -> str:
+        return reporting.markdown(self.data)
+
+
+def parity_images(settings: ValidationSettings) -> list[tuple[str, torch.Tensor, np.ndarray | None, np.ndarray | None]]:
+    """(name, 1x3xHxW input, float64 reference HxWx3 or None, HR uint8 or None)."""
+    if settings.reference:
+        return [(c.name, c.input_tensor(), c.sr, c.hr) for c in load_reference_cases(settings.reference)]
+    return [("smooth-random-96x120", smooth_test_image(1, 96, 120), None, None)]
+
+
+def check_arguments(settings: ValidationSettings) -> None:
+    """Everything that can be wrong with the arguments, found before any model runs."""
+    for number in ("batch", "runs", "ntire_runs", "threads"):
+        value = getattr(settings, number)
+        if value is not None and value < 1:
+            raise UsageError(f"--{number.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("atol", "rtol", "min_psnr", "warmup"):
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    if settings.max_seconds <= 0:
+        raise UsageError(f"--max-seconds must be > 0, got {settings.max_seconds}")
+    missing = [str(p) for p in [*settings.onnx, *settings.engine] if not Path(p).is_file()]
+    if missing:
+        raise MissingFileError(f"not found: {', '.join(missing)}")
+    if settings.reference is not None and not settings.reference.is_dir():
+        raise UsageError(f"reference folder {settings.reference} does not exist")
+    if settings.backends is not None:
+        names = wanted_backends(settings)
+        unknown = sorted(n for n in names if not NAME_PATTERN.fullmatch(n))
+        if not names or unknown:
+            raise UsageError(f"unknown --backends {', '.join(unknown) or repr(settings.backends)}; names look like "
+                             "eager-fp32, torch-fp32, ort-cpu-fp32, openvino-cpu-fp16, tensorrt_rtx-fp16 "
+                             "(a run without --backends lists every name)")
+
+
+def wanted_backends(settings: ValidationSettings) -> set[str]:
+    return {n.strip() for n in (settings.backends or "").split(",") if n.strip()}
+
+
+def select_candidates(candidates: list[Candidate], names: set[str]) -> list[Candidate]:
+    if not names:
+        return candidates
+    unknown = sorted(names - {c.name for c in candidates})
+    if unknown:
+        known = ", ".join(c.name for c in candidates)
+        raise UsageError(f"unknown --backends {', '.join(unknown)}; known here: {known}")
+    return [c for c in candidates if c.name in names | {BASELINE}]
+
+
+def passes(stats_vs_eager: dict, out: np.ndarray, eager: np.ndarray, precision: str,
+           settings: ValidationSettings) -> bool:
+    if stats_vs_eager["nonfinite"]:
+        return False
+    if precision == "fp16":
+        return stats_vs_eager["psnr_db"] >= settings.min_psnr
+    return bool(np.all(np.abs(out.astype(np.float64) - eager) <= settings.atol + settings.rtol * np.abs(eager)))
+
+
+def hwc(batch: np.ndarray) -> np.ndarray:
+    return batch[0].transpose(1, 2, 0).astype(np.float64)
+
+
+def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], images, settings: ValidationSettings,
+               out_dir: Path | None) -> list[dict]:
+    """Every engine on every image vs eager FP32 (and the float64 reference); plots into out_dir."""
+    rows, outputs = [], {}
+    for image_name, x, ref, hr in images:
+        eager = hwc(engines[BASELINE](x.numpy()))
+        outputs[(BASELINE, image_name)] = eager
+        for name, engine in engines.items():
+            out = eager if name == BASELINE else hwc(engine(x.numpy()))
+            outputs[(name, image_name)] = out
+            vs_eager = error_stats(out, eager)
+            rows.append({
+                "backend": name,
+                "image": image_name,
+                "precision": candidates[name].precision,
+                "vs_eager": vs_eager,
+                "vs_reference": error_stats(out, ref) if ref is not None else None,
+                "psnr_y_hr": psnr_y(out, hr) if hr is not None else None,
+                "passed": passes(vs_eager, out, eager, candidates[name].precision, settings),
+            })
+            log.info("parity %-22s %-22s max abs %.2e  PSNR %.1f dB  %s", name, image_name, vs_eager["max_abs"],
+                     vs_eager["psnr_db"], "ok" if rows[-1]["passed"] else "FAIL")
+    worst = max((r for r in rows if r["backend"] != BASELINE), key=lambda r: r["vs_eager"]["max_abs"], default=None)
+    if worst is not None and out_dir is not None:
+        worst_out = np.nan_to_num(outputs[(worst["backend"], worst["image"])], nan=10.0)
+        err = np.abs(worst_out - outputs[(BASELINE, worst["image"])])
+        reporting.plot_error_heatmap(err.max(axis=2), f"worst: {worst['backend']} on {worst['image']} "
+                                     f"(max {worst['vs_eager']['max_abs']:.2e})", out_dir / "error_heatmap.png")
+        image_name, _, _, hr = images[0]
+        crops = {name: crop_centre(outputs[(name, image_name)]) for name in engines}
+        if hr is not None:
+            crops["ground truth"] = crop_centre(hr.astype(np.float64) / 255)
+        reporting.plot_crops(crops, out_dir / "crops.png")
+    return rows
+
+
+def crop_centre(img: np.ndarray, size: int = 96) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[y : y + size, x : x + size]
+
+
+def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate],
+              settings: ValidationSettings) -> tuple[list[dict], list[dict]]:
+    cuda = torch.cuda.is_available()
+    rows, ntire = [], []
+    for h, w in settings.sizes:
+        size = f"{h}x{w}"
+        x = smooth_test_image(settings.batch, h, w).numpy()
+        baseline = engines[BASELINE]
+        cold = measure_cold(lambda b=baseline, x=x: b(x), settings.ntire_runs, cuda=cuda)
+        ntire.append({"size": size, "mean_ms": cold.mean_ms, "runs": cold.runs})
+        timed = {name: (lambda e=engine, x=x: e(x)) for name, engine in engines.items() if candidates[name].timed}
+        budget = {"warmup_s": settings.warmup, "runs": settings.runs, "max_s": settings.max_seconds}
+        timings = measure_interleaved(timed, **budget, cuda=cuda)
+        # On a GPU the end-to-end figures above include host<->device copies; PyTorch backends are
+        # also timed on device-resident tensors so that the copies can be read off separately.
+        on_device = {name: fn for name in timed if (fn := device_only(engines[name], x)) is not None}
+        device_timings = measure_interleaved(on_device, **budget, cuda=True) if on_device else {}
+        eager_ms = timings[BASELINE].median_ms
+        for name, timing in timings.items():
+            rows.append({
+                "backend": name,
+                "size": size,
+                "batch": settings.batch,
+                "timing": timing.as_dict(),
+                "device_timing": device_timings[name].as_dict() if name in device_timings else None,
+                "out_mp_per_s": settings.batch * h * w * engines[name].scale**2 / 1e6 / (timing.median_ms / 1e3),
+                "speedup_vs_eager": eager_ms / timing.median_ms,
+            })
+            log.info("speed  %-22s %-9s median %8.2f ms  (%d runs, CV %.3f)", name, size, timing.median_ms,
+                     timing.runs, timing.cv)
+    return rows, ntire
+
+
+def device_only(engine: Engine, x: np.ndarray):
+    """A call of a CUDA PyTorch engine on input already on the GPU (None for other engines)."""
+    from engines.torch_engine import TorchEngine
+
+    if not isinstance(engine, TorchEngine) or engine.device.type != "cuda":
+        return None
+    on_gpu = torch.from_numpy(x).to(engine.device, engine.dtype)
+
+    def call() -> None:
+        with torch.inference_mode():
+            engine.forward(on_gpu)
+
+    return call
+
+
+def collect_candidates(settings: ValidationSettings, tmp: Path) -> list[Candidate]:
+    model = build_model(read_checkpoint(settings.ckpt))
+    graphs = list(settings.onnx)
+    wanted = wanted_backends(settings)
+    if not graphs and (not wanted or needs_graphs(wanted)):
+        for fp16, name in ((False, "msn_fp32.onnx"), (True, "msn_fp16.onnx")):
+            graphs.append(export_onnx(settings.ckpt, tmp / name, ExportOptions(fp16=fp16, verify=False)).path)
+    candidates = [*torch_candidates(model), *onnx_candidates(graphs), *tensorrt_candidates(settings.engine)]
+    return select_candidates(candidates, wanted)
+
+
+def asked_but_missing(settings: ValidationSettings, backends: list[dict]) -> list[str]:
+    """Backends the user asked for by name, by --onnx or by --engine that did not run: an artifact
+    the user named that cannot run is a failure, never a skip."""
+    not_run = [b for b in backends if b["status"] != "ok"]
+    if settings.backends:
+        return [f"{b['name']} ({b['reason']})" for b in not_run]
+    named = [b for b in not_run if (b["name"].startswith("tensorrt") and settings.engine)
+             or (b["name"].startswith("ort-cpu:") and settings.onnx)]
+    return [f"{b['name']} ({b['reason']})" for b in named]
+
+
+def load_engines(candidates: list[Candidate]) -> tuple[dict[str, Engine], list[dict]]:
+    """Each candidate's engine, or the reason it did not load (reported, not fatal)."""
+    engines: dict[str, Engine] = {}
+    backends = []
+    for c in candidates:
+        entry = {"name": c.name, "precision": c.precision, "status": "skipped", "reason": c.skip_reason,
+                 "speed_note": c.speed_note}
+        if c.skip_reason is None:
+            try:
+                engines[c.name] = c.factory()
+                entry["status"] = "ok"
+            except MSNError as exc:
+                entry["reason"] = f"failed to load: {exc}"
+        backends.append(entry)
+        if entry["status"] != "ok":
+            log.info("skipped %s: %s", c.name, entry["reason"])
+    return engines, backends
+
+
+def run(settings: ValidationSettings) -> ValidationReport:
+    """Compare every backend that runs here with eager PyTorch FP32, time them, and return the
+    report (also written to settings.out when set). Raises UsageError for bad settings before any
+    model runs, NothingToCompare when no backend besides the baseline could run."""
+    check_arguments(settings)
+    images = parity_images(settings)
+    if settings.out is not None:
+        settings.out.mkdir(parents=True, exist_ok=True)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = collect_candidates(settings, Path(tmp))
+        engines, backends = load_engines(candidates)
+        if len(engines) < 2:
+            raise NothingToCompare(f"nothing to compare: no backend besides {BASELINE} could run here "
+                                   "(see the reasons above)")
+        by_name = {c.name: c for c in candidates}
+        parity = run_parity(engines, by_name, images, settings, settings.out)
+        speed, ntire = ([], []) if settings.no_speed else run_speed(engines, by_name, settings)
+    listed = ("onnx", "engine")
+    data = {
+        "schema": reporting.SCHEMA,
+        "machine": machine_info(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(settings).items() if k not in listed}
+        | {k: [str(p) for p in getattr(settings, k)] for k in listed},
+        "backends": backends,
+        "parity": parity,
+        "speed": speed,
+        "ntire_protocol": ntire,
+        "missing": asked_but_missing(settings, backends),
+    }
+    data["passed"] = all(r["passed"] for r in parity) and not data["missing"]
+    report = ValidationReport(data)
+    if settings.out is not None:
+        reporting.write_json(data, settings.out / "report.json")
+        reporting.write_markdown(data, settings.out / "report.md")
+        if speed:
+            reporting.plot_latency(data, settings.out / "latency.png")
+    for line in report.missing:
+        log.error("asked for but did not run: %s", line)
+    return report
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="msn-validate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default="official", help="checkpoint path or known name (the eager reference)")
+    p.add_argument("--onnx", type=Path, action="append", default=[], help="ONNX graph(s); default: export FP32+FP16")
+    p.add_argument("--engine", type=Path, action="append", default=[], help="TensorRT engine(s) with sidecar")
+    p.add_argument("--reference", type=Path, help="folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases")
+    p.add_argument("--sizes", type=hw_sizes, default=list(DEFAULT_SIZES),
+                   help="LR sizes to time, comma-separated HxW (default 128x128,256x256,360x640)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size for timing")
+    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend and size (at most)")
+    p.add_argument("--warmup", type=non_negative_float, default=1.0, help="warm-up seconds per backend and size")
+    p.add_argument("--max-seconds", type=positive_float, default=12.0,
+                   help="timed seconds per backend and size, at most")
+    p.add_argument("--ntire-runs", type=positive_int, default=3, help="cold runs for the NTIRE protocol figure")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and ONNX Runtime (default: torch's)")
+    p.add_argument("--atol", type=non_negative_float, default=1e-4, help="fp32 absolute tolerance vs eager")
+    p.add_argument("--rtol", type=non_negative_float, default=0.0, help="fp32 relative tolerance vs eager")
+    p.add_argument("--min-psnr", type=non_negative_float, default=FP16_MIN_PSNR_DB,
+                   help="fp16 minimum PSNR vs eager (dB)")
+    p.add_argument("--backends", help="only these backends (comma-separated names)")
+    p.add_argument("--no-speed", action="store_true", help="parity only")
+    p.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = ValidationSettings(**{k: v for k, v in vars(args).items() if k != "verbose"})
+
+    def work() -> int:
+        report = run(settings)
+        print(report.markdown())
+        print(f"Report in {settings.out}/ (report.json, report.md, plots). {machine_line(report.data['machine'])}")
+        return 0 if report.passed else EXIT_FAILED
+
+    return run_cli(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
