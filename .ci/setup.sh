@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null; then
-  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev"
+  # chromium and its driver: the tests drive the service's web page in a real headless browser.
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver"
   python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
   echo "setup: installing system packages: $packages"
   $SUDO apt-get update -qq

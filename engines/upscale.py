@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 import engines
 from engines.base import Engine
-from engines.images import IMAGE_SUFFIXES, MAX_PIXELS, read_image, upscale_alpha, write_image
+from engines.images import IMAGE_SUFFIXES, MAX_PIXELS, read_header, read_image, upscale_alpha, write_image
+from engines.target import TargetSize, resize_to
 from engines.tiling import check_tiling
 from engines.video import (
     OUTPUT_SUFFIXES,
@@ -28,13 +29,14 @@ from engines.video import (
     VideoOptions,
     check_encoder,
     check_output_name,
+    check_target,
     encoder_options,
     is_video,
     upscale_video,
 )
 from export import defaults
 from export.artifacts import EngineSidecar, MSNGraph
-from export.cli import EXIT_FAILED, key_value, non_negative_int, positive_int, run_cli
+from export.cli import EXIT_FAILED, display_size, key_value, non_negative_int, positive_int, run_cli
 from export.files import check_folder_writable, check_writable, refuse_overwriting_inputs
 from msn import MIN_INPUT_SIZE, MissingFileError, MSNError, PathError, UsageError, read_checkpoint
 
@@ -129,9 +131,11 @@ class ImagesReport:
 
 def upscale_images(engine: Engine, files: list[Path], output: Path, *, suffix: str | None = None,
                    overwrite: bool = False, tile: int | None = None, overlap: int = defaults.TILE_OVERLAP,
-                   max_pixels: int = MAX_PIXELS, to_file: bool | None = None) -> ImagesReport:
+                   max_pixels: int = MAX_PIXELS, to_file: bool | None = None,
+                   target: TargetSize | None = None) -> ImagesReport:
     """Upscale each file into `output` (a folder, or a file name for one input), keeping bit
-    depth, channels and ICC profile and applying the EXIF orientation. A file that fails is
+    depth, channels and ICC profile and applying the EXIF orientation; with `target`, each result
+    is then reduced to fit it (engines.target). A file that fails is
     reported and the rest go on; inputs are never replaced and existing outputs are kept unless
     `overwrite`; two inputs that would write one output are refused before any work."""
     single = len(files) == 1
@@ -151,8 +155,12 @@ def upscale_images(engine: Engine, files: list[Path], output: Path, *, suffix: s
                 try:
                     image = read_image(src, max_pixels)
                     x = image.rgb.transpose(2, 0, 1)[None]
+                    size = target.output_size(*x.shape[2:], engine.scale) if target is not None else None
                     sr = engine(x, tile=tile, overlap=overlap)[0].transpose(1, 2, 0)
                     alpha = upscale_alpha(image.alpha, engine.scale) if image.alpha is not None else None
+                    if size is not None:
+                        sr = resize_to(sr, *size)
+                        alpha = resize_to(alpha, *size) if alpha is not None else None
                     write_image(dst, sr, alpha, image.grayscale, image.max_value, image.icc_profile)
                 except (MSNError, OSError) as exc:
                     report.failed[src] = str(exc)
@@ -182,6 +190,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overlap", type=non_negative_int, default=defaults.TILE_OVERLAP,
                    help=f"tile overlap in LR px (default {defaults.TILE_OVERLAP})")
     p.add_argument("--format", choices=["png", "jpg"], help="output format (default: the input's)")
+    p.add_argument("--target", type=display_size, metavar="WIDTHxHEIGHT",
+                   help="fit the result inside this size, keeping its aspect ratio: upscale with the model, then "
+                        "reduce with area averaging (e.g. 3840x2160; never more than the model's scale)")
+    p.add_argument("--exact", action="store_true", help="with --target: exactly that size (the aspect may change)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
                    help=f"largest input image, width x height (default {MAX_PIXELS}); checked from the header")
@@ -194,6 +206,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     video.add_argument("--batch", type=positive_int, default=1, help="frames per engine call (default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
+
+
+def target_of(args: argparse.Namespace) -> TargetSize | None:
+    if args.exact and args.target is None:
+        raise UsageError("--exact goes with --target WIDTHxHEIGHT")
+    return TargetSize(*args.target, exact=args.exact) if args.target is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,13 +229,20 @@ def upscale_image_files(args: argparse.Namespace, tile: int | None) -> int:
     if tile is not None:
         check_tiling(tile, args.overlap)
     files = collect_inputs(args.inputs, args.output)
+    target = target_of(args)
     to_file = writes_one_file(args.output, len(files), args.output_is_folder)
     prepare_output(args.output, to_file, as_folder=args.output_is_folder)
     suffix = f".{args.format}" if args.format else None
-    plan_outputs(files, args.output, suffix, model_scale(args.model), to_file)  # collisions, before the model loads
+    scale = model_scale(args.model)
+    plan_outputs(files, args.output, suffix, scale, to_file)  # collisions, before the model loads
+    if target is not None and len(files) == 1:  # one image: a target it cannot reach is bad usage
+        header = read_header(files[0].read_bytes(), str(files[0]), args.max_pixels)
+        height, width = (header.width, header.height) if header.orientation in (5, 6, 7, 8) else (
+            header.height, header.width)
+        target.output_size(height, width, scale)
     engine = engines.load(args.model, args.backend, device=args.device)
     report = upscale_images(engine, files, args.output, suffix=suffix, overwrite=args.overwrite, tile=tile,
-                            overlap=args.overlap, max_pixels=args.max_pixels, to_file=to_file)
+                            overlap=args.overlap, max_pixels=args.max_pixels, to_file=to_file, target=target)
     if report.failed:
         log.error("%d of %d images failed", len(report.failed), len(files))
         return EXIT_FAILED
@@ -247,11 +272,13 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
     if tile is not None:
         check_tiling(tile, args.overlap)
     options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap,
-                           dict(args.encoder_option))
+                           dict(args.encoder_option), target_of(args))
     check_encoder(args.codec, args.pix_fmt, encoder_options(options))
     if not is_video(args.output) and not args.output.suffix:
         prepare_output(args.output, to_file=False)
-    dst = video_output_path(src, args.output, model_scale(args.model))
+    scale = model_scale(args.model)
+    check_target(src, scale, options)
+    dst = video_output_path(src, args.output, scale)
     check_writable(dst)
     refuse_overwriting_inputs([dst], [src])
     if dst.exists() and not args.overwrite:

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.base import Engine
+from engines.target import TargetSize, resize_to
 from export import defaults
 from export.files import atomic_output
 from msn import MIN_INPUT_SIZE, UsageError
@@ -55,6 +56,7 @@ class VideoOptions:
     tile: int | None = None
     overlap: int = defaults.TILE_OVERLAP
     encoder_options: dict[str, str] = field(default_factory=dict)  # FFmpeg private options, e.g. preset
+    target: TargetSize | None = None  # reduce each upscaled frame to fit this output size
 
 
 @dataclass
@@ -405,8 +407,8 @@ def _muxer_for(dst: Path) -> str | None:
 def _add_video_stream(output, in_video, scale: int, options: VideoOptions, colour: _Colour):
     rate = in_video.average_rate or in_video.guessed_rate or Fraction(25)
     stream = output.add_stream(options.codec, rate=rate)
-    stream.width = in_video.codec_context.width * scale
-    stream.height = in_video.codec_context.height * scale
+    stream.height, stream.width = output_frame_size(in_video.codec_context.height, in_video.codec_context.width,
+                                                    scale, options)
     stream.pix_fmt = options.pix_fmt
     stream.time_base = in_video.time_base
     context = stream.codec_context
@@ -466,6 +468,24 @@ def _batches(frames_in: queue.Queue, size: int, stop: threading.Event) -> Iterat
         yield batch
 
 
+def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoOptions) -> tuple[int, int]:
+    """(height, width) of the output frames: the model's scale, or the target's fit (even sizes,
+    which chroma-subsampled formats need)."""
+    if options.target is None:
+        return lr_height * scale, lr_width * scale
+    return options.target.output_size(lr_height, lr_width, scale, even=True)
+
+
+def check_target(src: Path, scale: int, options: VideoOptions) -> None:
+    """Refuse a target the video's frames cannot reach, before the model loads."""
+    if options.target is not None:
+        container, stream = _open_input(src)
+        try:
+            output_frame_size(stream.codec_context.height, stream.codec_context.width, scale, options)
+        finally:
+            container.close()
+
+
 def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, stop, bar, stages,
                   report: VideoReport) -> None:
     """Run the engine over the decoded frames; report.frames counts the frames done so far."""
@@ -476,7 +496,10 @@ def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, 
         x = np.stack([f.rgb.transpose(2, 0, 1) for f in batch])
         sr = engine(x, tile=options.tile, overlap=options.overlap)
         for frame, out in zip(batch, sr):
-            if not _put(frames_out, _Frame(frame.index, frame.pts, out.transpose(1, 2, 0)), stop):
+            picture = out.transpose(1, 2, 0)
+            if options.target is not None:
+                picture = resize_to(picture, *output_frame_size(*frame.rgb.shape[:2], engine.scale, options))
+            if not _put(frames_out, _Frame(frame.index, frame.pts, picture), stop):
                 return
         report.frames += len(batch)
         bar.update(len(batch))

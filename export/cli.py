@@ -143,6 +143,15 @@ def hw_sizes(text: str) -> list[tuple[int, int]]:
                                          "128x128,360x640)") from None
 
 
+def display_size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT of a picture, e.g. 3840x2160: the one size written width first, because it
+    names an output resolution as screens and videos are named, not a tensor's H and W."""
+    match = _HW.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 3840x2160, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
 def nhw_shape(text: str) -> tuple[int, int, int]:
     """BATCHxHEIGHTxWIDTH, e.g. 1x360x640 (a TensorRT profile point)."""
     match = _NHW.fullmatch(text)

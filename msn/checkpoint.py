@@ -134,17 +134,36 @@ def canonical_state_dict(obj: object, *, ema: bool = True) -> dict[str, torch.Te
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def read_checkpoint(ckpt: str | os.PathLike, *, ema: bool = True) -> Checkpoint:
-    """Read a checkpoint file (or known name) into a canonical state dict and its MSNConfig."""
-    path = resolve_checkpoint(ckpt)
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def _load_pickled(path: Path) -> object:
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         # torch's own message may advise weights_only=False: unsafe for a file of unknown origin.
         detail = str(exc).splitlines()[0] if exc.args and "weights_only" not in str(exc) else type(exc).__name__
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated, corrupt, or not a weights file): {detail}"
         ) from None
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt): {detail}") from None
+
+
+def read_checkpoint(ckpt: str | os.PathLike, *, ema: bool = True) -> Checkpoint:
+    """Read a checkpoint file (.pth/.pt pickles read with weights_only, or .safetensors) or a known
+    name into a canonical state dict and its MSNConfig."""
+    path = resolve_checkpoint(ckpt)
+    raw = _load_safetensors(path) if path.suffix.lower() == SAFETENSORS_SUFFIX else _load_pickled(path)
     state_dict = canonical_state_dict(raw, ema=ema)
     return Checkpoint(state_dict, MSNConfig.from_state_dict(state_dict), path, sha256_of(path))
 

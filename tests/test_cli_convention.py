@@ -20,7 +20,7 @@ from export import build_trt, to_onnx, triton_repo
 from export.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.conftest import REPO
 from tests.util import exit_code
-from validate import loadtest, runner, seams, video_bench
+from validate import layerwise, loadtest, runner, seams, video_bench
 
 COMMANDS = {
     "msn-export": to_onnx.main,
@@ -32,6 +32,7 @@ COMMANDS = {
     "msn-loadtest": loadtest.main,
     "msn-video-bench": video_bench.main,
     "msn-seams": seams.main,
+    "msn-layerwise": layerwise.main,
 }
 
 
@@ -58,6 +59,7 @@ BAD_ARGUMENTS = {
     "msn-loadtest": ["--url", "ftp://127.0.0.1", "--images", "."],
     "msn-video-bench": ["--size", "10x10"],
     "msn-seams": ["--image", "in.png", "--tiles", "64"],
+    "msn-layerwise": ["--reference", "a.onnx", "--candidate", "b.onnx", "--min-psnr", "-1"],
 }
 
 
@@ -79,6 +81,8 @@ def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
         "msn-loadtest": ["--url", "http://127.0.0.1:9", "--images", missing, "--out", str(tmp_path / "l")],
         "msn-video-bench": ["--model", str(random_graph), "--input", missing + ".mp4", "--out", str(tmp_path / "v")],
         "msn-seams": ["--model", str(random_graph), "--image", missing + ".png"],
+        "msn-layerwise": ["--reference", str(random_graph), "--candidate", missing + ".onnx", "--out",
+                          str(tmp_path / "lw")],
     }[command]
 
 
@@ -104,6 +108,8 @@ WORK = {
     "msn-video-bench": ("validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
                                                                        str(p["photo"]), "--out", str(p["tmp"])]),
     "msn-seams": ("validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
+    "msn-layerwise": ("validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
+                                                                      str(p["graph"]), "--out", str(p["tmp"])]),
 }
 
 

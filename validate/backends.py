@@ -36,6 +36,7 @@ class Candidate:
     skip_reason: str | None = None
     timed: bool = True  # False: parity only (with the reason in speed_note)
     speed_note: str | None = None
+    graph: Path | None = None  # the ONNX graph it runs, for a layerwise look when it fails
 
 
 def _cuda_reason() -> str | None:
@@ -96,14 +97,15 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
     for graph, precision in loaded:
         tag = f"-{graph.stem}" if precisions.count(precision) > 1 else ""  # two graphs of one precision
         candidates.append(Candidate(f"ort-cpu-{precision}{tag}", precision,
-                                    lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads())))
+                                    lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads()),
+                                    graph=graph))
         candidates.append(Candidate(f"openvino-cpu-{precision}{tag}", precision,
                                     lambda g=graph: OpenVINOEngine(g, threads=torch.get_num_threads()),
-                                    skip_reason=_openvino_reason()))
+                                    skip_reason=_openvino_reason(), graph=graph))
         for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
             candidates.append(Candidate(f"ort-{device}-{precision}{tag}", precision,
                                         lambda g=graph, d=device: OnnxRuntimeEngine(g, device=d),
-                                        skip_reason=_ort_provider_reason(provider)))
+                                        skip_reason=_ort_provider_reason(provider), graph=graph))
     return candidates
 
 

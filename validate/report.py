@@ -75,6 +75,15 @@ def markdown(report: dict) -> str:
               "copies are the difference to the median; — where not applicable (CPU, other runtimes).", ""]
     lines += ["NTIRE protocol (eager FP32 training form, no warm-up, mean):", ""]
     lines += [f"- {row['size']}: {row['mean_ms']:.1f} ms over {row['runs']} runs" for row in report["ntire_protocol"]]
+    explained = [row for row in report["parity"] if row.get("layerwise")]
+    if explained:
+        lines += ["", "## Where FP16 went wrong (first node below the layerwise bound)", ""]
+        for row in explained:
+            found = row["layerwise"]
+            node = f"`{found['first_failing_node']}` ({found['op']}, {found['psnr_db']:.1f} dB)" \
+                if found["first_failing_node"] else "no node (the layers agree)"
+            where = f"; [layerwise report]({found['report']})" if found["report"] else ""
+            lines.append(f"- {row['backend']} on {row['image']}: {node}{where}")
     skipped = [b for b in report["backends"] if b["status"] != "ok" or b.get("speed_note")]
     if skipped:
         lines += ["", "## Skipped", ""]

@@ -30,6 +30,7 @@ from export.onnx_graph import ExportOptions
 from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
+from validate import layerwise
 from validate import report as reporting
 from validate.backends import (
     BASELINE,
@@ -246,6 +247,31 @@ def device_only(engine: Engine, x: np.ndarray):
     return call
 
 
+def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], images, out: Path | None) -> None:
+    """For each FP16 graph that failed parity, find its first failing node against the FP32 graph
+    (validate/layerwise.py) on the image it failed on, and note it in the row (and the report)."""
+    fp32 = next((c.graph for c in candidates.values() if c.graph is not None and c.precision == "fp32"), None)
+    inputs = {name: x for name, x, _, _ in images}
+    looked_at: dict[tuple[Path, str], dict] = {}
+    for row in parity:
+        candidate = candidates[row["backend"]]
+        if row["passed"] or row["precision"] != "fp16" or candidate.graph is None or fp32 is None:
+            continue
+        key = (candidate.graph, row["image"])
+        if key not in looked_at:
+            report = layerwise.compare_layers(fp32, candidate.graph, inputs[row["image"]].numpy())
+            first = report.first_failing
+            entry = {"first_failing_node": first.node if first else None, "op": first.op if first else None,
+                     "psnr_db": first.psnr_db if first else None, "report": None}
+            if out is not None:
+                folder = out / f"layerwise-{candidate.graph.stem}-{row['image']}"
+                entry["report"] = str(report.write(folder)[1])
+            log.error("%s on %s: the first node below %g dB is %s", row["backend"], row["image"],
+                      report.min_psnr_db, first.node if first else "none (the layers agree; look at the output)")
+            looked_at[key] = entry
+        row["layerwise"] = looked_at[key]
+
+
 def collect_candidates(settings: ValidationSettings, tmp: Path) -> list[Candidate]:
     model = build_model(read_checkpoint(settings.ckpt))
     graphs = list(settings.onnx)
@@ -305,6 +331,7 @@ def run(settings: ValidationSettings) -> ValidationReport:
                                    "(see the reasons above)")
         by_name = {c.name: c for c in candidates}
         parity = run_parity(engines, by_name, images, settings, settings.out)
+        explain_fp16_failures(parity, by_name, images, settings.out)
         speed, ntire = ([], []) if settings.no_speed else run_speed(engines, by_name, settings)
     listed = ("onnx", "engine")
     data = {

@@ -3,6 +3,7 @@
     POST /v1/upscale   encoded image in, PNG out (bit depth and channels kept, like the image CLI)
     GET  /v1/health    200 once a model replica has loaded its engine and answers
     GET  /v1/info      model, backend, precision, scale, profile, replicas
+    GET  /             a small self-contained web page over POST /v1/upscale (page.html)
 
 The ingress (`MSNIngress`) checks the token, the upload's size and its image header, then hands the
 bytes to a model replica (`MSNModel`) through a DeploymentHandle; the replica decodes, batches,
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import ray
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve import Application
@@ -48,6 +49,8 @@ MODEL_DEPLOYMENT = "MSNModel"
 DRAIN_TIMEOUT_S = 60.0
 
 api = FastAPI(title="msn-deploy", docs_url=None, redoc_url=None, openapi_url=None)
+# The page is one file with its script and style inline: no CDN, no build step, nothing to fetch.
+PAGE = (Path(__file__).parent / "page.html").read_text()
 
 
 @api.exception_handler(RequestError)
@@ -59,7 +62,8 @@ async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
 @api.exception_handler(StarletteHTTPException)
 async def _routing_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Unknown paths and wrong methods answer in the same JSON shape as every other error."""
-    return JSONResponse({"error": f"{exc.detail}: the API is POST /v1/upscale, GET /v1/health, GET /v1/info"},
+    return JSONResponse({"error": f"{exc.detail}: the API is POST /v1/upscale, GET /v1/health, GET /v1/info "
+                                  "(and the page at GET /)"},
                         status_code=exc.status_code, headers=exc.headers)
 
 
@@ -183,6 +187,11 @@ class MSNIngress:
             raise
         except TimeoutError:
             raise RequestError(503, "no model replica is ready yet; retry shortly") from None
+
+    @api.get("/")
+    async def page(self) -> HTMLResponse:
+        """The web page; it needs no token to load (the uploads it sends carry one)."""
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache"})
 
     @api.get("/v1/health")
     async def health(self) -> JSONResponse:

@@ -166,3 +166,58 @@ def test_random_bytes_checkpoint_gives_no_unsafe_advice(tmp_path):
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(junk)
     assert "weights_only" not in str(info.value) and "not a readable PyTorch checkpoint" in str(info.value)
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_safetensors_and_pth_load_the_same_model_both_ways(official_ckpt, tmp_path):
+    """The official .pth saved as .safetensors, and that saved back as .pth: bit-equal outputs."""
+    from safetensors.torch import load_file
+
+    pth_model = load_model(official_ckpt)
+    st = save_safetensors(pth_model.state_dict(), tmp_path / "team28_MSN.safetensors")
+    back = tmp_path / "back.pth"
+    torch.save(load_file(str(st)), back)
+    x = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = pth_model(x)
+        for path in (st, back):
+            assert torch.equal(load_model(path)(x), expected), path.name
+            assert torch.equal(load_model(path, deploy=True)(x), load_model(official_ckpt, deploy=True)(x))
+    assert read_checkpoint(st).config == read_checkpoint(official_ckpt).config
+
+
+def test_safetensors_get_the_same_checks_and_messages(tmp_path, random_msn):
+    foreign = {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 64)}
+    with pytest.raises(CheckpointError, match="not an MSN state dict: missing fea_conv.weight"):
+        load_model(save_safetensors(foreign, tmp_path / "resnet.safetensors"))
+    sd = dict(random_msn.state_dict())
+    del sd["B3.c5.bias"]
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="1 missing keys: B3.c5.bias; 1 unexpected keys: extra.weight"):
+        load_model(save_safetensors(sd, tmp_path / "bad.safetensors"))
+    nan = {k: v.clone() for k, v in random_msn.state_dict().items()}
+    nan["B4.c5.weight"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN or Inf values in B4.c5.weight"):
+        load_model(save_safetensors(nan, tmp_path / "nan.safetensors"))
+    good = save_safetensors(random_msn.state_dict(), tmp_path / "good.safetensors")
+    for name, data in (("cut", good.read_bytes()[: good.stat().st_size // 2]), ("pickle", save(
+            random_msn.state_dict(), tmp_path / "x.pth").read_bytes()), ("empty", b"")):
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError, match="not a readable safetensors file") as caught:
+            load_model(path)
+        assert "\n" not in str(caught.value)
+
+
+def test_safetensors_run_through_the_commands(tmp_path, random_msn, photo):
+    from engines import upscale
+
+    st = save_safetensors(random_msn.state_dict(), tmp_path / "fine-tune.safetensors")
+    assert upscale.main([str(photo), "-o", str(tmp_path / "out.png"), "--model", str(st)]) == 0
+    assert to_onnx.main(["--ckpt", str(st), "-o", str(tmp_path / "m.onnx"), "--no-verify"]) == 0

@@ -18,8 +18,8 @@ import requests
 
 import engines
 from engines.images import decode_image, encode_image, upscale_alpha
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 120
 
 

@@ -281,3 +281,87 @@ def test_exif_orientation_and_gray_alpha_survive_the_service(server):
     assert reply.status_code == 200, reply.text
     width, height, _, info = png.Reader(bytes=reply.content).read()
     assert (width, height) == (4 * 44, 4 * 36) and info["greyscale"] and info["alpha"] and info["bitdepth"] == 16
+
+
+# The web page at GET /, driven in a real headless Chromium (Debian's chromium + chromium-driver).
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    import os
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/setup.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def upload_in_page(browser, server, path, token: str | None):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    if token:
+        browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    done = lambda d: d.find_element(By.ID, "error").text or (  # noqa: E731
+        d.find_element(By.ID, "size").text and not d.find_element(By.ID, "result").get_attribute("class"))
+    WebDriverWait(browser, 120, poll_frequency=0.2).until(done)
+    return browser.find_element(By.ID, "error").text
+
+
+def page_result_png(browser) -> bytes:
+    """The bytes of the image the page shows, read back from its object URL inside the browser."""
+    import base64
+
+    script = """
+        const done = arguments[arguments.length - 1];
+        fetch(document.getElementById("after").src).then(r => r.arrayBuffer()).then(buffer => {
+            let text = ""; new Uint8Array(buffer).forEach(b => text += String.fromCharCode(b)); done(btoa(text));
+        });"""
+    return base64.b64decode(browser.execute_async_script(script))
+
+
+def test_the_page_upscales_a_photo_like_the_api(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from tests.conftest import REFERENCE_DIR
+
+    photo = REFERENCE_DIR / "chelsea_crop_lr.png"
+    if not photo.is_file():
+        photo = tmp_path / "photo.png"
+        photo.write_bytes(UPLOADS["rgb8.png"])
+    reply = requests.get(server.url + "/", timeout=30)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    assert "http" not in reply.text.replace(server.url, "")  # self-contained: nothing fetched from elsewhere
+    assert upload_in_page(browser, server, photo, TOKEN) == ""
+    shown = page_result_png(browser)
+    api = upscale(server, photo.read_bytes())
+    assert api.status_code == 200
+    assert max_level_difference(decoded(shown), decoded(api.content)) <= 1
+    height, width = decoded(api.content).shape[:2]
+    assert browser.find_element(By.ID, "size").text == f"output {width}x{height}"
+    assert "took" in browser.find_element(By.ID, "elapsed").text
+    assert browser.find_element(By.ID, "download").get_attribute("href").startswith("blob:")
+
+
+def test_the_page_shows_the_api_errors(server, browser, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image at all")
+    assert "400: the image is not a readable image" in upload_in_page(browser, server, text, TOKEN)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(UPLOADS["rgb8.png"])
+    assert "401: missing or wrong bearer token" in upload_in_page(browser, server, photo, token=None)
+    # The page does not change the API's contract: JSON errors, 4xx for bad input.
+    assert requests.get(server.url + "/index.html", timeout=30).json()["error"].startswith("Not Found")
