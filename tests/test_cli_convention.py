@@ -166,3 +166,14 @@ def test_every_command_has_a_console_script():
             pytest.skip(f"{name} is not installed next to {sys.executable} (pip install -e .)")
         result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and f"usage: {name}" in result.stdout, result.stderr
+
+
+def test_the_benchmark_commands_succeed(tmp_path, random_graph, photo, capsys):
+    """msn-seams and msn-video-bench end to end on small inputs (exit 0 and their tables)."""
+    assert seams.main(["--model", str(random_graph), "--image", str(photo), "--tiles", "32/8"]) == 0
+    assert "| 32 | 8 |" in capsys.readouterr().out
+    pytest.importorskip("av", reason="PyAV is not installed")
+    out = tmp_path / "video"
+    assert video_bench.main(["--model", str(random_graph), "--size", "32x40", "--frames", "4", "--out", str(out),
+                             "--codec", "ffv1", "--pix-fmt", "bgr0"]) == 0
+    assert (out / "video_bench.json").is_file() and "pipeline / inference" in (out / "video_bench.md").read_text()

@@ -4,6 +4,7 @@ runtime, batching by size, auth, every kind of bad upload, overload, and a clean
 from __future__ import annotations
 
 import io
+import json
 import signal
 import struct
 import threading
@@ -365,3 +366,16 @@ def test_the_page_shows_the_api_errors(server, browser, tmp_path):
     assert "401: missing or wrong bearer token" in upload_in_page(browser, server, photo, token=None)
     # The page does not change the API's contract: JSON errors, 4xx for bad input.
     assert requests.get(server.url + "/index.html", timeout=30).json()["error"].startswith("Not Found")
+
+
+def test_the_load_test_command_against_a_real_service(server, tmp_path):
+    from validate import loadtest
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(UPLOADS["rgb8.png"])
+    out = tmp_path / "lt"
+    assert loadtest.main(["--url", server.url, "--images", str(folder), "--concurrency", "1,2", "--requests", "4",
+                          "--token", TOKEN, "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [level["ok"] for level in report["levels"]] == [4, 4]

@@ -69,6 +69,14 @@ def test_the_planted_defect_is_found_at_its_statistic(training_form_pair, tmp_pa
     json_path, md_path = report.write(tmp_path)
     saved = json.loads(json_path.read_text())
     assert saved["first_failing"]["node"] == first.node and first.node in md_path.read_text()
+    # The command says the same, and exits 1 (a node failed).
+    import cv2
+
+    image = tmp_path / "wide.png"
+    cv2.imwrite(str(image), np.round(x[0].transpose(1, 2, 0)[..., ::-1] * 255).astype(np.uint8))
+    args = ["--reference", str(reference), "--candidate", str(candidate), "--image", str(image), "--out",
+            str(tmp_path / "cli")]
+    assert layerwise.main(args) == 1
 
 
 def test_a_pair_without_a_defect_reports_no_failing_node(random_graph, random_fp16_graph, tmp_path):
