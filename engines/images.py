@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -74,10 +75,12 @@ def read_header(encoded: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Imag
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
             with Image.open(io.BytesIO(encoded)) as image:
                 width, height = image.size
+                if width * height > max_pixels:  # before anything below may read pixel data
+                    raise ImageTooLarge(f"{name} is {width}x{height} = {width * height} pixels; the limit is "
+                                        f"{max_pixels} (width x height, --max-pixels)")
                 frames = getattr(image, "n_frames", 1)
-                orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
                 key = image.info.get("transparency") if image.mode in ("L", "I;16", "I") else None
-                header = ImageHeader(image.format or "?", width, height, frames, orientation,
+                header = ImageHeader(image.format or "?", width, height, frames, _orientation(image),
                                      image.mode in ("LA", "La") or _png_colour_type(encoded) == PNG_GRAY_ALPHA,
                                      key if isinstance(key, int) else None, image.info.get("icc_profile"))
     except Image.DecompressionBombError:  # over twice Pillow's own limit, far above any sane one of ours
@@ -87,14 +90,26 @@ def read_header(encoded: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Imag
         raise ImageTooLarge(f"{name} {claim}; the limit is {max_pixels} (width x height, --max-pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"{name} is not a readable image") from None
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"{name} is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
-                            "(width x height, --max-pixels)")
     if frames > 1:
         kind = "multi-page" if header.format == "TIFF" else "animated"
         raise ImageError(f"{name} is {kind} ({frames} frames); only still images are upscaled: convert it to a "
                          "video (e.g. ffmpeg -i anim.gif anim.mkv) and upscale that, or extract the frame you need")
     return header
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation from what the header parse already holds: `getexif()` would decode the
+    whole image to look for a PNG's eXIf chunk, which the size check must come before."""
+    exif = image.info.get("exif")
+    if not exif:
+        return 1
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+        return int(parsed.get(EXIF_ORIENTATION, 1) or 1)
+    except (SyntaxError, ValueError, TypeError, OSError, struct.error):  # damaged EXIF: show it as stored
+        log.warning("the EXIF block is unreadable; the image is taken as stored")
+        return 1
 
 
 def _png_size(encoded: bytes) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ from engines.images import (
     ImageTooLarge,
     decode_image,
     encode_image,
+    read_header,
 )
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -117,3 +118,16 @@ def test_a_huge_header_is_refused_before_decoding():
         decode_image(bomb)
     with pytest.raises(ImageTooLarge, match="the limit is 1000 "):
         decode_image(pil_bytes(Image.fromarray(gradient()), "PNG"), max_pixels=1000)
+
+
+def test_a_header_over_our_limit_but_under_pillows_is_refused_unread():
+    """1000x1000 claimed by a few bytes: refused by size (not by a failed decode of its pixels)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (1000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    small_bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    with pytest.raises(ImageTooLarge, match="1000x1000 = 1000000 pixels; the limit is 25600"):
+        read_header(small_bomb, "the image", max_pixels=25600)
