@@ -77,7 +77,7 @@ def nodes_serving(url: str, body: bytes, count: int) -> set[str]:
     return {r.headers["X-MSN-Node"] for r in replies}
 
 
-def wait_for_replicas(url: str, count: int, timeout_s: float = 120) -> None:
+def wait_for_replicas(url: str, count: int, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
