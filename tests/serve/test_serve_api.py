@@ -75,7 +75,7 @@ def test_health_is_open_and_info_needs_the_token(server):
 
 
 def test_unknown_paths_and_methods_get_json_errors(server):
-    for method, path, status in [("GET", "/v1/upscale", 405), ("POST", "/v1/upscal", 404), ("GET", "/", 404)]:
+    for method, path, status in [("GET", "/v1/upscale", 405), ("POST", "/v1/upscal", 404), ("GET", "/index.html", 404)]:
         reply = requests.request(method, server.url + path, headers=AUTH, timeout=10)
         assert reply.status_code == status and "POST /v1/upscale" in reply.json()["error"]
 
