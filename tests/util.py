@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import zlib
 
 import numpy as np
 import torch
@@ -31,3 +32,14 @@ def exit_code(main, args: list[str]) -> int:
         return main(args)
     except SystemExit as exc:
         return exc.code
+
+
+def png_claiming(width: int, height: int, image_data: bytes | None = b"\0") -> bytes:
+    """A tiny RGB PNG whose header claims width x height (a decompression bomb's shape); its IDAT
+    holds `image_data` compressed, or is left out when None."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    idat = chunk(b"IDAT", zlib.compress(image_data)) if image_data is not None else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")

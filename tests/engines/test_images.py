@@ -18,6 +18,7 @@ from engines.images import (
     encode_image,
     read_header,
 )
+from tests.util import png_claiming
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -107,13 +108,7 @@ def test_animations_and_multi_page_files_are_refused(fmt):
 
 def test_a_huge_header_is_refused_before_decoding():
     """69 bytes claiming 100000x100000: refused from the header alone, fast."""
-    ihdr = (100000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    bomb = png_claiming(100000, 100000)
     with pytest.raises(ImageTooLarge, match="the limit is"):
         decode_image(bomb)
     with pytest.raises(ImageTooLarge, match="the limit is 1000 "):
@@ -122,12 +117,6 @@ def test_a_huge_header_is_refused_before_decoding():
 
 def test_a_header_over_our_limit_but_under_pillows_is_refused_unread():
     """1000x1000 claimed by a few bytes: refused by size (not by a failed decode of its pixels)."""
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    ihdr = (1000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    small_bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    small_bomb = png_claiming(1000, 1000)
     with pytest.raises(ImageTooLarge, match="1000x1000 = 1000000 pixels; the limit is 25600"):
         read_header(small_bomb, "the image", max_pixels=25600)

@@ -15,7 +15,7 @@ from engines import upscale
 from export import to_onnx
 from export.verify import smooth_test_image
 from msn import MSN, InputError, MSNConfig
-from tests.util import exit_code
+from tests.util import exit_code, png_claiming
 
 
 @pytest.fixture
@@ -236,15 +236,9 @@ def test_two_inputs_for_one_output_are_refused_before_work(tmp_path, photo, rand
 
 def test_a_broken_or_huge_file_fails_alone(tmp_path, photo, random_ckpt, caplog):
     """A header claiming 100000x100000 is refused from its 69 bytes; the other images still go."""
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
     folder = tmp_path / "in"
     folder.mkdir()
-    ihdr = (100000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    (folder / "a_bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    (folder / "a_bomb.png").write_bytes(png_claiming(100000, 100000, image_data=None))
     (folder / "b.png").write_bytes(photo.read_bytes())
     assert upscale.main([str(folder), "-o", str(tmp_path / "out"), "--model", str(random_ckpt)]) == 1
     assert "100000x100000" in caplog.text and "Traceback" not in caplog.text

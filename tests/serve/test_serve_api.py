@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import json
 import signal
-import struct
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,6 +27,7 @@ from tests.serve.helpers import (
     png_bytes,
     ray_processes_left,
 )
+from tests.util import png_claiming
 
 pytestmark = pytest.mark.slow
 
@@ -126,15 +125,6 @@ def test_concurrent_uploads_share_engine_calls_by_size_only(server, runtime):
     assert max(small_calls) <= 4 and max(wide_calls) <= 3, "a batch mixed LR sizes"
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    """A few hundred bytes whose header claims width x height pixels (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def animated_png() -> bytes:
     from PIL import Image
 
@@ -156,10 +146,10 @@ BAD_UPLOADS = {
     "too small": (png_bytes(np.zeros((20, 64, 3), np.uint8)), 400, "at least 29x29"),
     "gif": (bytes.fromhex("47494638396120002000800000000000ffffff2c00000000200020000002028401003b"), 400,
             "GIF images are not accepted"),
-    "many pixels": (bomb_png(1000, 1000), 413, "1000x1000 = 1000000 pixels; the limit is 25600"),
+    "many pixels": (png_claiming(1000, 1000, b"\0" * 64), 413, "1000x1000 = 1000000 pixels; the limit is 25600"),
     "animated": (animated_png(), 400, "animated (2 frames)"),
     "too many pixels": (png_bytes(np.zeros((170, 170, 3), np.uint8)), 413, "the limit is 25600"),
-    "decompression bomb": (bomb_png(100_000, 100_000), 413, "the limit is 25600"),
+    "decompression bomb": (png_claiming(100_000, 100_000, b"\0" * 64), 413, "the limit is 25600"),
     "too large upload": (np.random.default_rng(0).bytes(1_200_000), 413, "larger than the server's limit"),
     "too large chunked upload": (None, 413, "larger than the server's limit"),
 }
