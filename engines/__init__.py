@@ -32,12 +32,18 @@ def auto_backend(suffix: str, device: str) -> str:
     return "onnxruntime"
 
 
-def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **options) -> Engine:
+def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
+         **options) -> Engine:
     """Load a checkpoint (.pth or known name), ONNX graph (.onnx) or engine (.plan/.engine).
 
+    `precision` ("fp32" or "fp16") picks the checkpoint's precision (default fp32); a graph or
+    engine has the precision it was exported with, and asking it for another is a UsageError.
+
     `options` go to the backend: e.g. `threads`, `hint`, `cache_size` for OpenVINO; `threads` for
-    ONNX Runtime; `fp16`, `compile` for torch; `cuda_graph` for TensorRT. Raises UsageError
-    subclasses for unknown backends, missing or foreign files and devices this machine lacks."""
+    ONNX Runtime; `cuda_graphs`, `compile`, `channels_last`, `cache_size` for torch (on a CUDA device
+    `precision="fp16"` is the fastest path: see engines.torch_engine); `cuda_graph` for TensorRT.
+    Raises UsageError subclasses for unknown backends, missing or foreign files and devices this
+    machine lacks."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     path = Path(artifact)
@@ -47,7 +53,15 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", **
     if backend == "torch":
         from engines.torch_engine import TorchEngine
 
-        return TorchEngine(str(artifact), device=device, **options)
+        return TorchEngine(str(artifact), device=device, precision=precision or "fp32", **options)
+    engine = _load_artifact(path, backend, device, options)
+    if precision is not None and precision != engine.precision:
+        raise UsageError(f"{path} is an {engine.precision.upper()} artifact, not {precision.upper()}; precision "
+                         "applies to checkpoints (export an FP16 graph with python export/to_onnx.py --fp16)")
+    return engine
+
+
+def _load_artifact(path: Path, backend: str, device: str, options: dict) -> Engine:
     if not path.is_file():
         raise MissingFileError(f"{path} does not exist")
     if backend == "onnxruntime":

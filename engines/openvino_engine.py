@@ -13,6 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from engines.base import DeviceError, Engine, ShapeProfile
 from export.artifacts import MSNGraph
@@ -84,8 +85,8 @@ class OpenVINOEngine(Engine):
             log.debug("openvino: evicted the model compiled for %s", evicted)
         return request
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
         request = self._request_for(tuple(batch.shape))
-        request.infer({0: batch})
+        request.infer({0: batch.numpy()})  # a view of the tensor's memory, not a copy
         # The output tensor is the request's own buffer, reused by the next call: copy it out.
-        return np.array(request.get_output_tensor(0).data, copy=True)
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data, copy=True))

@@ -8,6 +8,7 @@ rebuild command instead of failing inside TensorRT.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,10 @@ def compatibility_problems(sidecar: EngineSidecar, trt: TensorRT | None, gpu: di
 class TensorRTEngine(Engine):
     backend = "tensorrt"
 
-    def __init__(self, path: str | Path, *, cuda_graph: bool = False) -> None:
+    def __init__(self, path: str | Path, *, cuda_graph: bool = False, cache_size: int = 4) -> None:
         """cuda_graph=True captures one CUDA graph per input shape on first use and replays it
-        (saves the launch overhead of MSN's ~1,000 small kernels at small sizes)."""
+        (saves the launch overhead of MSN's ~1,000 small kernels at small sizes), keeping the
+        `cache_size` most recent shapes."""
         import torch
 
         path = Path(path)
@@ -67,58 +69,62 @@ class TensorRTEngine(Engine):
         if self.engine is None:
             raise EngineError(f"{trt.label} could not deserialise {path} (corrupt file, or built for another GPU)")
         self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
         inp, out = sidecar.tensor("input"), sidecar.tensor("output")
         self.input_name, self.output_name = inp.name, out.name
-        self.output_half = out.dtype == "float16"
+        self.output_dtype = torch.float16 if out.dtype == "float16" else torch.float32
         prof = sidecar.profile
         super().__init__(sidecar.scale, np.dtype(inp.dtype), ShapeProfile(tuple(prof["min"]), tuple(prof["max"])),
                          sidecar.precision)
         self.backend = trt.flavour
+        self.tensor_device = torch.device("cuda", torch.cuda.current_device())
         self.sidecar, self.torch = sidecar, torch
         self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, ...], tuple[object, object, object]] = {}  # shape -> (graph, x, y)
+        self.cache_size = cache_size
+        self._graphs: OrderedDict[tuple[int, ...], tuple[object, object, object]] = OrderedDict()  # (graph, x, y)
 
-    def _bind(self, shape: tuple[int, ...]):
-        """Device buffers for one input shape, bound to the execution context."""
-        torch = self.torch
-        n, c, h, w = shape
-        in_dtype = torch.float16 if self.io_dtype == np.float16 else torch.float32
-        out_dtype = torch.float16 if self.output_half else torch.float32
-        x = torch.empty(shape, dtype=in_dtype, device="cuda")
-        y = torch.empty((n, c, h * self.scale, w * self.scale), dtype=out_dtype, device="cuda")
-        self.context.set_input_shape(self.input_name, shape)
+    def _bind(self, x):
+        """Bind input tensor `x` and a new output tensor to the execution context; returns the output.
+        TensorRT reads and writes the tensors' device memory directly: no staging buffers."""
+        n, c, h, w = x.shape
+        y = self.torch.empty((n, c, h * self.scale, w * self.scale), dtype=self.output_dtype, device=x.device)
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
         actual = tuple(self.context.get_tensor_shape(self.output_name))
         if actual != tuple(y.shape):
-            raise EngineError(f"the engine gives {actual} for input {shape}, but its sidecar promises "
+            raise EngineError(f"the engine gives {actual} for input {tuple(x.shape)}, but its sidecar promises "
                               f"{tuple(y.shape)} (x{self.scale}); rebuild it from an MSN graph")
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, y.data_ptr())
-        return x, y
+        return y
 
     def _enqueue(self) -> None:
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
+        # On the current stream: ordered after the caller's work on the input, and captured when
+        # a CUDA graph is being recorded.
+        if not self.context.execute_async_v3(self.torch.cuda.current_stream().cuda_stream):
             raise EngineError("TensorRT execution failed (see TensorRT's log above)")
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        torch = self.torch
+    def _graph_for(self, batch):
         shape = tuple(batch.shape)
-        with torch.cuda.stream(self.stream):
-            if not self.cuda_graph:
-                x, y = self._bind(shape)
-                x.copy_(torch.from_numpy(batch), non_blocking=True)
-                self._enqueue()
-            else:
-                if shape not in self._graphs:
-                    x, y = self._bind(shape)
-                    self._enqueue()  # TensorRT allocates lazily on the first run; never inside a capture
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph, stream=self.stream):
-                        self._enqueue()
-                    self._graphs[shape] = (graph, x, y)
-                graph, x, y = self._graphs[shape]
-                x.copy_(torch.from_numpy(batch), non_blocking=True)
-                graph.replay()
-            out = y.cpu()
-        self.stream.synchronize()
-        return out.numpy().astype(self.io_dtype, copy=False)
+        if shape in self._graphs:
+            self._graphs.move_to_end(shape)
+            return self._graphs[shape]
+        torch = self.torch
+        x = torch.zeros_like(batch)
+        y = self._bind(x)
+        self._enqueue()  # TensorRT allocates lazily on the first run; never inside a capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._enqueue()
+        self._graphs[shape] = (graph, x, y)
+        while len(self._graphs) > self.cache_size:
+            self._graphs.popitem(last=False)
+        return self._graphs[shape]
+
+    def _infer(self, batch):
+        if not self.cuda_graph:
+            y = self._bind(batch)
+            self._enqueue()
+            return y
+        graph, x, y = self._graph_for(batch)
+        x.copy_(batch)
+        graph.replay()
+        return y.clone()  # y is the graph's static output, overwritten by the next replay

@@ -1,26 +1,71 @@
-"""PyTorch backend: MSN's inference form, eager or compiled, on CPU or CUDA."""
+"""PyTorch backend: MSN's inference form on CPU or CUDA, FP32 or FP16, eager, compiled, or
+replayed as CUDA graphs.
+
+The GPU path that `engines.load(checkpoint, device="cuda", precision="fp16")` gives is the FP16
+inference form, whose statistics stay float32 islands (msn.stats: a plain float16 model overflows
+on bright photos), replayed as one CUDA graph per input shape. MSN runs about a thousand small
+kernels per image; replaying them as one graph removes their launch cost, which at video sizes is
+of the order of the work itself. A graph is captured the first time a shape is seen and kept for
+the `cache_size` most recent shapes (each owns its memory pool), like the OpenVINO engine's
+compiled shapes. `compile=True` runs torch.compile'd code (per static shape) inside the same
+graphs; `channels_last` stores activations NHWC, which some GPUs' convolutions prefer.
+"""
 
 from __future__ import annotations
 
 import copy
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from engines.base import DeviceError, Engine, ShapeProfile
-from msn import MSN, MSNInference, load_model, to_inference_form
+from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def check_torch_device(device: str) -> None:
-    """Raise DeviceError for a device name torch cannot use here, before any loading."""
+def check_torch_device(device: str) -> torch.device:
+    """The torch device for a device name, or DeviceError for one torch cannot use here."""
     kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
         raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    if kind == "cuda" and not torch.cuda.is_available():
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
                           "use --device cpu")
     if index and int(index) >= torch.cuda.device_count():
         raise DeviceError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    return torch.device("cuda", int(index) if index else torch.cuda.current_device())
+
+
+class GraphReplay:
+    """One input shape's CUDA graph: a static input, the captured forward, its static output."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
+        self.input = torch.zeros_like(example)
+        # Warm up on a side stream first, as capture requires: cuDNN picks its algorithms, lazy
+        # initialisation and compilation happen here, never inside the capture.
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                forward(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = forward(self.input)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(batch)
+        self.graph.replay()
+        return self.output.clone()  # the static output is overwritten by the next replay
 
 
 class TorchEngine(Engine):
@@ -31,34 +76,69 @@ class TorchEngine(Engine):
         model: MSN | MSNInference | str,
         *,
         device: str = "cpu",
-        fp16: bool = False,
+        precision: str = "fp32",
         compile: bool = False,
-        cuda_graphs: bool = False,
+        cuda_graphs: bool | None = None,
+        channels_last: bool = False,
         inference_form: bool = True,
+        cache_size: int = 4,
     ) -> None:
-        """`inference_form=False` runs the training form as loaded (the eager reference).
-        `cuda_graphs` compiles in "reduce-overhead" mode, which replays CUDA graphs per shape."""
-        check_torch_device(device)
+        """`inference_form=False` runs the training form as loaded (the eager reference, FP32 only).
+        `cuda_graphs` defaults to on for the inference form on a CUDA device; `cache_size` bounds
+        how many input shapes keep a captured graph."""
+        self.tensor_device = check_torch_device(device)
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and not inference_form:
+            raise UsageError("FP16 needs the inference form: the training form's whole-image sums overflow float16")
+        if cache_size < 1:
+            raise UsageError(f"cache_size must be >= 1, got {cache_size}")
+        on_cuda = self.tensor_device.type == "cuda"
+        if cuda_graphs is None:
+            cuda_graphs = on_cuda and inference_form
+        if cuda_graphs and not on_cuda:
+            raise DeviceError("CUDA graphs need a CUDA device; use device='cuda' or leave cuda_graphs off")
         if isinstance(model, str) or hasattr(model, "__fspath__"):
             model = load_model(model, deploy=inference_form)
         elif isinstance(model, MSN) and inference_form:
             model = to_inference_form(model)
         else:
             model = copy.deepcopy(model)  # .to(dtype) below must not change the caller's model
-        dtype = torch.float16 if fp16 else torch.float32
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.device, self.dtype = torch.device(device), dtype
-        if cuda_graphs:
-            self.forward = torch.compile(self.model, mode="reduce-overhead")
-        elif compile:
-            self.forward = torch.compile(self.model, dynamic=True)
-        else:
-            self.forward = self.model
+        dtype = PRECISIONS[precision]
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
+        self.model = model.to(device=self.tensor_device, dtype=dtype, memory_format=memory_format).eval()
+        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.form = "inference" if isinstance(model, MSNInference) else "training"
-        super().__init__(model.config.upscale, np.float16 if fp16 else np.float32, ShapeProfile(),
-                         "fp16" if fp16 else "fp32")
+        self.compiled, self.cuda_graphs, self.channels_last = compile, cuda_graphs, channels_last
+        self.cache_size = cache_size
+        self._graphs: OrderedDict[tuple[int, ...], GraphReplay] = OrderedDict()
+        super().__init__(model.config.upscale, np.float16 if precision == "fp16" else np.float32, ShapeProfile(),
+                         precision)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            return self.forward(x).cpu().numpy()
+    def describe(self) -> dict[str, object]:
+        return super().describe() | {
+            "device": str(self.tensor_device), "form": self.form, "compile": self.compiled,
+            "cuda_graphs": self.cuda_graphs, "channels_last": self.channels_last,
+        }
+
+    def _graph_for(self, batch: torch.Tensor) -> GraphReplay:
+        shape = tuple(batch.shape)
+        graph = self._graphs.get(shape)
+        if graph is not None:
+            self._graphs.move_to_end(shape)
+            return graph
+        started = time.perf_counter()
+        graph = self._graphs[shape] = GraphReplay(self.forward, batch)
+        log.info("torch: captured a CUDA graph for %s in %.2f s", "x".join(map(str, shape)),
+                 time.perf_counter() - started)
+        while len(self._graphs) > self.cache_size:
+            evicted, _ = self._graphs.popitem(last=False)
+            log.debug("torch: dropped the CUDA graph of %s", evicted)
+        return graph
+
+    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        if self.cuda_graphs:
+            return self._graph_for(batch)(batch)
+        return self.forward(batch)

@@ -185,6 +185,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="official", help="checkpoint, .onnx or .plan (default: official checkpoint)")
     p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch / onnxruntime backends)")
+    p.add_argument("--precision", choices=["fp32", "fp16"],
+                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU); "
+                        "graphs and engines have their own")
     p.add_argument("--tile", type=non_negative_int, default=0,
                    help=f"tile size in LR px, at least {MIN_INPUT_SIZE} (bounds memory; default 0: whole image)")
     p.add_argument("--overlap", type=non_negative_int, default=defaults.TILE_OVERLAP,
@@ -240,7 +243,7 @@ def upscale_image_files(args: argparse.Namespace, tile: int | None) -> int:
         height, width = (header.width, header.height) if header.orientation in (5, 6, 7, 8) else (
             header.height, header.width)
         target.output_size(height, width, scale)
-    engine = engines.load(args.model, args.backend, device=args.device)
+    engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
     report = upscale_images(engine, files, args.output, suffix=suffix, overwrite=args.overwrite, tile=tile,
                             overlap=args.overlap, max_pixels=args.max_pixels, to_file=to_file, target=target)
     if report.failed:
@@ -283,7 +286,7 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
     refuse_overwriting_inputs([dst], [src])
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst} exists; use --overwrite to replace it")
-    engine = engines.load(args.model, args.backend, device=args.device)
+    engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
     report = upscale_video(engine, src, dst, options)
     copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
     log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s", src, dst, report.frames, report.seconds, report.fps, copied)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from msn.config import MIN_INPUT_SIZE
@@ -56,6 +60,26 @@ def check_input(x: torch.Tensor, channels: int = 3) -> None:
     check_values(float(x.min()), float(x.max()), bool(torch.isfinite(x).all()))
 
 
+_checked_by_caller = threading.local()
+
+
+@contextmanager
+def inputs_checked() -> Iterator[None]:
+    """For callers that have checked the input already (the engines do, on the input's device):
+    the models skip their own check, which would wait for the GPU and copy statistics to the host."""
+    before = getattr(_checked_by_caller, "active", False)
+    _checked_by_caller.active = True
+    try:
+        yield
+    finally:
+        _checked_by_caller.active = before
+
+
 def should_check(x: torch.Tensor) -> bool:
-    """Checks are Python control flow: skip them while a graph is being traced or compiled."""
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+    """Checks are Python control flow: skip them while a graph is being traced, compiled or
+    captured (CUDA graphs), and where the caller has checked the input already."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False  # first: the compilers never look at the thread-local state below
+    if x.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    return not getattr(_checked_by_caller, "active", False)

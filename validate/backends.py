@@ -60,16 +60,19 @@ def torch_candidates(model: MSN) -> list[Candidate]:
     candidates = [
         Candidate(BASELINE, "fp32", lambda: TorchEngine(model, device=device, inference_form=False)),
         Candidate("torch-fp32", "fp32", lambda: TorchEngine(model, device=device)),
-        Candidate("torch-fp16", "fp16", lambda: TorchEngine(model, device=device, fp16=True),
+        Candidate("torch-fp16", "fp16",
+                  lambda: TorchEngine(model, device=device, precision="fp16", cuda_graphs=False),
                   timed=cuda, speed_note=fp16_cpu_note),
     ]
     compile_reason = None if cuda else ("torch.compile is measured on GPU only "
                                         "(CPU compile of ~800 small ops takes minutes)")
     candidates += [
-        Candidate("torch-compile-fp16", "fp16", lambda: TorchEngine(model, device="cuda", fp16=True, compile=True),
+        Candidate("torch-compile-fp16", "fp16",
+                  lambda: TorchEngine(model, device="cuda", precision="fp16", compile=True, cuda_graphs=False),
                   skip_reason=compile_reason),
         Candidate("torch-cudagraph-fp16", "fp16",
-                  lambda: TorchEngine(model, device="cuda", fp16=True, cuda_graphs=True), skip_reason=compile_reason),
+                  lambda: TorchEngine(model, device="cuda", precision="fp16", cuda_graphs=True),
+                  skip_reason=compile_reason),
     ]
     return candidates
 

@@ -236,13 +236,12 @@ def device_only(engine: Engine, x: np.ndarray):
     """A call of a CUDA PyTorch engine on input already on the GPU (None for other engines)."""
     from engines.torch_engine import TorchEngine
 
-    if not isinstance(engine, TorchEngine) or engine.device.type != "cuda":
+    if not isinstance(engine, TorchEngine) or engine.tensor_device.type != "cuda":
         return None
-    on_gpu = torch.from_numpy(x).to(engine.device, engine.dtype)
+    on_gpu = torch.from_numpy(x).to(engine.tensor_device)
 
     def call() -> None:
-        with torch.inference_mode():
-            engine.forward(on_gpu)
+        engine(on_gpu)
 
     return call
 

@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="HTTP proxies on the head node only, or on every node behind your load balancer")
     p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
+    p.add_argument("--precision", choices=["fp32", "fp16"],
+                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
     p.add_argument("--max-queued", type=positive_int, default=16, help="requests per replica before 503")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB)
     p.add_argument("--body-timeout-s", type=positive_float, default=DEFAULT_BODY_TIMEOUT_S,
@@ -81,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def settings_from(args: argparse.Namespace) -> ServeSettings:
     token = token_from(args.token)
     return ServeSettings(
-        model=args.model, backend=args.backend, device=args.device, replicas=args.replicas,
+        model=args.model, backend=args.backend, device=args.device, precision=args.precision,
+        replicas=args.replicas,
         cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, max_queued=args.max_queued, max_upload_mb=args.max_upload_mb,
         body_timeout_s=args.body_timeout_s,
@@ -118,7 +121,7 @@ def check_model_loads(settings: ServeSettings, model: ModelFiles) -> None:
     """Load the model here once, so that a bad file is one error now rather than failing replicas."""
     if settings.engine_device != "cpu" or model.name.endswith((".plan", ".engine")):
         return  # a GPU artifact is checked by the replicas that have the GPU
-    engine = engines.load(model.source, settings.backend, device="cpu")
+    engine = engines.load(model.source, settings.backend, device="cpu", precision=settings.precision)
     log.info("model checked: %s", engine)
 
 

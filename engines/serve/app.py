@@ -114,7 +114,7 @@ class MSNModel:
         with tempfile.TemporaryDirectory(prefix="msn-serve-") as folder:
             path = model.write_to(Path(folder))
             self.engine = engines.load(path, settings.backend, device=settings.engine_device,
-                                       **settings.engine_options())
+                                       precision=settings.precision, **settings.engine_options())
         self.model_name = model.name
         self.upscale_batch.set_max_batch_size(settings.max_batch)
         self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

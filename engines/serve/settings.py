@@ -37,6 +37,8 @@ class ServeSettings(BaseModel):
     model: str = Field(description="checkpoint or known name, .onnx or .plan: anything engines.load takes")
     backend: str = "auto"
     device: str = Field("", description="cpu or cuda; default cuda when gpus_per_replica > 0, else cpu")
+    precision: str | None = Field(None, pattern="^fp(32|16)$",
+                                  description="a checkpoint's precision (fp32 or fp16); artifacts have their own")
     replicas: int = Field(1, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     gpus_per_replica: float = Field(0.0, ge=0)

@@ -49,7 +49,7 @@ def test_reference_parity(official_graph, official_ckpt, reference_cases, backen
 
 
 def test_torch_fp16_engine(official_ckpt, reference_cases):
-    engine = TorchEngine(str(official_ckpt), fp16=True)
+    engine = TorchEngine(str(official_ckpt), precision="fp16")
     for case in reference_cases:
         out = engine(case.input_tensor().numpy())  # float32 in, float32 out: casts done for the caller
         assert out.dtype == np.float32 and psnr(to_hwc(out), case.sr) >= FP16_MIN_PSNR_DB

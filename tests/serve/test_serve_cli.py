@@ -63,6 +63,7 @@ def serve_exit(argv: list[str], capsys, caplog) -> tuple[int, str]:
     (["--backend", "tensorflow"], "invalid choice"),
     (["--tile", "28"], "below MSN's minimum"),
     (["--tile", "64", "--overlap", "40"], "less than half"),
+    (["--precision", "int8"], "invalid choice"),
 ])
 def test_bad_flags_are_usage_errors(random_graph, capsys, caplog, flags, words):
     code, err = serve_exit([str(random_graph), *flags], capsys, caplog)
@@ -87,6 +88,7 @@ def test_problems_found_before_ray_starts(random_graph, tmp_path, capsys, caplog
         ([str(random_graph), "--device", "tpu"], "device must be cpu or cuda"),
         ([str(random_graph), "--host", "no.such.host.invalid"], "choose another --port or --host"),
         ([str(random_graph), "--max-pixels", "100"], "max_pixels"),
+        ([str(random_graph), "--precision", "fp16"], "is an FP32 artifact, not FP16"),
     ]
     for argv, words in cases:
         code, err = serve_exit(argv, capsys, caplog)

@@ -1,0 +1,114 @@
+"""Prepare the folder that a GPU run takes along (default .gpu-run/, git-ignored), on a machine
+with the project installed and a package registry:
+
+    python -m validate.prepare_gpu_run                 # ../shared beside the checkout
+    python -m validate.prepare_gpu_run --shared DIR --out .gpu-run --no-wheels
+
+GPU machines lent for a few minutes often have torch but no registry, and only the repository
+travels there. So this copies the checkpoint and the float64 reference photos out of the shared
+folder, exports the FP32 and FP16 ONNX graphs here (the exporter needs onnxsim, which such a
+machine lacks), and downloads the cp312 manylinux wheel of PyAV for the video rows, which
+validate/gpu_suite.sh unpacks at run time. It refuses (before downloading) when the folder and
+the source tree together would exceed --limit-mb, and writes MANIFEST.json with each file's sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from export.cli import positive_int, run_cli
+from export.files import atomic_write_bytes
+from msn import MissingFileError, MSNError, sha256_of
+from validate.gpu_suite import CHECKPOINT, REFERENCES
+
+log = logging.getLogger("msn.prepare_gpu_run")
+
+REPO = Path(__file__).resolve().parent.parent
+WHEELS = {"av": "19.*"}  # what the suite needs and such machines lack (PyAV for the video rows)
+WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--abi", "cp312",
+                "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"]
+PYAV_WHEEL_MB = 40  # about what the av wheel for cp312 weighs, for the check before downloading
+
+
+class TooLarge(MSNError):
+    """What would travel is over the transfer limit (exit 1)."""
+
+
+def tree_mb(paths: list[Path]) -> float:
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
+def source_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.split()
+    return [REPO / name for name in listed]
+
+
+def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True, limit_mb: int = 64) -> dict:
+    """Fill `out` with what the suite reads; return its manifest."""
+    checkpoint, references = shared / CHECKPOINT, shared / REFERENCES
+    if not checkpoint.is_file():
+        raise MissingFileError(f"{checkpoint} does not exist; pass --shared with the folder holding "
+                               f"{CHECKPOINT} and {REFERENCES}/")
+    if not references.is_dir():
+        raise MissingFileError(f"{references} does not exist; pass --shared with the folder holding {REFERENCES}/")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, out / CHECKPOINT)
+    shutil.copytree(references, out / REFERENCES, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    if graphs:
+        from export import ExportOptions, export_onnx
+
+        (out / "graphs").mkdir(exist_ok=True)
+        for name, options in (("msn_x4_fp32.onnx", ExportOptions()), ("msn_x4_fp16.onnx", ExportOptions(fp16=True))):
+            export_onnx(out / CHECKPOINT, out / "graphs" / name, options)
+    inside = [p for p in out.rglob("*") if p.is_file()]
+    expected_mb = tree_mb(source_files()) + tree_mb(inside) + (PYAV_WHEEL_MB if wheels else 0)
+    if expected_mb > limit_mb:
+        raise TooLarge(f"the source tree and {out} would be about {expected_mb:.0f} MiB, over the {limit_mb} MiB "
+                       "that travels; use --no-wheels or remove files from the tree")
+    if wheels:
+        (out / "wheels").mkdir(exist_ok=True)
+        for package, version in WHEELS.items():
+            log.info("downloading the cp312 wheel of %s %s", package, version)
+            subprocess.run([sys.executable, "-m", "pip", "download", f"{package}=={version}", "--only-binary=:all:",
+                            "--no-deps", *WHEEL_TARGET, "-d", str(out / "wheels"), "-q"], check=True)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
+    total_mb = tree_mb(source_files()) + tree_mb(files)
+    if total_mb > limit_mb:
+        raise TooLarge(f"the source tree and {out} are {total_mb:.1f} MiB, over the {limit_mb} MiB that travels")
+    manifest = {"files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+                          for p in files}, "with_source_tree_mb": round(total_mb, 1)}
+    atomic_write_bytes(out / "MANIFEST.json", json.dumps(manifest, indent=2).encode())
+    log.info("prepared %s: %d files, %.1f MiB with the source tree (limit %d MiB)", out, len(files), total_mb,
+             limit_mb)
+    return manifest
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m validate.prepare_gpu_run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared",
+                   help=f"folder with {CHECKPOINT} and {REFERENCES}/ (default ../shared)")
+    p.add_argument("--out", type=Path, default=REPO / ".gpu-run", help="the take-along folder (default .gpu-run)")
+    p.add_argument("--no-wheels", dest="wheels", action="store_false", help="no PyAV wheel (no video rows)")
+    p.add_argument("--no-graphs", dest="graphs", action="store_false", help="no ONNX graphs")
+    p.add_argument("--limit-mb", type=positive_int, default=64, help="what may travel, with the source tree")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda: prepare(args.shared, args.out, wheels=args.wheels, graphs=args.graphs,
+                                   limit_mb=args.limit_mb) and None, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
