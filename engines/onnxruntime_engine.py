@@ -72,4 +72,6 @@ class OnnxRuntimeEngine(Engine):
                 raise
             raise EngineError(f"onnxruntime: the graph does not give {tuple(out.shape)} for {tuple(batch.shape)}: "
                               f"the artifact is not an x{self.scale} MSN; re-export it") from None
+        if batch.is_cuda:
+            binding.synchronize_outputs()  # written on ONNX Runtime's stream: done before torch reads it
         return out

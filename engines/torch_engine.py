@@ -59,7 +59,8 @@ class GraphReplay:
                 forward(self.input)
         torch.cuda.current_stream(example.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: other threads (a video encoder, a server's decoders) may use CUDA meanwhile.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.output = forward(self.input)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

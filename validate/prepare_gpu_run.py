@@ -7,9 +7,10 @@ with the project installed and a package registry:
 GPU machines lent for a few minutes often have torch but no registry, and only the repository
 travels there. So this copies the checkpoint and the float64 reference photos out of the shared
 folder, exports the FP32 and FP16 ONNX graphs here (the exporter needs onnxsim, which such a
-machine lacks), and downloads the cp312 manylinux wheel of PyAV for the video rows, which
-validate/gpu_suite.sh unpacks at run time. It refuses (before downloading) when the folder and
-the source tree together would exceed --limit-mb, and writes MANIFEST.json with each file's sha256.
+machine lacks), and downloads the cp312 manylinux wheels of what the suite imports and such
+machines lack (PyAV for the video rows, pypng, tqdm), which validate/gpu_suite.sh unpacks at run
+time. It refuses (before downloading) when the folder and the source tree together would exceed
+--limit-mb, and writes MANIFEST.json with each file's sha256.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from validate.gpu_suite import CHECKPOINT, REFERENCES
 log = logging.getLogger("msn.prepare_gpu_run")
 
 REPO = Path(__file__).resolve().parent.parent
-WHEELS = {"av": "19.*"}  # what the suite needs and such machines lack (PyAV for the video rows)
+# What the suite imports and such machines lack: PyAV for the video rows, pypng and tqdm for the
+# image and video modules (checked by running the suite with every other package hidden).
+WHEELS = {"av": "19.*", "pypng": "0.20220715.0", "tqdm": "4.*"}
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--abi", "cp312",
                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"]
-PYAV_WHEEL_MB = 40  # about what the av wheel for cp312 weighs, for the check before downloading
+WHEELS_MB = 40  # about what those wheels weigh (av: 35 MB), for the check before downloading
 
 
 class TooLarge(MSNError):
@@ -69,7 +72,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
         for name, options in (("msn_x4_fp32.onnx", ExportOptions()), ("msn_x4_fp16.onnx", ExportOptions(fp16=True))):
             export_onnx(out / CHECKPOINT, out / "graphs" / name, options)
     inside = [p for p in out.rglob("*") if p.is_file()]
-    expected_mb = tree_mb(source_files()) + tree_mb(inside) + (PYAV_WHEEL_MB if wheels else 0)
+    expected_mb = tree_mb(source_files()) + tree_mb(inside) + (WHEELS_MB if wheels else 0)
     if expected_mb > limit_mb:
         raise TooLarge(f"the source tree and {out} would be about {expected_mb:.0f} MiB, over the {limit_mb} MiB "
                        "that travels; use --no-wheels or remove files from the tree")
@@ -97,7 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared",
                    help=f"folder with {CHECKPOINT} and {REFERENCES}/ (default ../shared)")
     p.add_argument("--out", type=Path, default=REPO / ".gpu-run", help="the take-along folder (default .gpu-run)")
-    p.add_argument("--no-wheels", dest="wheels", action="store_false", help="no PyAV wheel (no video rows)")
+    p.add_argument("--no-wheels", dest="wheels", action="store_false",
+                   help="no wheels: for machines that have PyAV, pypng and tqdm installed")
     p.add_argument("--no-graphs", dest="graphs", action="store_false", help="no ONNX graphs")
     p.add_argument("--limit-mb", type=positive_int, default=64, help="what may travel, with the source tree")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
 import ray
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RayServeException
 
 from engines.serve.app import APP_NAME, build_app
@@ -17,9 +18,17 @@ from export.cli import exit_on_sigterm
 
 log = logging.getLogger("msn.serve")
 
+# Serve's controller replaces an HTTP proxy that misses three readiness checks of 5 s each; on a
+# busy machine a proxy can take longer than that to start (seen with both cores loaded). A cluster
+# started here gives it 30 s (read by the controller, which inherits this environment), and a
+# deployment that loses its proxy that way is retried.
+PROXY_READY_TIMEOUT_S = "30"
+DEPLOY_ATTEMPTS = 3
+
 
 def start_ray(address: str | None) -> None:
     if address is None:
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", PROXY_READY_TIMEOUT_S)
         # A cluster of this machine alone: its processes talk over loopback only, and no dashboard.
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
     else:
@@ -31,9 +40,17 @@ def start_ray(address: str | None) -> None:
 
 
 def deploy(settings: ServeSettings, model: ModelFiles, host: str, port: int, proxy_location: str) -> None:
-    serve.start(http_options={"host": host, "port": port}, proxy_location=proxy_location)
     app = build_app(settings, model)
-    serve.run(app, name=APP_NAME, route_prefix="/")
+    for attempt in range(1, DEPLOY_ATTEMPTS + 1):
+        try:
+            serve.start(http_options={"host": host, "port": port}, proxy_location=proxy_location)
+            serve.run(app, name=APP_NAME, route_prefix="/")
+            return
+        except RayActorError as exc:
+            if "ProxyActor" not in str(exc) or attempt == DEPLOY_ATTEMPTS:
+                raise
+            log.warning("Serve replaced its HTTP proxy during start-up (attempt %d of %d); deploying again",
+                        attempt, DEPLOY_ATTEMPTS)
 
 
 def stop(started_here: bool) -> None:

@@ -20,6 +20,7 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 import requests
 
 import engines
+from engines.serve.cluster import PROXY_READY_TIMEOUT_S
 from tests.serve.helpers import (
     ServeProcess,
     decoded,
@@ -57,7 +58,9 @@ def two_nodes():
     tmpdir, port = ray_tmpdir(), free_port()
     # Every process of the cluster, and the deploying one, shares one Ray auth token.
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    env = {**os.environ, "RAY_TMPDIR": tmpdir, "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    # The proxy readiness allowance a cluster started by engines.serve gets (engines/serve/cluster.py).
+    env = {**os.environ, "RAY_TMPDIR": tmpdir, "RAY_USAGE_STATS_ENABLED": "0", **auth,
+           "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": PROXY_READY_TIMEOUT_S}
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
         subprocess.run(["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
