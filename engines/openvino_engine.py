@@ -37,7 +37,8 @@ class OpenVINOEngine(Engine):
         cache_size: int = 4,
     ) -> None:
         """`device` is an OpenVINO device name ("cpu", "gpu" for Intel GPUs); `cache_size` bounds
-        how many shapes stay compiled; `threads` caps the CPU plugin's inference threads."""
+        how many shapes stay compiled; `threads` caps the CPU plugin's inference threads (and
+        leaves them unpinned, for engines that share the machine)."""
         import openvino as ov
 
         if cache_size < 1:
@@ -59,6 +60,10 @@ class OpenVINOEngine(Engine):
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
             if threads:
                 self.config["INFERENCE_NUM_THREADS"] = threads
+                # A thread budget means other engines share the machine (workers, replicas). OpenVINO
+                # would pin each engine's threads from the first core, so two one-thread engines in
+                # two processes ran on one core at half speed each (measured); leave placement to the OS.
+                self.config["ENABLE_CPU_PINNING"] = False
         self.cache_size = cache_size
         self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)

@@ -1,9 +1,13 @@
-"""Upscale image files or a video with MSN through any backend (a thin command over
-`upscale_images` and `engines.video.upscale_video`).
+"""Upscale image files, folders or a video with MSN through any backend (a thin command over
+`engines.jobs.run_folder_job`, `engines.video.upscale_video` and `engines.jobs.segments`).
 
     python -m engines.upscale photo.png -o out/                 # PyTorch, official checkpoint
-    python -m engines.upscale photos/ -o out/ --model msn_x4_fp16.onnx --tile 256
-    python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --batch 4
+    python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --workers 2
+    python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --ray HEAD:6379
+    python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --segment-seconds 10 --workers 2
+
+A folder job keeps a manifest in the output folder: run the same command again after a crash or
+Ctrl-C and it goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -11,17 +15,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 import engines
-from engines.base import Engine
-from engines.images import IMAGE_SUFFIXES, MAX_PIXELS, read_header, read_image, upscale_alpha, write_image
-from engines.target import TargetSize, resize_to
+from engines.images import MAX_PIXELS
+from engines.jobs.folder import FolderJob, prepare_output, run_folder_job
+from engines.jobs.segments import SegmentJob, upscale_video_in_segments
+from engines.jobs.work import ImageOptions
+from engines.model_files import ModelFiles, read_artifact_header
+from engines.target import TargetSize
 from engines.tiling import check_tiling
 from engines.video import (
     OUTPUT_SUFFIXES,
@@ -35,145 +38,23 @@ from engines.video import (
     upscale_video,
 )
 from export import defaults
-from export.artifacts import EngineSidecar, MSNGraph
-from export.cli import EXIT_FAILED, display_size, key_value, non_negative_int, positive_int, run_cli
-from export.files import check_folder_writable, check_writable, refuse_overwriting_inputs
-from msn import MIN_INPUT_SIZE, MissingFileError, MSNError, PathError, UsageError, read_checkpoint
+from export.cli import (
+    EXIT_FAILED,
+    display_size,
+    host_port,
+    key_value,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+from export.files import check_writable, refuse_overwriting_inputs
+from msn import MIN_INPUT_SIZE, MissingFileError, UsageError
 
 log = logging.getLogger("msn.upscale")
 
-
-OUTPUT_STEM = re.compile(r"_x\d+$")  # what output_path() appends: never an input in the output folder
-
-
-def model_scale(model: str) -> int:
-    """The scale of a checkpoint, graph or engine, read from its header (nothing is loaded)."""
-    suffix = Path(model).suffix.lower()
-    if suffix == ".onnx":
-        return MSNGraph.read(model).scale
-    if suffix in (".plan", ".engine"):
-        return EngineSidecar.read(model).scale
-    return read_checkpoint(model).config.upscale
-
-
-def collect_inputs(paths: list[Path], output: Path) -> list[Path]:
-    files = []
-    for path in paths:
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if output.is_dir() and path.resolve() == output.resolve():
-                # Upscaling into the input folder: earlier outputs are not new inputs.
-                earlier = [p for p in images if OUTPUT_STEM.search(p.stem)]
-                if earlier:
-                    log.info("skipping %d earlier outputs (*_xN) in %s", len(earlier), path)
-                images = [p for p in images if p not in earlier]
-            files += images
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise MissingFileError(f"input {path} does not exist")
-    if not files:
-        raise MissingFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    return files
-
-
-def writes_one_file(output: Path, inputs: int, as_folder: bool = False) -> bool:
-    """Whether `output` names the one output image (rather than a folder of outputs)."""
-    return inputs == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not as_folder
-
-
-def output_path(src: Path, out: Path, to_file: bool, suffix: str | None, scale: int) -> Path:
-    return out if to_file else out / f"{src.stem}_x{scale}{suffix or src.suffix}"
-
-
-def prepare_output(output: Path, to_file: bool, as_folder: bool = False) -> None:
-    """Check (and create) the output location before any model is loaded or image is read.
-
-    A name with a suffix that is not an image format is refused rather than made a folder
-    (`-o result.xyz` is never meant as one), unless it was typed ending in / (`as_folder`)."""
-    if to_file:
-        check_writable(output)
-        return
-    if output.exists() and not output.is_dir():
-        raise PathError(f"output {output} is an existing file, not a folder; give a folder (or one image "
-                        f"name ending in {', '.join(IMAGE_SUFFIXES)} for a single input)")
-    if output.suffix and not as_folder and not output.is_dir():
-        raise UsageError(f"output {output} ends in {output.suffix}, which is not an image format this tool writes "
-                         f"({', '.join(IMAGE_SUFFIXES)}), or there are several inputs; give a folder (a name without "
-                         "a suffix, or ending in /)")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PathError(f"cannot create output folder {output} ({exc.strerror})") from None
-    check_folder_writable(output)
-
-
-def plan_outputs(files: list[Path], output: Path, suffix: str | None, scale: int, to_file: bool) -> dict[Path, Path]:
-    """Input -> output path for every file; UsageError when two inputs would write one output."""
-    plan: dict[Path, Path] = {}
-    claimed: dict[Path, Path] = {}
-    for src in files:
-        dst = output_path(src, output, to_file, suffix, scale)
-        other = claimed.setdefault(dst.resolve(), src)
-        if other != src:
-            raise UsageError(f"{other} and {src} would both be written to {dst}; upscale them into different "
-                             "folders or rename one")
-        plan[src] = dst
-    return plan
-
-
-@dataclass
-class ImagesReport:
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)  # outputs that exist (no overwrite)
-    failed: dict[Path, str] = field(default_factory=dict)  # input -> why
-
-
-def upscale_images(engine: Engine, files: list[Path], output: Path, *, suffix: str | None = None,
-                   overwrite: bool = False, tile: int | None = None, overlap: int = defaults.TILE_OVERLAP,
-                   max_pixels: int = MAX_PIXELS, to_file: bool | None = None,
-                   target: TargetSize | None = None) -> ImagesReport:
-    """Upscale each file into `output` (a folder, or a file name for one input), keeping bit
-    depth, channels and ICC profile and applying the EXIF orientation; with `target`, each result
-    is then reduced to fit it (engines.target). A file that fails is
-    reported and the rest go on; inputs are never replaced and existing outputs are kept unless
-    `overwrite`; two inputs that would write one output are refused before any work."""
-    single = len(files) == 1
-    to_file = writes_one_file(output, len(files)) if to_file is None else to_file
-    plan = plan_outputs(files, output, suffix, engine.scale, to_file)
-    inputs = {f.resolve() for f in files}
-    report = ImagesReport()
-    try:
-        for src in tqdm(files, desc="upscaling", unit="img", disable=single):
-            dst = plan[src]
-            if dst.resolve() in inputs:
-                report.failed[src] = "output would overwrite an input; choose another -o"
-            elif dst.exists() and not overwrite:
-                log.warning("%s exists; skipping (use --overwrite)", dst)
-                report.skipped.append(dst)
-            else:
-                try:
-                    image = read_image(src, max_pixels)
-                    x = image.rgb.transpose(2, 0, 1)[None]
-                    size = target.output_size(*x.shape[2:], engine.scale) if target is not None else None
-                    sr = engine(x, tile=tile, overlap=overlap)[0].transpose(1, 2, 0)
-                    alpha = upscale_alpha(image.alpha, engine.scale) if image.alpha is not None else None
-                    if size is not None:
-                        sr = resize_to(sr, *size)
-                        alpha = resize_to(alpha, *size) if alpha is not None else None
-                    write_image(dst, sr, alpha, image.grayscale, image.max_value, image.icc_profile)
-                except (MSNError, OSError) as exc:
-                    report.failed[src] = str(exc)
-                else:
-                    log.info("%s -> %s", src, dst)
-                    report.written.append(dst)
-            if src in report.failed:
-                log.error("%s: %s", src, report.failed[src])
-    except KeyboardInterrupt:
-        done = len(report.written) + len(report.skipped) + len(report.failed)
-        log.error("interrupted after %d of %d images (%d written)", done, len(files), len(report.written))
-        raise
-    return report
+SEGMENT_WORKERS = 2  # processes for --segment-seconds without --workers
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -200,6 +81,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
                    help=f"largest input image, width x height (default {MAX_PIXELS}); checked from the header")
+    jobs = p.add_argument_group("long jobs")
+    jobs.add_argument("--recursive", action="store_true", help="upscale the folders inside input folders too, "
+                      "mirroring the tree under the output folder")
+    jobs.add_argument("--workers", type=positive_int, metavar="N",
+                      help="engines at once: threads on this machine (default 1), Ray actors with --ray (default "
+                           "one per CPU of the cluster), video segment processes with --segment-seconds (default 2)")
+    jobs.add_argument("--ray", nargs="?", const="local", type=host_port, metavar="HOST:PORT",
+                      help="run the job on Ray: alone, a Ray instance of this machine for the job; with an address, "
+                           "join that cluster (its nodes must see the inputs at the same paths)")
     video = p.add_argument_group("video (when the input is a video file)")
     video.add_argument("--codec", default="libx264", help="any FFmpeg video encoder (default libx264)")
     video.add_argument("--pix-fmt", default="yuv420p", help="a pixel format the encoder takes (default yuv420p)")
@@ -207,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     video.add_argument("--encoder-option", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                        help="an FFmpeg encoder option, repeatable (e.g. preset=veryfast for x264)")
     video.add_argument("--batch", type=positive_int, default=1, help="frames per engine call (default 1)")
+    video.add_argument("--segment-seconds", type=positive_float, metavar="S",
+                       help="split the video at keyframes into segments of about S seconds and upscale them in "
+                            "parallel (--workers, or Ray tasks with --ray); a rerun keeps the finished segments")
+    video.add_argument("--reuse-repeats", nargs="?", const=0.0, type=non_negative_float, metavar="LEVELS",
+                       help="a frame equal to the last upscaled one reuses its output instead of running the model; "
+                            "LEVELS: how far (of 255, averaged over any 16x16 block) a frame may differ and still "
+                            "count as equal, for lossy sources (default 0: identical; x264 repeats measured <= 4.4)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -228,26 +125,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def upscale_image_files(args: argparse.Namespace, tile: int | None) -> int:
-    """Every check before the model loads; exit 1 when any image failed."""
-    if tile is not None:
-        check_tiling(tile, args.overlap)
-    files = collect_inputs(args.inputs, args.output)
-    target = target_of(args)
-    to_file = writes_one_file(args.output, len(files), args.output_is_folder)
-    prepare_output(args.output, to_file, as_folder=args.output_is_folder)
-    suffix = f".{args.format}" if args.format else None
-    scale = model_scale(args.model)
-    plan_outputs(files, args.output, suffix, scale, to_file)  # collisions, before the model loads
-    if target is not None and len(files) == 1:  # one image: a target it cannot reach is bad usage
-        header = read_header(files[0].read_bytes(), str(files[0]), args.max_pixels)
-        height, width = (header.width, header.height) if header.orientation in (5, 6, 7, 8) else (
-            header.height, header.width)
-        target.output_size(height, width, scale)
-    engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
-    report = upscale_images(engine, files, args.output, suffix=suffix, overwrite=args.overwrite, tile=tile,
-                            overlap=args.overlap, max_pixels=args.max_pixels, to_file=to_file, target=target)
+    """Every check before the model loads (engines.jobs.folder.plan_job); exit 1 when any image failed."""
+    for flag, value in (("--segment-seconds", args.segment_seconds), ("--reuse-repeats", args.reuse_repeats)):
+        if value is not None:
+            raise UsageError(f"{flag} is for videos; the inputs are images")
+    job = FolderJob(inputs=args.inputs, output=args.output, model=args.model, backend=args.backend,
+                    device=args.device, precision=args.precision,
+                    options=ImageOptions(tile, args.overlap, target_of(args), args.max_pixels),
+                    suffix=f".{args.format}" if args.format else None, recursive=args.recursive,
+                    overwrite=args.overwrite, workers=args.workers, ray=args.ray,
+                    output_is_folder=args.output_is_folder)
+    report = run_folder_job(job)
     if report.failed:
-        log.error("%d of %d images failed", len(report.failed), len(files))
+        log.error("%d of %d images failed:\n%s", len(report.failed), len(report.failed) + len(report.written)
+                  + report.done_before + len(report.kept),
+                  "\n".join(f"  {why}" for why in report.failed.values()))
         return EXIT_FAILED
     return 0
 
@@ -272,24 +164,46 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
     src = args.inputs[0]
     if not src.is_file():
         raise MissingFileError(f"input {src} does not exist")
+    if args.segment_seconds is None and (args.workers is not None or args.ray is not None):
+        raise UsageError("a video runs in one process; --workers and --ray go with --segment-seconds S")
+    if args.recursive:
+        raise UsageError("--recursive is for folders of images; give one video")
     if tile is not None:
         check_tiling(tile, args.overlap)
     options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap,
-                           dict(args.encoder_option), target_of(args))
+                           dict(args.encoder_option), target_of(args), args.reuse_repeats)
     check_encoder(args.codec, args.pix_fmt, encoder_options(options))
     if not is_video(args.output) and not args.output.suffix:
         prepare_output(args.output, to_file=False)
-    scale = model_scale(args.model)
-    check_target(src, scale, options)
-    dst = video_output_path(src, args.output, scale)
+    header = read_artifact_header(args.model, args.precision)
+    check_target(src, header.scale, options)
+    dst = video_output_path(src, args.output, header.scale)
     check_writable(dst)
     refuse_overwriting_inputs([dst], [src])
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst} exists; use --overwrite to replace it")
+    if args.segment_seconds is not None:
+        return upscale_in_segments(args, options, src, dst)
     engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
     report = upscale_video(engine, src, dst, options)
     copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
-    log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s", src, dst, report.frames, report.seconds, report.fps, copied)
+    reused = f"; {report.reused} repeated frames reused" if args.reuse_repeats is not None else ""
+    log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s%s", src, dst, report.frames, report.seconds, report.fps,
+             copied, reused)
+    return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
+
+
+def upscale_in_segments(args: argparse.Namespace, options: VideoOptions, src: Path, dst: Path) -> int:
+    model = ModelFiles.read(args.model)
+    backend = args.backend if args.backend != "auto" else engines.auto_backend(Path(model.name).suffix.lower(),
+                                                                              args.device)
+    job = SegmentJob(model, backend, args.device, args.precision, options, args.segment_seconds,
+                     workers=args.workers or SEGMENT_WORKERS, ray=args.ray)
+    report = upscale_video_in_segments(job, src, dst)
+    copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
+    reused = f"; {report.reused} repeated frames reused" if args.reuse_repeats is not None else ""
+    log.info("%s -> %s: %d frames in %d segments (%d kept from before) in %.1f s (%.2f fps)%s%s", src, dst,
+             report.frames, report.segments, report.kept, report.seconds, report.fps, copied, reused)
     return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
 
 

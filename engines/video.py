@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from engines.base import Engine
+from engines.stages import END, Stage, get, put, raise_stage_error
 from engines.target import TargetSize, resize_to
 from export import defaults
 from export.files import atomic_output
@@ -40,7 +42,7 @@ OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
 ATTACHMENT_MUXERS = ("matroska",)
 CRF_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
 QUEUE_BATCHES = 4  # bounded hand-over between stages: memory stays flat whatever the length
-_END = object()
+REPEAT_BLOCK = 16  # px: the blocks --reuse-repeats LEVELS compares
 
 
 class VideoError(UsageError):
@@ -57,6 +59,18 @@ class VideoOptions:
     overlap: int = defaults.TILE_OVERLAP
     encoder_options: dict[str, str] = field(default_factory=dict)  # FFmpeg private options, e.g. preset
     target: TargetSize | None = None  # reduce each upscaled frame to fit this output size
+    # A frame equal to the last upscaled one (to this many levels of 255 per 16x16 block on average,
+    # 0: identical) reuses its output; None: off.
+    reuse_repeats: float | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A part of the video stream by presentation timestamp (the stream's time base): frames with
+    start <= pts < end; None is open. A window is written as a video-only file (a segment)."""
+
+    start: int | None = None
+    end: int | None = None
 
 
 @dataclass
@@ -66,6 +80,9 @@ class VideoReport:
     corrupt_packets: int = 0
     copied_streams: list[str] = field(default_factory=list)
     truncated: str | None = None  # why the input looks cut short (fewer frames than it declares)
+    reused: int = 0  # frames that repeated the last upscaled one (options.reuse_repeats)
+    pts: list[int] = field(default_factory=list)  # of the frames written, in the input stream's time base
+    rotation: int = 0  # the display rotation the input declares (degrees counter-clockwise)
 
     @property
     def fps(self) -> float:
@@ -176,7 +193,7 @@ def _from_rgb(rgb: np.ndarray, colour: _Colour, pix_fmt: str):
                           dst_color_primaries=colour.primaries or None, dst_color_trc=colour.trc or None, threads=1)
 
 
-def _open_input(path: Path):
+def open_video(path: Path):
     import av
 
     try:
@@ -201,48 +218,18 @@ class _Frame:
     rgb: np.ndarray
 
 
-class _Stage(threading.Thread):
-    """A pipeline thread that keeps its exception for the main thread to re-raise."""
-
-    def __init__(self, name: str, target) -> None:
-        super().__init__(name=name, daemon=True)
-        self._target_fn = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._target_fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self.error = exc
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put unless the pipeline is stopping (then give up, so no thread blocks forever)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    while not stop.is_set():
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-    return _END
-
-
-def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -> VideoReport:
-    """Upscale every frame of `src`'s first video stream into `dst`; see the module docstring."""
+def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, window: Window | None = None,
+                  progress: bool = True) -> VideoReport:
+    """Upscale every frame of `src`'s first video stream into `dst`; see the module docstring.
+    With a `window`, only its frames, into a video-only `dst` (engines.jobs.segments joins them)."""
     import av
 
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     check_output_name(dst)
-    container, in_video = _open_input(src)
+    container, in_video = open_video(src)
+    if window is not None and window.start is not None:
+        # Back to the keyframe at or before the start; the frames before it are decoded and dropped.
+        container.seek(window.start, stream=in_video, backward=True, any_frame=False)
     report = VideoReport()
     total = _frame_count(in_video)
     frames_in: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
@@ -257,7 +244,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
 
     def decode() -> None:
         colour, index, last_pts = None, 0, None
-        for packet in container.demux():
+        for packet in container.demux(in_video) if window is not None else container.demux():
             if stop.is_set():
                 return
             if packet.stream.index != in_video.index:
@@ -271,6 +258,14 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
                 log.warning("corrupt video packet at pts %s skipped (%s)", packet.pts, exc)
                 continue
             for frame in decoded:
+                if window is not None and window.start is not None and frame.pts < window.start:
+                    continue
+                if window is not None and window.end is not None and frame.pts >= window.end:
+                    # Frames leave the decoder in display order: none still to come is inside the window.
+                    if colour is None:
+                        first_frame.put(None)
+                    put(frames_in, END, stop)
+                    return
                 if colour is None:
                     colour = _colour_of(frame)
                     first_frame.put(colour)
@@ -278,34 +273,36 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
                         log.warning("%s is interlaced: its frames are upscaled as progressive pictures (combing "
                                     "stays); deinterlace first, e.g. ffmpeg -i IN -vf bwdif OUT", src)
                 pts = frame.pts if frame_step is None else index * frame_step
-                if not _put(frames_in, _Frame(index, pts, _to_rgb(frame, colour)), stop):
+                if not put(frames_in, _Frame(index, pts, _to_rgb(frame, colour)), stop):
                     return
                 index += 1
                 last_pts = pts if pts is not None else last_pts
         if colour is None:
             first_frame.put(None)
-        report.truncated = _truncation(container, in_video, index, last_pts)
-        _put(frames_in, _END, stop)
+        if window is None:
+            report.truncated = truncation(container, in_video, index, last_pts)
+        put(frames_in, END, stop)
 
     with atomic_output(dst) as tmp:
-        output = av.open(str(tmp), "w", format=_muxer_for(dst))
+        output = av.open(str(tmp), "w", format=muxer_for(dst))
         try:
-            decoder = _Stage("decode", decode)
+            decoder = Stage("decode", decode)
             decoder.start()
             colour = _first(first_frame, decoder)
             if colour is None:
                 raise VideoError(f"{src} has no decodable video frames")
             out_video = _add_video_stream(output, in_video, engine.scale, options, colour)
-            copied = _copy_streams(container, output, in_video, dst)
+            report.rotation = colour.rotation
+            copied = copy_streams(container, output, in_video, dst) if window is None else {}
             report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
-            encoder = _Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
+            encoder = Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
                                                        passthrough, colour, options.pix_fmt, stop))
             encoder.start()
             started = time.perf_counter()
-            with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True) as bar:
+            with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True, disable=not progress) as bar:
                 try:
                     _infer_frames(engine, frames_in, frames_out, options, stop, bar, [decoder, encoder], report)
-                    _put(frames_out, _END, stop)
+                    put(frames_out, END, stop)
                     encoder.join()
                 except BaseException:
                     stop.set()
@@ -326,9 +323,15 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions) -
             container.close()
     if report.corrupt_packets:
         log.warning("%s: %d corrupt video packets were skipped", src, report.corrupt_packets)
+    log_reuse(src, report.reused, report.frames)
     if report.truncated:
         log.warning("%s looks truncated: %s", src, report.truncated)
     return report
+
+
+def log_reuse(src: Path, reused: int, frames: int) -> None:
+    if reused:
+        log.info("%s: %d of %d frames repeated the one before and reused its output", src, reused, frames)
 
 
 def _sequential_step(container, stream) -> int | None:
@@ -357,7 +360,7 @@ def _declared_seconds(container, stream) -> float | None:
     return None
 
 
-def _truncation(container, stream, frames: int, last_pts: int | None) -> str | None:
+def truncation(container, stream, frames: int, last_pts: int | None) -> str | None:
     """Why the decoded frames fall short of what the file declares (None when they do not): fewer
     frames than the header's count, or the last frame ending well before the declared duration."""
     if stream.frames and frames < stream.frames:
@@ -387,7 +390,7 @@ def _frame_count(stream) -> int | None:
     return None
 
 
-def _first(first_frame: queue.Queue, decoder: _Stage) -> _Colour | None:
+def _first(first_frame: queue.Queue, decoder: Stage) -> _Colour | None:
     """Wait for the decoder's first frame (or its failure)."""
     while True:
         try:
@@ -399,7 +402,7 @@ def _first(first_frame: queue.Queue, decoder: _Stage) -> _Colour | None:
                 return None
 
 
-def _muxer_for(dst: Path) -> str | None:
+def muxer_for(dst: Path) -> str | None:
     return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".avi": "avi"}.get(
         dst.suffix.lower())
 
@@ -425,7 +428,7 @@ def _add_video_stream(output, in_video, scale: int, options: VideoOptions, colou
     return stream
 
 
-def _copy_streams(container, output, in_video, dst: Path) -> dict[int, object]:
+def copy_streams(container, output, in_video, dst: Path) -> dict[int, object]:
     """Add every audio, subtitle and data stream to the output for packet copy; embed
     attachments where the container carries them; say what is dropped."""
     copied = {}
@@ -457,8 +460,8 @@ def _copy_streams(container, output, in_video, dst: Path) -> dict[int, object]:
 def _batches(frames_in: queue.Queue, size: int, stop: threading.Event) -> Iterator[list[_Frame]]:
     batch: list[_Frame] = []
     while True:
-        item = _get(frames_in, stop)
-        if item is _END:
+        item = get(frames_in, stop)
+        if item is END:
             break
         batch.append(item)
         if len(batch) == size:
@@ -479,7 +482,7 @@ def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoO
 def check_target(src: Path, scale: int, options: VideoOptions) -> None:
     """Refuse a target the video's frames cannot reach, before the model loads."""
     if options.target is not None:
-        container, stream = _open_input(src)
+        container, stream = open_video(src)
         try:
             output_frame_size(stream.codec_context.height, stream.codec_context.width, scale, options)
         finally:
@@ -489,20 +492,68 @@ def check_target(src: Path, scale: int, options: VideoOptions) -> None:
 def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, stop, bar, stages,
                   report: VideoReport) -> None:
     """Run the engine over the decoded frames; report.frames counts the frames done so far."""
+    repeats = _Repeats(options.reuse_repeats)
     for batch in _batches(frames_in, options.batch, stop):
-        for stage in stages:
-            if stage.error is not None:
-                raise stage.error
-        x = np.stack([f.rgb.transpose(2, 0, 1) for f in batch])
-        sr = engine(x, tile=options.tile, overlap=options.overlap)
-        for frame, out in zip(batch, sr):
+        raise_stage_error(stages)
+        fresh = repeats.fresh_frames(batch)
+        sr = engine(np.stack([f.rgb.transpose(2, 0, 1) for f in fresh]), tile=options.tile,
+                    overlap=options.overlap) if fresh else []
+        upscaled = dict(zip((id(f) for f in fresh), sr))
+        for frame in batch:
+            out = repeats.output_for(frame, upscaled)
             picture = out.transpose(1, 2, 0)
             if options.target is not None:
                 picture = resize_to(picture, *output_frame_size(*frame.rgb.shape[:2], engine.scale, options))
-            if not _put(frames_out, _Frame(frame.index, frame.pts, picture), stop):
+            if not put(frames_out, _Frame(frame.index, frame.pts, picture), stop):
                 return
         report.frames += len(batch)
+        report.pts += [f.pts for f in batch]
+        report.reused += len(batch) - len(fresh)
         bar.update(len(batch))
+
+
+class _Repeats:
+    """Which frames repeat the last one the model saw, and the output each one takes.
+
+    Equal means identical, or with `levels`, no REPEAT_BLOCK x REPEAT_BLOCK block differing by
+    more than `levels` (of 255) on average: a lossy codec re-encodes a held picture a few levels
+    off here and there (measured up to 4.4 at x264 crf 18), while a change that matters (a moving
+    mouth in a static shot) moves some block by tens of levels. Frames are compared with the last
+    *upscaled* frame, not the one just before, so a slow fade cannot creep past the threshold a
+    step at a time."""
+
+    def __init__(self, levels: float | None) -> None:
+        self.levels = levels
+        self.reference: _Frame | None = None  # the last frame the model saw
+        self.last_output: np.ndarray | None = None
+
+    def _same(self, a: np.ndarray, b: np.ndarray) -> bool:
+        if a.shape != b.shape:
+            return False
+        if self.levels == 0:
+            return np.array_equal(a, b)
+        difference = np.abs(a - b).mean(axis=2)
+        h, w = difference.shape
+        blocks = cv2.resize(difference, (-(-w // REPEAT_BLOCK), -(-h // REPEAT_BLOCK)), interpolation=cv2.INTER_AREA)
+        return float(blocks.max()) * 255 <= self.levels
+
+    def fresh_frames(self, batch: list[_Frame]) -> list[_Frame]:
+        """The frames of `batch` the model must see (in order); the others repeat the one before them."""
+        if self.levels is None:
+            return batch
+        fresh = []
+        for frame in batch:
+            if self.reference is None or not self._same(frame.rgb, self.reference.rgb):
+                fresh.append(frame)
+                self.reference = frame
+        return fresh
+
+    def output_for(self, frame: _Frame, upscaled: dict[int, np.ndarray]) -> np.ndarray:
+        out = upscaled.get(id(frame))
+        if out is None:  # a repeat: the output of the last fresh frame, which came before it
+            return self.last_output
+        self.last_output = out
+        return out
 
 
 def _encode(output, out_video, pts_time_base: Fraction, copied, frames_out, passthrough, colour, pix_fmt: str,
@@ -522,8 +573,8 @@ def _encode(output, out_video, pts_time_base: Fraction, copied, frames_out, pass
                 output.mux(packet)
 
     while True:
-        item = _get(frames_out, stop)
-        if item is _END:
+        item = get(frames_out, stop)
+        if item is END:
             break
         frame = _from_rgb(item.rgb, colour, pix_fmt)
         frame.pts = item.pts

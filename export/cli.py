@@ -119,6 +119,17 @@ def port_number(text: str) -> int:
     return value
 
 
+def host_port(text: str) -> str:
+    """HOST:PORT of a service to join, e.g. 10.0.0.5:6379 (or "local", which --ray uses for its
+    no-address form)."""
+    if text == "local":
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 10.0.0.5:6379, got {text!r}")
+    return text
+
+
 _HW = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 _NHW = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*")
 

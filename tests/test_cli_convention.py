@@ -20,7 +20,7 @@ from export import build_trt, to_onnx, triton_repo
 from export.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.conftest import REPO
 from tests.util import exit_code
-from validate import layerwise, loadtest, runner, seams, video_bench
+from validate import jobs_bench, layerwise, loadtest, runner, seams, video_bench
 
 COMMANDS = {
     "msn-export": to_onnx.main,
@@ -31,6 +31,7 @@ COMMANDS = {
     "msn-validate": runner.main,
     "msn-loadtest": loadtest.main,
     "msn-video-bench": video_bench.main,
+    "msn-jobs-bench": jobs_bench.main,
     "msn-seams": seams.main,
     "msn-layerwise": layerwise.main,
 }
@@ -58,6 +59,7 @@ BAD_ARGUMENTS = {
     "msn-validate": ["--atol", "-1"],
     "msn-loadtest": ["--url", "ftp://127.0.0.1", "--images", "."],
     "msn-video-bench": ["--size", "10x10"],
+    "msn-jobs-bench": ["--model", "m.onnx", "--images", "0"],
     "msn-seams": ["--image", "in.png", "--tiles", "64"],
     "msn-layerwise": ["--reference", "a.onnx", "--candidate", "b.onnx", "--min-psnr", "-1"],
 }
@@ -80,6 +82,7 @@ def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
         "msn-validate": ["--onnx", missing + ".onnx", "--out", str(tmp_path / "r")],
         "msn-loadtest": ["--url", "http://127.0.0.1:9", "--images", missing, "--out", str(tmp_path / "l")],
         "msn-video-bench": ["--model", str(random_graph), "--input", missing + ".mp4", "--out", str(tmp_path / "v")],
+        "msn-jobs-bench": ["--model", missing + ".onnx", "--out", str(tmp_path / "j")],
         "msn-seams": ["--model", str(random_graph), "--image", missing + ".png"],
         "msn-layerwise": ["--reference", str(random_graph), "--candidate", missing + ".onnx", "--out",
                           str(tmp_path / "lw")],
@@ -100,13 +103,15 @@ WORK = {
     "msn-export": ("export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
     "msn-build-trt": ("export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
     "msn-triton": ("export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
-    "msn-upscale": ("engines.upscale.upscale_images", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
+    "msn-upscale": ("engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
                                                                  "--model", str(p["ckpt"])]),
     "msn-validate": ("validate.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
     "msn-loadtest": ("validate.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
                                                                str(p["photo"].parent), "--out", str(p["tmp"] / "l")]),
     "msn-video-bench": ("validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
                                                                        str(p["photo"]), "--out", str(p["tmp"])]),
+    "msn-jobs-bench": ("validate.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
+                                                                      "--out", str(p["tmp"] / "j")]),
     "msn-seams": ("validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
     "msn-layerwise": ("validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
                                                                       str(p["graph"]), "--out", str(p["tmp"])]),

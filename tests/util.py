@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,3 +44,8 @@ def png_claiming(width: int, height: int, image_data: bytes | None = b"\0") -> b
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
     idat = chunk(b"IDAT", zlib.compress(image_data)) if image_data is not None else b""
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+
+
+def visible_names(folder: Path) -> list[str]:
+    """A folder's entries, sorted, without hidden ones (a job's manifest, temporary files)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

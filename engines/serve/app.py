@@ -20,7 +20,6 @@ ingress refuses (503) what would exceed both.
 # No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at runtime.
 import asyncio
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,6 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import engines
 from engines.base import EngineError
 from engines.images import LoadedImage, upscale_alpha
 from engines.serve.payload import RequestError, check_header, decode, encode_png, read_body
@@ -109,12 +107,8 @@ class MSNModel:
 
     def __init__(self, settings: ServeSettings, model: ModelFiles) -> None:
         self.settings = settings
-        # Every backend reads the artifact into memory when it loads, so the copy this replica
-        # needs a path for is removed at once: a replica that is killed leaves nothing behind.
-        with tempfile.TemporaryDirectory(prefix="msn-serve-") as folder:
-            path = model.write_to(Path(folder))
-            self.engine = engines.load(path, settings.backend, device=settings.engine_device,
-                                       precision=settings.precision, **settings.engine_options())
+        self.engine = model.load(settings.backend, device=settings.engine_device, precision=settings.precision,
+                                 **settings.engine_options())
         self.model_name = model.name
         self.upscale_batch.set_max_batch_size(settings.max_batch)
         self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import engines
+from engines.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
 from engines.tiling import check_tiling
 from export import defaults
-from export.artifacts import sidecar_path
-from msn import MIN_INPUT_SIZE, MissingFileError, UsageError, resolve_checkpoint
+from msn import MIN_INPUT_SIZE
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
@@ -106,34 +105,3 @@ def token_from(option: str | None) -> str | None:
     """`--token`, else $MSN_SERVE_TOKEN (which keeps it out of `ps`); empty means no token."""
     token = option if option is not None else os.environ.get(TOKEN_ENV)
     return token or None
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """The artifact's bytes (and a TensorRT plan's sidecar), shipped to replicas with the
-    deployment, so that nodes need not share a file system with the machine that deploys."""
-
-    name: str
-    data: bytes
-    sidecar: bytes | None = None
-    source: str = ""  # where it was read, on the machine that deployed it
-
-    @classmethod
-    def read(cls, model: str) -> ModelFiles:
-        path = Path(model)
-        if not path.is_file():
-            if path.suffix.lower() in (".onnx", ".plan", ".engine"):
-                raise MissingFileError(f"model {model} does not exist")
-            path = resolve_checkpoint(model)  # a known name: from the cache, or downloaded once
-        data = path.read_bytes()
-        if not data:
-            raise UsageError(f"model {path} is empty")
-        side = sidecar_path(path)
-        return cls(path.name, data, side.read_bytes() if side.is_file() else None, str(path))
-
-    def write_to(self, folder: Path) -> Path:
-        path = folder / self.name
-        path.write_bytes(self.data)
-        if self.sidecar is not None:
-            sidecar_path(path).write_bytes(self.sidecar)
-        return path

@@ -113,3 +113,13 @@ def test_auto_picks_openvino_for_onnx_on_cpu(graphs):
     assert isinstance(engines.load(graphs["fp32"]), OpenVINOEngine)
     # Options reach the backend.
     assert engines.load(graphs["fp32"], backend="openvino", cache_size=1).cache_size == 1
+
+
+def test_a_thread_budget_leaves_the_threads_unpinned(random_graph):
+    """Engines given a thread budget share the machine: pinned, two one-thread engines in two
+    processes both ran on the first core (half speed each, measured)."""
+    shared = OpenVINOEngine(random_graph, threads=1)
+    shared(np.zeros((1, 3, 32, 32), np.float32))
+    compiled = next(iter(shared._requests.values())).get_compiled_model()
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1

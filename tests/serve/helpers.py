@@ -3,7 +3,10 @@ each Ray cluster in its own RAY_TMPDIR so that its processes can be found (and m
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -138,3 +141,42 @@ def decoded(body: bytes) -> np.ndarray:
 def max_level_difference(a: np.ndarray, b: np.ndarray) -> int:
     assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, a.dtype, b.shape, b.dtype)
     return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
+
+
+def stop_cluster_processes(tmpdir: str) -> None:
+    """Stop one cluster's processes only (`ray stop` would stop every Ray cluster of the machine)."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        for pid in processes_with_env("RAY_TMPDIR", tmpdir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while processes_with_env("RAY_TMPDIR", tmpdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def two_node_cluster(extra_env: dict[str, str] | None = None):
+    """A real two-node Ray cluster on this machine: `ray start --head` and `ray start --address`,
+    one CPU each (the second node has a `second_node` resource). Yields (address, RAY_TMPDIR, the
+    auth environment a driver needs); every process of the cluster is gone afterwards."""
+    from engines.serve.cluster import PROXY_READY_TIMEOUT_S
+
+    tmpdir, port = ray_tmpdir(), free_port()
+    # Every process of the cluster, and each driver, shares one Ray auth token.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # The proxy readiness allowance a cluster started by engines.serve gets (engines/serve/cluster.py).
+    env = {**os.environ, "RAY_TMPDIR": tmpdir, "RAY_USAGE_STATS_ENABLED": "0", **auth,
+           "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": PROXY_READY_TIMEOUT_S, **(extra_env or {})}
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run(["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+                       env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(["ray", "start", "--address", f"127.0.0.1:{port}", *common,
+                        "--resources", json.dumps({"second_node": 1})],
+                       env=env, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}", tmpdir, auth
+    finally:
+        stop_cluster_processes(tmpdir)
+        assert ray_processes_left(tmpdir) == [], "Ray processes left behind"

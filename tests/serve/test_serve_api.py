@@ -205,7 +205,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_ray_process(random
     assert max_level_difference(decoded(reply.content), expected_png_pixels(runtime, body)) <= 1
     assert "stopped" in service.output()
     assert ray_processes_left(service.tmpdir) == [], "Ray processes left behind"
-    assert not list(temp.glob("msn-serve-*")), "a replica left its model copy behind"
+    assert not list(temp.glob("msn-model-*")), "a replica left its model copy behind"
 
 
 def test_sigterm_during_start_up_stops_cleanly(random_graph):

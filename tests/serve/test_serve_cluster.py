@@ -3,12 +3,9 @@ CPU each, so two one-CPU replicas must land on different nodes)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import signal
-import subprocess
 import threading
 import time
 
@@ -20,18 +17,14 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 import requests
 
 import engines
-from engines.serve.cluster import PROXY_READY_TIMEOUT_S
 from tests.serve.helpers import (
     ServeProcess,
     decoded,
     expected_png_pixels,
-    free_port,
     max_level_difference,
     png_bytes,
-    processes_with_env,
-    ray_processes_left,
-    ray_tmpdir,
     replica_pids,
+    two_node_cluster,
 )
 from validate.loadtest import Client, Outcome, warm_up_count
 
@@ -40,38 +33,10 @@ log = logging.getLogger(__name__)
 LOAD_CONCURRENCY = 8
 
 
-def stop_processes(tmpdir: str) -> None:
-    """Stop this cluster's processes only (`ray stop` would stop every Ray cluster of the machine)."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        for pid in processes_with_env("RAY_TMPDIR", tmpdir):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while processes_with_env("RAY_TMPDIR", tmpdir) and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def two_nodes():
-    tmpdir, port = ray_tmpdir(), free_port()
-    # Every process of the cluster, and the deploying one, shares one Ray auth token.
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    # The proxy readiness allowance a cluster started by engines.serve gets (engines/serve/cluster.py).
-    env = {**os.environ, "RAY_TMPDIR": tmpdir, "RAY_USAGE_STATS_ENABLED": "0", **auth,
-           "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": PROXY_READY_TIMEOUT_S}
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    try:
-        subprocess.run(["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
-                       env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run(["ray", "start", "--address", f"127.0.0.1:{port}", *common,
-                        "--resources", json.dumps({"second_node": 1})],
-                       env=env, check=True, capture_output=True, timeout=120)
-        yield f"127.0.0.1:{port}", tmpdir, auth
-    finally:
-        stop_processes(tmpdir)
-        assert ray_processes_left(tmpdir) == [], "Ray processes left behind"
+    with two_node_cluster() as cluster:
+        yield cluster
 
 
 def nodes_serving(url: str, body: bytes, count: int) -> set[str]:

@@ -1,0 +1,150 @@
+"""The job manifest: one JSON line per finished image, in the output folder, so that a rerun of
+the same command skips what is done and redoes what failed or was interrupted.
+
+Each record is appended with one write() to a file opened O_APPEND and flushed to disk before the
+next image is recorded: a crash leaves at most a torn last line, which reading ignores. The
+latest record of an output wins.
+
+    {"output": "a/b_x4.png", "input": "/photos/a/b.png", "size": 81234, "mtime_ns": ...,
+     "settings": "3f2c...", "status": "done", "seconds": 0.41, "time": "2026-12-01T15:02:11.042+00:00"}
+
+A "settings" record (same file) says what each settings digest stands for, so that a refusal can
+name what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from msn import UsageError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = ".msn-upscale.jsonl"
+DONE, FAILED = "done", "failed"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything that shapes an output's pixels and format."""
+
+    model_sha256: str
+    backend: str
+    precision: str
+    scale: int
+    tile: int | None
+    overlap: int
+    suffix: str | None  # --format, or None for the input's own
+    target: str | None  # WIDTHxHEIGHT[!] (exact), or None
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return (f"model sha256 {self.model_sha256[:12]}, {self.backend} {self.precision}, tile {self.tile or 'off'}"
+                f"/{self.overlap}, format {self.suffix or 'as input'}, target {self.target or 'none'}")
+
+
+@dataclass(frozen=True)
+class InputState:
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> InputState:
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns)
+
+
+class ManifestError(UsageError):
+    """Outputs made with other settings, or a manifest that is not ours."""
+
+
+class Manifest:
+    """Read on open; records appended as images finish (from any thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.latest: dict[str, dict] = {}
+        self.settings: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        if path.exists():
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            lines = self.path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{self.path} cannot be read as a job manifest ({exc}); move it away to start "
+                                "afresh") from None
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+                kind = record["kind"]
+            except (ValueError, KeyError, TypeError):
+                if number < len(lines):  # only the last line can be torn by a crash
+                    log.warning("%s line %d is not a manifest record; ignored", self.path, number)
+                continue
+            if kind == "settings":
+                self.settings[record["digest"]] = record["settings"]
+            elif kind == "image" and isinstance(record.get("output"), str):
+                self.latest[record["output"]] = record
+
+    def open(self, settings: JobSettings) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if settings.digest not in self.settings:
+            self._append({"kind": "settings", "digest": settings.digest, "settings": asdict(settings)})
+            self.settings[settings.digest] = asdict(settings)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, record: dict) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with self._lock:
+            os.write(self._fd, line)
+            os.fsync(self._fd)
+
+    def record(self, key: str, src: Path, state: InputState, settings: JobSettings, status: str,
+               seconds: float, error: str | None = None, node: str | None = None) -> None:
+        record = {"kind": "image", "output": key, "input": str(src), "size": state.size, "mtime_ns": state.mtime_ns,
+                  "settings": settings.digest, "status": status, "seconds": round(seconds, 3),
+                  "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        if error is not None:
+            record["error"] = error
+        if node is not None:  # the Ray node that made it
+            record["node"] = node
+        self._append(record)
+        self.latest[key] = record
+
+    def is_done(self, key: str, state: InputState, settings: JobSettings) -> bool:
+        record = self.latest.get(key)
+        return (record is not None and record["status"] == DONE and record["settings"] == settings.digest
+                and record.get("size") == state.size and record.get("mtime_ns") == state.mtime_ns)
+
+    def made_otherwise(self, key: str, settings: JobSettings) -> str | None:
+        """The settings digest an existing output was made with, when they are not `settings`."""
+        record = self.latest.get(key)
+        if record is not None and record["status"] == DONE and record["settings"] != settings.digest:
+            return record["settings"]
+        return None
+
+    def describe(self, digest: str) -> str:
+        known = self.settings.get(digest)
+        if known is None:
+            return f"settings {digest}"
+        try:
+            return JobSettings(**known).describe()
+        except TypeError:
+            return f"settings {digest}"

@@ -1,0 +1,144 @@
+"""A folder job on a Ray cluster with Ray Data: the engine runs in a pool of actors (one per
+worker, each taking one CPU, or one GPU with device="cuda"), the driver keeps the manifest.
+
+What travels: rows carry an input's absolute path, so every node must see the inputs at the same
+path (a shared file system); the model's bytes go to the actors with their constructor, so nodes
+need only msn-deploy installed; outputs come back as encoded bytes and the driver writes them, so
+only the driver needs the output folder. Images of mixed sizes do not fit Ray's tensor columns:
+decoding, inference and encoding all happen inside the batch function.
+
+An actor that dies (a killed process, a lost node) is restarted and its rows are run again (Ray
+Data's actor pools retry by default); the driver records each image once, when it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engines.images import decode_image
+from engines.jobs.tree import Task
+from engines.jobs.work import ImageOptions, encode_upscaled, upscale_image
+from engines.model_files import ModelFiles
+from msn import MSNError, UsageError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+LOCAL = "local"  # --ray without an address: a Ray instance of this machine, for this job only
+MAX_BLOCKS = 4096
+
+
+class RayAddressError(UsageError):
+    """No Ray cluster answers at the address given."""
+
+
+class ImageUpscaler:
+    """The Ray Data batch function: one engine per actor, one row per image."""
+
+    def __init__(self, model: ModelFiles, backend: str, device: str, precision: str | None,
+                 options: ImageOptions) -> None:
+        import ray
+
+        extra = {"threads": 1} if backend in ("openvino", "onnxruntime") and device == "cpu" else {}
+        self.engine = model.load(backend, device=device, precision=precision, **extra)
+        self.options = options
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs, errors, seconds = [], [], []
+        for src, suffix in zip(batch["src"], batch["suffix"]):
+            started = time.perf_counter()
+            encoded, error = b"", ""
+            try:
+                image = decode_image(Path(src).read_bytes(), str(src), self.options.max_pixels)
+                encoded = encode_upscaled(str(suffix), upscale_image(self.engine, image, self.options))
+            except OSError as exc:
+                error = f"{src} cannot be read on node {self.node[:8]} ({exc.strerror})"
+            except MSNError as exc:
+                error = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+            outputs.append(encoded)
+            errors.append(error)
+            seconds.append(time.perf_counter() - started)
+        return {"index": batch["index"], "output": np.array(outputs, dtype=object),
+                "error": np.array(errors, dtype=object), "seconds": np.array(seconds),
+                "node": np.array([self.node] * len(outputs), dtype=object)}
+
+
+def check_reachable(address: str) -> None:
+    """A bounded check that something listens at HOST:PORT, before Ray tries (and retries) for long."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or exc
+        raise RayAddressError(f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` "
+                              "there, or use --ray alone to run one on this machine for the job") from None
+
+
+def connect(address: str) -> None:
+    import ray
+
+    if address == LOCAL:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
+                 log_to_driver=False)
+    else:
+        check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (RuntimeError, ConnectionError, ValueError) as exc:  # e.g. not a Ray port, or refused auth
+            raise RayAddressError(f"could not join the Ray cluster at {address}: {exc}") from None
+    log.info("Ray %s: %s", "started here" if address == LOCAL else f"joined at {address}",
+             {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
+
+
+def actor_resources(workers: int | None, device: str) -> tuple[int, dict[str, float]]:
+    """(actors, resources per actor): --workers, else one actor per CPU (per GPU with
+    device="cuda") of the cluster. More workers than the cluster has share its CPUs (GPUs), so
+    that every actor of the pool can start."""
+    import ray
+
+    kind = "GPU" if device.startswith("cuda") else "CPU"
+    available = ray.cluster_resources().get(kind, 0.0)
+    if available <= 0:
+        raise UsageError(f"the Ray cluster has no {kind}s for {'--device ' + device if kind == 'GPU' else 'workers'}")
+    count = workers if workers is not None else max(1, int(available))
+    share = min(1.0, available / count)
+    return count, {"num_cpus": 0.0 if kind == "GPU" else share, "num_gpus": share if kind == "GPU" else 0.0}
+
+
+def run_on_ray(todo: list[Task], model: ModelFiles, backend: str, job, finish) -> None:
+    """Run `todo` through an actor pool; `finish` is called on the driver as each image arrives."""
+    import ray
+    import ray.data
+
+    connect(job.ray)
+    try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's own bar counts images
+        workers, resources = actor_resources(job.workers, job.device)
+        log.info("%d images on %d Ray workers", len(todo), workers)
+        rows = [{"index": i, "src": str(t.src.resolve()), "suffix": t.dst.suffix} for i, t in enumerate(todo)]
+        dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
+            ImageUpscaler, batch_size=1, concurrency=workers, **resources,
+            fn_constructor_kwargs={"model": model, "backend": backend, "device": job.device,
+                                   "precision": job.precision, "options": job.options})
+        seen: set[int] = set()
+        for row in dataset.iter_rows():
+            index = int(row["index"])
+            if index in seen:  # a retried row whose first result also arrived
+                continue
+            seen.add(index)
+            error = row["error"] or None
+            finish(todo[index], None if error else bytes(row["output"]), error, float(row["seconds"]), str(row["node"]))
+        # Never a silent loss: a row whose result did not come back (its actor gone for good) fails.
+        for index in sorted(set(range(len(todo))) - seen):
+            finish(todo[index], None, f"{todo[index].src}: no result came back from the Ray workers (one was lost); "
+                   "run the same command again to retry it", 0.0, None)
+    finally:
+        ray.shutdown()
