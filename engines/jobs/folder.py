@@ -151,7 +151,7 @@ def _still_to_do(tasks: list[Task], job: FolderJob, settings: JobSettings, manif
             log.error("%s", report.failed[task.src])
             continue
         if manifest is not None and task.dst.exists():
-            if manifest.is_done(task.key, InputState.of(task.src), settings):
+            if manifest.is_done(task.key, _state_or_zero(task.src), settings):
                 report.done_before += 1
                 continue
             other = manifest.made_otherwise(task.key, settings)
