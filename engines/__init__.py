@@ -32,6 +32,17 @@ def auto_backend(suffix: str, device: str) -> str:
     return "onnxruntime"
 
 
+def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
+    """The backend `load` runs `artifact` on: `backend`, or for "auto" the one `auto_backend` picks."""
+    return auto_backend(Path(artifact).suffix.lower(), device) if backend == "auto" else backend
+
+
+def thread_options(backend: str, threads: int | None) -> dict[str, int]:
+    """The `load` option that gives an engine a thread budget, for the backends that take one
+    (OpenVINO, ONNX Runtime); empty for the others or without a budget."""
+    return {"threads": threads} if threads and backend in ("openvino", "onnxruntime") else {}
+
+
 def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
          **options) -> Engine:
     """Load a checkpoint (.pth or known name), ONNX graph (.onnx) or engine (.plan/.engine).
@@ -47,9 +58,7 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", pr
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     path = Path(artifact)
-    suffix = path.suffix.lower()
-    if backend == "auto":
-        backend = auto_backend(suffix, device)
+    backend = resolve_backend(backend, path, device)
     if backend == "torch":
         from engines.torch_engine import TorchEngine
 
@@ -77,4 +86,5 @@ def _load_artifact(path: Path, backend: str, device: str, options: dict) -> Engi
     return TensorRTEngine(path, **options)
 
 
-__all__ = ["BACKENDS", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile", "auto_backend", "load"]
+__all__ = ["BACKENDS", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile", "auto_backend", "load",
+           "resolve_backend", "thread_options"]

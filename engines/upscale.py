@@ -21,6 +21,7 @@ from pathlib import Path
 import engines
 from engines.images import MAX_PIXELS
 from engines.jobs.folder import FolderJob, prepare_output, run_folder_job
+from engines.jobs.segments import WORKERS as SEGMENT_WORKERS
 from engines.jobs.segments import SegmentJob, upscale_video_in_segments
 from engines.jobs.work import ImageOptions
 from engines.model_files import ModelFiles, read_artifact_header
@@ -54,7 +55,6 @@ from msn import MIN_INPUT_SIZE, MissingFileError, UsageError
 
 log = logging.getLogger("msn.upscale")
 
-SEGMENT_WORKERS = 2  # processes for --segment-seconds without --workers
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -186,24 +186,26 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
         return upscale_in_segments(args, options, src, dst)
     engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
     report = upscale_video(engine, src, dst, options)
-    copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
-    reused = f"; {report.reused} repeated frames reused" if args.reuse_repeats is not None else ""
-    log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s%s", src, dst, report.frames, report.seconds, report.fps,
-             copied, reused)
+    log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s", src, dst, report.frames, report.seconds, report.fps,
+             _streams_and_reuse(report.copied_streams, report.reused, args))
     return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
+
+
+def _streams_and_reuse(copied_streams: list[str] | None, reused: int, args: argparse.Namespace) -> str:
+    """The end of a video's summary line: the streams copied, and the frames reused when asked."""
+    copied = f"; copied {', '.join(copied_streams)}" if copied_streams else ""
+    return copied + (f"; {reused} repeated frames reused" if args.reuse_repeats is not None else "")
 
 
 def upscale_in_segments(args: argparse.Namespace, options: VideoOptions, src: Path, dst: Path) -> int:
     model = ModelFiles.read(args.model)
-    backend = args.backend if args.backend != "auto" else engines.auto_backend(Path(model.name).suffix.lower(),
-                                                                              args.device)
+    backend = engines.resolve_backend(args.backend, model.name, args.device)
     job = SegmentJob(model, backend, args.device, args.precision, options, args.segment_seconds,
                      workers=args.workers or SEGMENT_WORKERS, ray=args.ray)
     report = upscale_video_in_segments(job, src, dst)
-    copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
-    reused = f"; {report.reused} repeated frames reused" if args.reuse_repeats is not None else ""
-    log.info("%s -> %s: %d frames in %d segments (%d kept from before) in %.1f s (%.2f fps)%s%s", src, dst,
-             report.frames, report.segments, report.kept, report.seconds, report.fps, copied, reused)
+    log.info("%s -> %s: %d frames in %d segments (%d kept from before) in %.1f s (%.2f fps)%s", src, dst,
+             report.frames, report.segments, report.kept, report.seconds, report.fps,
+             _streams_and_reuse(report.copied_streams, report.reused, args))
     return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
 
 

@@ -124,8 +124,7 @@ def plan_job(job: FolderJob) -> _Plan:
         job.options.target.output_size(image.width if swapped else image.height,
                                        image.height if swapped else image.width, header.scale)
     model = ModelFiles.read(job.model)
-    backend = job.backend if job.backend != "auto" else engines.auto_backend(Path(model.name).suffix.lower(),
-                                                                              job.device)
+    backend = engines.resolve_backend(job.backend, model.name, job.device)
     settings = JobSettings(model.sha256, backend, header.precision, header.scale, job.options.tile,
                            job.options.overlap, job.suffix, _target_text(job))
     manifest = None if to_file else Manifest(job.output / MANIFEST_NAME)
@@ -182,8 +181,7 @@ def _threads_per_engine(workers: int) -> int | None:
 def load_engines(job: FolderJob, model: ModelFiles, backend: str) -> list[Engine]:
     """One engine per worker; OpenVINO and ONNX Runtime engines share the cores between them."""
     workers = job.workers or 1
-    threads = _threads_per_engine(workers)
-    options = {"threads": threads} if threads and backend in ("openvino", "onnxruntime") else {}
+    options = engines.thread_options(backend, _threads_per_engine(workers))
     return [model.load(backend, device=job.device, precision=job.precision, **options) for _ in range(workers)]
 
 

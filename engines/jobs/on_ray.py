@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.images import decode_image
+import engines
+from engines.images import read_image
 from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, encode_upscaled, upscale_image
+from engines.jobs.work import ImageOptions, encode_upscaled, failure, upscale_image
 from engines.model_files import ModelFiles
 from msn import MSNError, UsageError
 
@@ -44,8 +45,9 @@ class ImageUpscaler:
                  options: ImageOptions) -> None:
         import ray
 
-        extra = {"threads": 1} if backend in ("openvino", "onnxruntime") and device == "cpu" else {}
-        self.engine = model.load(backend, device=device, precision=precision, **extra)
+        # One thread: an actor takes one CPU (or a share of one).
+        threads = engines.thread_options(backend, 1 if device == "cpu" else None)
+        self.engine = model.load(backend, device=device, precision=precision, **threads)
         self.options = options
         self.node = ray.get_runtime_context().get_node_id()
 
@@ -55,12 +57,10 @@ class ImageUpscaler:
             started = time.perf_counter()
             encoded, error = b"", ""
             try:
-                image = decode_image(Path(src).read_bytes(), str(src), self.options.max_pixels)
+                image = read_image(Path(src), self.options.max_pixels)
                 encoded = encode_upscaled(str(suffix), upscale_image(self.engine, image, self.options))
-            except OSError as exc:
-                error = f"{src} cannot be read on node {self.node[:8]} ({exc.strerror})"
-            except MSNError as exc:
-                error = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+            except MSNError as exc:  # the manifest records the node
+                error = failure(src, exc)
             outputs.append(encoded)
             errors.append(error)
             seconds.append(time.perf_counter() - started)

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines.base import Engine
-from engines.images import decode_image
+from engines.images import read_image
 from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, Upscaled, encode_upscaled, upscale_image
-from engines.stages import END, Stage, put, raise_stage_error
+from engines.jobs.work import ImageOptions, Upscaled, encode_upscaled, failure, upscale_image
+from engines.stages import END, Stage, get, put, raise_stage_error
 from msn import MSNError
 
 log = logging.getLogger(__name__)
@@ -49,32 +49,24 @@ def run_pipelined(tasks: list[Task], engines_: list[Engine], options: ImageOptio
         for task in tasks:
             started = time.perf_counter()
             try:
-                item: object = decode_image(task.src.read_bytes(), str(task.src), options.max_pixels)
-            except OSError as exc:
-                item = _Failed(f"{task.src} cannot be read ({exc.strerror})")
+                item: object = read_image(task.src, options.max_pixels)
             except MSNError as exc:
-                item = _Failed(str(exc))
+                item = _Failed(failure(task.src, exc))
             if not put(decoded, (task, item, started), stop):
                 return
         for _ in engines_:
             put(decoded, END, stop)
 
     def infer(engine: Engine) -> None:
-        while not stop.is_set():
-            try:
-                entry = decoded.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if entry is END:
-                put(done, END, stop)
-                return
+        while (entry := get(decoded, stop)) is not END:
             task, item, started = entry
             if not isinstance(item, _Failed):
                 try:
                     item = upscale_image(engine, item, options)
                 except MSNError as exc:
-                    item = _Failed(f"{task.src}: {exc}")
+                    item = _Failed(failure(task.src, exc))
             put(done, (task, item, started), stop)
+        put(done, END, stop)
 
     threads = [Stage("read", read)] + [Stage(f"infer-{i}", lambda e=e: infer(e)) for i, e in enumerate(engines_)]
     for thread in threads:

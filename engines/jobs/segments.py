@@ -35,6 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import engines
 from engines.jobs.manifest import InputState
 from engines.model_files import ModelFiles
 from engines.video import (
@@ -55,6 +56,7 @@ from export.files import atomic_output, atomic_write_bytes, check_writable, refu
 log = logging.getLogger("msn.upscale")
 
 PART_SUFFIX = ".mkv"
+WORKERS = 2  # local processes when none are asked for
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class SegmentJob:
     precision: str | None
     options: VideoOptions
     seconds: float
-    workers: int = 2
+    workers: int = WORKERS
     ray: str | None = None  # None: local processes; "local" or HOST:PORT: Ray tasks
 
     def digest(self, windows: list[Window]) -> str:
@@ -182,8 +184,8 @@ def _load_engine(job: SegmentJob, threads: int):
         import torch
 
         torch.set_num_threads(threads)  # the cores are shared between the segment workers
-    extra = {"threads": threads} if job.backend in ("openvino", "onnxruntime") else {}
-    return job.model.load(job.backend, device=job.device, precision=job.precision, **extra)
+    return job.model.load(job.backend, device=job.device, precision=job.precision,
+                          **engines.thread_options(job.backend, threads))
 
 
 # A local worker process: the job and its engine, loaded once.
@@ -268,8 +270,7 @@ def upscale_video_in_segments(job: SegmentJob, src: Path, dst: Path) -> Segments
     plan = {"settings": job.digest(windows), "source": [str(src.resolve()), state.size, state.mtime_ns]}
     folder = parts_folder(dst)
     done = _prepare_parts(folder, plan)
-    report = SegmentsReport(segments=len(windows), kept=len(done & set(range(len(windows)))),
-                            truncated=probe.truncated)
+    report = SegmentsReport(segments=len(windows), kept=len(done), truncated=probe.truncated)
     if report.kept:
         log.info("%d of %d segments are done already (%s)", report.kept, len(windows), folder)
     todo = [(i, w) for i, w in enumerate(windows) if i not in done]

@@ -33,6 +33,12 @@ class Upscaled:
     source: LoadedImage
 
 
+def failure(src: Path, exc: Exception) -> str:
+    """Why an image failed, naming it once (reading errors name the file already)."""
+    text = str(exc)
+    return text if str(src) in text else f"{src}: {text}"
+
+
 def stored_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header alone, to group a job's images by size; (0, 0) when the
     header cannot be read (the file fails properly when it is decoded)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,11 +84,9 @@ class ServeSettings(BaseModel):
         """Threads matched to the CPUs Ray reserves for a replica, so replicas do not contend; for
         OpenVINO, room for each power-of-two batch size (see app.group_by_size) of a few LR sizes."""
         threads = max(1, int(self.cpus_per_replica))
-        backend = self.backend if self.backend != "auto" else engines.auto_backend(
-            Path(self.model).suffix.lower(), self.engine_device)
-        if backend == "openvino":
-            return {"threads": threads, "cache_size": SHAPES_CACHED * self.max_batch.bit_length()}
-        return {"threads": threads} if backend == "onnxruntime" else {}
+        backend = engines.resolve_backend(self.backend, self.model, self.engine_device)
+        cache = {"cache_size": SHAPES_CACHED * self.max_batch.bit_length()} if backend == "openvino" else {}
+        return engines.thread_options(backend, threads) | cache
 
     def token_matches(self, presented: str) -> bool:
         if self.token_sha256 is None:
