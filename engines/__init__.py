@@ -1,11 +1,16 @@
 """Run MSN artifacts (checkpoint, ONNX graph, TensorRT plan) behind one interface.
 
     import engines
-    engine = engines.load("msn_x4_fp32.onnx")       # backend chosen by file type
+    engine = engines.load("msn_x4_fp32.onnx")       # backend chosen by file type and device
     sr = engine(lr_batch)                            # NCHW in [0, 1], numpy or torch
 """
 
 from __future__ import annotations
+
+# First, before anything loads torch: passive OpenMP waiting (msn.threads).
+import msn.threads  # noqa: F401
+
+# isort: split
 
 import importlib.util
 from pathlib import Path
@@ -16,20 +21,30 @@ from msn import MissingFileError, MSNError, UsageError
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 
 
+GRAPH_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".plan", ".engine")
+
+
+def is_checkpoint(artifact: str | Path) -> bool:
+    """A checkpoint file or known name, as opposed to a graph or engine (judged by the name)."""
+    return Path(artifact).suffix.lower() not in GRAPH_SUFFIXES + ENGINE_SUFFIXES
+
+
 def auto_backend(suffix: str, device: str) -> str:
     """The backend `load` picks for a file type and device.
 
-    `.onnx` on a CPU goes to OpenVINO when it is installed: measured 1.3-1.5x faster than ONNX
-    Runtime on MSN's FP32 graph (docs/BENCHMARKS.md), at the price of a ~1 s compile per new input
-    shape, which the engine caches. Other devices go to ONNX Runtime (CUDA / TensorRT providers).
+    On a CPU, graphs and checkpoints alike go to OpenVINO when it is installed (a checkpoint runs
+    as its graph, exported once into the cache: engines.graph_cache), else to ONNX Runtime:
+    measured 3-4x eager PyTorch for OpenVINO, 2-3x for ONNX Runtime (docs/BENCHMARKS.md), at the
+    price of a ~1 s OpenVINO compile per new input shape, which the engine caches. On a GPU a
+    graph goes to ONNX Runtime (CUDA / TensorRT providers) and a checkpoint to PyTorch (FP16
+    inference form with CUDA graphs).
     """
-    if suffix in (".plan", ".engine"):
+    if suffix in ENGINE_SUFFIXES:
         return "tensorrt"
-    if suffix != ".onnx":
-        return "torch"
-    if device == "cpu" and importlib.util.find_spec("openvino") is not None:
-        return "openvino"
-    return "onnxruntime"
+    if device != "cpu":
+        return "onnxruntime" if suffix in GRAPH_SUFFIXES else "torch"
+    return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
 
 
 def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
@@ -39,22 +54,25 @@ def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
 
 def thread_options(backend: str, threads: int | None) -> dict[str, int]:
     """The `load` option that gives an engine a thread budget, for the backends that take one
-    (OpenVINO, ONNX Runtime); empty for the others or without a budget."""
-    return {"threads": threads} if threads and backend in ("openvino", "onnxruntime") else {}
+    (PyTorch, OpenVINO, ONNX Runtime); empty for the others or without a budget."""
+    return {"threads": threads} if threads and backend in ("torch", "openvino", "onnxruntime") else {}
 
 
 def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
          **options) -> Engine:
-    """Load a checkpoint (.pth or known name), ONNX graph (.onnx) or engine (.plan/.engine).
+    """Load a checkpoint (.pth, .safetensors or known name), ONNX graph (.onnx) or engine (.plan/.engine).
 
-    `precision` ("fp32" or "fp16") picks the checkpoint's precision (default fp32); a graph or
-    engine has the precision it was exported with, and asking it for another is a UsageError.
+    `backend="auto"` picks by file type and device (see `auto_backend`): on a CPU a checkpoint
+    runs as its ONNX graph on OpenVINO (exported into the cache on first use); `backend="torch"`
+    runs it in eager PyTorch. `precision` ("fp32" or "fp16") picks the checkpoint's precision
+    (default fp32); a graph or engine has the precision it was exported with, and asking it for
+    another is a UsageError.
 
     `options` go to the backend: e.g. `threads`, `hint`, `cache_size` for OpenVINO; `threads` for
-    ONNX Runtime; `cuda_graphs`, `compile`, `channels_last`, `cache_size` for torch (on a CUDA device
-    `precision="fp16"` is the fastest path: see engines.torch_engine); `cuda_graph` for TensorRT.
-    Raises UsageError subclasses for unknown backends, missing or foreign files and devices this
-    machine lacks."""
+    ONNX Runtime; `threads`, `cuda_graphs`, `compile`, `channels_last`, `cache_size` for torch (on a
+    CUDA device `precision="fp16"` is the fastest path: see engines.torch_engine); `cuda_graph` for
+    TensorRT. Raises UsageError subclasses for unknown backends, missing or foreign files and
+    devices this machine lacks."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     path = Path(artifact)
@@ -63,6 +81,10 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", pr
         from engines.torch_engine import TorchEngine
 
         return TorchEngine(str(artifact), device=device, precision=precision or "fp32", **options)
+    if is_checkpoint(path) and backend in ("onnxruntime", "openvino"):
+        from engines.graph_cache import cached_graph
+
+        path = cached_graph(artifact, precision or "fp32")
     engine = _load_artifact(path, backend, device, options)
     if precision is not None and precision != engine.precision:
         raise UsageError(f"{path} is an {engine.precision.upper()} artifact, not {precision.upper()}; precision "
@@ -86,5 +108,5 @@ def _load_artifact(path: Path, backend: str, device: str, options: dict) -> Engi
     return TensorRTEngine(path, **options)
 
 
-__all__ = ["BACKENDS", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile", "auto_backend", "load",
-           "resolve_backend", "thread_options"]
+__all__ = ["BACKENDS", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile", "auto_backend",
+           "is_checkpoint", "load", "resolve_backend", "thread_options"]

@@ -10,6 +10,7 @@ import torch
 
 from engines.base import DeviceError, Engine, EngineError, ShapeProfile
 from export.artifacts import MSNGraph
+from msn.threads import check_threads
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class OnnxRuntimeEngine(Engine):
             raise DeviceError(f"ONNX Runtime here has no {_PROVIDERS[device][0]} (has {available}); "
                               "install onnxruntime-gpu")
         options = ort.SessionOptions()
-        if threads:
+        if check_threads(threads):
             options.intra_op_num_threads = threads
         # Idle ORT worker threads otherwise spin and steal cores from whatever runs next in the
         # process (measured: PyTorch 1.8x slower beside an idle spinning ORT session on 2 cores).

@@ -18,6 +18,7 @@ import torch
 from engines.base import DeviceError, Engine, ShapeProfile
 from export.artifacts import MSNGraph
 from msn import UsageError
+from msn.threads import check_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,7 @@ class OpenVINOEngine(Engine):
             raise UsageError(f"cache_size must be >= 1, got {cache_size}")
         if hint.upper() not in HINTS:
             raise UsageError(f"hint must be one of {HINTS}, got {hint!r}")
-        if threads is not None and threads < 1:
-            raise UsageError(f"threads must be >= 1, got {threads}")
+        check_threads(threads)
         path = Path(path)
         graph = MSNGraph.read(path)
         self.core = ov.Core()

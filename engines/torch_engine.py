@@ -14,6 +14,7 @@ graphs; `channels_last` stores activations NHWC, which some GPUs' convolutions p
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -24,6 +25,7 @@ import torch
 
 from engines.base import DeviceError, Engine, ShapeProfile
 from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
+from msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,19 @@ def check_torch_device(device: str) -> torch.device:
     if index and int(index) >= torch.cuda.device_count():
         raise DeviceError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
     return torch.device("cuda", int(index) if index else torch.cuda.current_device())
+
+
+def warn_if_threads_spin() -> None:
+    """Say (once) when torch's CPU threads spin: 14x slower beside another busy process (msn.threads)."""
+    if not PASSIVE_WAITING and torch.get_num_threads() > 1:
+        _warn_spinning_threads()
+
+
+@functools.cache
+def _warn_spinning_threads() -> None:
+    log.warning("torch was imported before msn, so its %d CPU threads spin while they wait and run many times "
+                "slower when another process is busy: set %s=PASSIVE before importing torch, or use threads=1",
+                torch.get_num_threads(), WAIT_POLICY_VARIABLE)
 
 
 class GraphReplay:
@@ -83,11 +98,15 @@ class TorchEngine(Engine):
         channels_last: bool = False,
         inference_form: bool = True,
         cache_size: int = 4,
+        threads: int | None = None,
     ) -> None:
         """`inference_form=False` runs the training form as loaded (the eager reference, FP32 only).
         `cuda_graphs` defaults to on for the inference form on a CUDA device; `cache_size` bounds
-        how many input shapes keep a captured graph."""
+        how many input shapes keep a captured graph. `threads` sets torch's CPU thread budget,
+        which is the whole process's: torch has one thread pool (msn.threads)."""
         self.tensor_device = check_torch_device(device)
+        if check_threads(threads) is not None:
+            torch.set_num_threads(threads)
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "fp16" and not inference_form:
@@ -113,6 +132,8 @@ class TorchEngine(Engine):
         self.compiled, self.cuda_graphs, self.channels_last = compile, cuda_graphs, channels_last
         self.cache_size = cache_size
         self._graphs: OrderedDict[tuple[int, ...], GraphReplay] = OrderedDict()
+        if not on_cuda:
+            warn_if_threads_spin()
         super().__init__(model.config.upscale, np.float16 if precision == "fp16" else np.float32, ShapeProfile(),
                          precision)
 

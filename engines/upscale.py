@@ -1,7 +1,7 @@
 """Upscale image files, folders or a video with MSN through any backend (a thin command over
 `engines.jobs.run_folder_job`, `engines.video.upscale_video` and `engines.jobs.segments`).
 
-    python -m engines.upscale photo.png -o out/                 # PyTorch, official checkpoint
+    python -m engines.upscale photo.png -o out/                 # official checkpoint (its cached graph on OpenVINO)
     python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --workers 2
     python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --ray HEAD:6379
     python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --segment-seconds 10 --workers 2
@@ -64,7 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", required=True,
                    help="output folder (or image file name, for one input); end it in / to force a folder")
     p.add_argument("--model", default="official", help="checkpoint, .onnx or .plan (default: official checkpoint)")
-    p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
+    p.add_argument("--backend", default="auto", choices=engines.BACKENDS,
+                   help="auto (default): on a CPU, OpenVINO (a checkpoint as its graph, exported once into the cache); "
+                        "torch: eager PyTorch")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch / onnxruntime backends)")
     p.add_argument("--precision", choices=["fp32", "fp16"],
                    help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU); "

@@ -11,6 +11,11 @@ modules on first use, so that reading an artifact (export.artifacts) never loads
 
 from __future__ import annotations
 
+# First, before anything loads torch: passive OpenMP waiting (msn.threads).
+import msn.threads  # noqa: F401
+
+# isort: split
+
 import importlib
 
 _API = {

@@ -1,5 +1,10 @@
 """MSN (NTIRE 2024 ESR, DASE-IDEALab) in PyTorch: training form, inference form, loading."""
 
+# First, before anything loads torch: passive OpenMP waiting (msn.threads).
+import msn.threads  # noqa: F401
+
+# isort: split
+
 from msn.arch import MSN
 from msn.checkpoint import (
     KNOWN_CHECKPOINTS,

@@ -53,9 +53,14 @@ class Checkpoint:
     sha256: str
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
+    """$MSN_CACHE_DIR, else msn-deploy in the user's cache folder: downloaded checkpoints, exported graphs."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "msn-deploy"
-    return Path(os.environ.get(CACHE_ENV, default)) / "checkpoints"
+    return Path(os.environ.get(CACHE_ENV, default))
+
+
+def cache_dir() -> Path:
+    return cache_root() / "checkpoints"
 
 
 def sha256_of(source: str | os.PathLike | bytes) -> str:

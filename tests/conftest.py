@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+# First, before anything loads torch: passive OpenMP waiting (msn.threads).
+import msn.threads  # noqa: F401
+
+# isort: split
+
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -12,6 +18,7 @@ import pytest
 import torch
 
 import export
+from engines.graph_cache import cached_graph
 from export.verify import smooth_test_image
 from msn import build_model, random_model, read_checkpoint
 from validate.reference import ReferenceCase, load_reference_cases
@@ -22,6 +29,43 @@ OFFICIAL_CKPT = SHARED / "checkpoints" / "team28_MSN.pth"
 REFERENCE_DIR = SHARED / "reference"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# A suite started in the background by a script (`cmd &`, as some CI runners do) inherits SIGINT
+# ignored, and an ignored signal stays ignored in every command a test starts: the Ctrl-C tests'
+# SIGINT would then do nothing and the command run to its end. Handle it here, so that the
+# commands start with the default disposition (exec resets a handled signal, not an ignored one).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Fixtures that start a service, or build what the quick tier leaves out (graphs beyond the
+# session's one random graph, engines, the C++ library): a test that uses one is marked for it, so
+# `bash tests/run_all.sh --quick` leaves it out without a mark of its own.
+SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
+BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
+                  "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Marks by fixture (above); tests marked gpu are skipped with the reason where CUDA is absent."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none here); run pytest -m gpu on a machine with one")
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SERVICE_FIXTURES:
+            item.add_marker(pytest.mark.service)
+        if used & BUILD_FIXTURES:
+            item.add_marker(pytest.mark.build)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory) -> Path:
+    """One cache folder for the whole session (and the commands it starts): each checkpoint a
+    test runs on a CPU is exported to a graph once (engines.graph_cache), not once per test."""
+    root = tmp_path_factory.mktemp("msn-cache")
+    os.environ["MSN_CACHE_DIR"] = str(root)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -57,10 +101,10 @@ def random_ckpt(tmp_path_factory, random_msn) -> Path:
 
 
 @pytest.fixture(scope="session")
-def random_graph(tmp_path_factory, random_ckpt) -> Path:
-    """Its FP32 graph with dynamic N/H/W (shared: an export takes ~15 s on 2 cores)."""
-    path = tmp_path_factory.mktemp("random_graph") / "msn_fp32.onnx"
-    return export.export_onnx(random_ckpt, path, export.ExportOptions(verify=False)).path
+def random_graph(session_cache, random_ckpt) -> Path:
+    """Its FP32 graph with dynamic N/H/W, the one the CLIs run it as on a CPU (an export takes
+    ~15 s on 2 cores: one for the session)."""
+    return cached_graph(random_ckpt, folder=session_cache / "graphs")
 
 
 @pytest.fixture(scope="session")
@@ -71,17 +115,20 @@ def random_fp16_graph(tmp_path_factory, random_ckpt) -> Path:
 
 
 @pytest.fixture(scope="session")
-def official_graph(tmp_path_factory, official_ckpt) -> Path:
-    """The official weights' FP32 graph, exported (and verified) once for the whole session."""
-    path = tmp_path_factory.mktemp("official_graph") / "msn_x4_fp32.onnx"
-    return export.export_onnx(official_ckpt, path).path
+def official_graph(session_cache, official_ckpt) -> Path:
+    """The official weights' FP32 graph (verified), exported once for the whole session and the
+    one that the commands run the official checkpoint as on a CPU."""
+    return cached_graph(official_ckpt, folder=session_cache / "graphs")
 
 
 @pytest.fixture
-def seeded_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official_ckpt: Path) -> Path:
-    """A checkpoint cache holding the official file, so that 'official' resolves without a download."""
+def seeded_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official_ckpt: Path, session_cache: Path) -> Path:
+    """A checkpoint cache holding the official file, so that 'official' resolves without a download;
+    its exported graphs are the session's."""
     monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
+    (session_cache / "graphs").mkdir(exist_ok=True)
+    (tmp_path / "graphs").symlink_to(session_cache / "graphs")
     shutil.copy(official_ckpt, tmp_path / "checkpoints" / official_ckpt.name)
     return tmp_path / "checkpoints"
 

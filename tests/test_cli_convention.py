@@ -5,6 +5,7 @@ that no other test covers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +20,8 @@ from engines.serve import __main__ as serve_cli
 from export import build_trt, to_onnx, triton_repo
 from export.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.conftest import REPO
-from tests.util import exit_code
-from validate import jobs_bench, layerwise, loadtest, runner, seams, video_bench
+from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
+from validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
 
 COMMANDS = {
     "msn-export": to_onnx.main,
@@ -32,6 +33,7 @@ COMMANDS = {
     "msn-loadtest": loadtest.main,
     "msn-video-bench": video_bench.main,
     "msn-jobs-bench": jobs_bench.main,
+    "msn-busy-bench": busy_bench.main,
     "msn-seams": seams.main,
     "msn-layerwise": layerwise.main,
 }
@@ -60,6 +62,7 @@ BAD_ARGUMENTS = {
     "msn-loadtest": ["--url", "ftp://127.0.0.1", "--images", "."],
     "msn-video-bench": ["--size", "10x10"],
     "msn-jobs-bench": ["--model", "m.onnx", "--images", "0"],
+    "msn-busy-bench": ["--model", "m.pth", "--size", "64"],
     "msn-seams": ["--image", "in.png", "--tiles", "64"],
     "msn-layerwise": ["--reference", "a.onnx", "--candidate", "b.onnx", "--min-psnr", "-1"],
 }
@@ -83,6 +86,7 @@ def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
         "msn-loadtest": ["--url", "http://127.0.0.1:9", "--images", missing, "--out", str(tmp_path / "l")],
         "msn-video-bench": ["--model", str(random_graph), "--input", missing + ".mp4", "--out", str(tmp_path / "v")],
         "msn-jobs-bench": ["--model", missing + ".onnx", "--out", str(tmp_path / "j")],
+        "msn-busy-bench": ["--model", missing + ".pth", "--out", str(tmp_path / "b")],
         "msn-seams": ["--model", str(random_graph), "--image", missing + ".png"],
         "msn-layerwise": ["--reference", str(random_graph), "--candidate", missing + ".onnx", "--out",
                           str(tmp_path / "lw")],
@@ -112,6 +116,7 @@ WORK = {
                                                                        str(p["photo"]), "--out", str(p["tmp"])]),
     "msn-jobs-bench": ("validate.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
                                                                       "--out", str(p["tmp"] / "j")]),
+    "msn-busy-bench": ("validate.busy_bench.timed", lambda p: ["--model", str(p["ckpt"]), "--out", str(p["tmp"])]),
     "msn-seams": ("validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
     "msn-layerwise": ("validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
                                                                       str(p["graph"]), "--out", str(p["tmp"])]),
@@ -143,12 +148,12 @@ def test_ctrl_c_in_a_real_folder_run_says_how_far_it_got(tmp_path, random_ckpt):
         cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
     proc = subprocess.Popen([sys.executable, "-m", "engines.upscale", str(folder), "-o", str(tmp_path / "out"),
                              "--model", str(random_ckpt)], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
     while time.monotonic() < deadline and not any((tmp_path / "out").glob("*_x4.png")):
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "Traceback" not in err and "interrupted after" in err and "of 40 images" in err
 
@@ -171,6 +176,17 @@ def test_every_command_has_a_console_script():
             pytest.skip(f"{name} is not installed next to {sys.executable} (pip install -e .)")
         result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and f"usage: {name}" in result.stdout, result.stderr
+
+
+@pytest.mark.slow
+def test_the_busy_bench_measures_every_variant_idle_and_busy(tmp_path, random_ckpt, capsys):
+    out = tmp_path / "busy"
+    assert busy_bench.main(["--model", str(random_ckpt), "--size", "32x32", "--repeats", "1", "--requests", "0",
+                            "--out", str(out)]) == 0
+    report = json.loads((out / "busy_bench.json").read_text())
+    rows = report["sizes"]["32x32"]
+    assert [r["variant"] for r in rows["busy"]] == list(busy_bench.VARIANTS) and report["first_run_s"] > 0
+    assert all(r["busy_over_idle"] > 0 for r in rows["busy"]) and "Busy / idle" in capsys.readouterr().out
 
 
 def test_the_benchmark_commands_succeed(tmp_path, random_graph, photo, capsys):

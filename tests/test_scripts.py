@@ -28,6 +28,7 @@ def test_module_cli_starts():
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
 
 
+@pytest.mark.build
 def test_to_onnx_script_exports_and_summarises(tmp_path, random_msn):
     torch.save({"params_ema": random_msn.state_dict()}, tmp_path / "best.pth")
     result = run(str(REPO / "export/to_onnx.py"), "--ckpt", "best.pth", cwd=tmp_path)

@@ -14,6 +14,10 @@ import torch
 # code's own floor (export.parity.FP16_MIN_PSNR_DB) is checked against this one.
 FP16_MIN_PSNR_DB = 60.0
 
+# Bounds a command the tests start (a whole job, or its stop after a signal) on a busy machine: a
+# healthy one takes seconds. A bound that catches hangs, never a measure of speed.
+SUBPROCESS_TIMEOUT_S = 600
+
 
 def to_hwc(y) -> np.ndarray:
     """1x3xHxW tensor or array -> HxWx3 float64 numpy."""

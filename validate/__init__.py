@@ -5,6 +5,11 @@
     report.passed, report.data["parity"]
 """
 
+# First, before anything loads torch: passive OpenMP waiting (msn.threads).
+import msn.threads  # noqa: F401
+
+# isort: split
+
 from validate.runner import NothingToCompare, ValidationReport, ValidationSettings, run
 
 __all__ = ["NothingToCompare", "ValidationReport", "ValidationSettings", "run"]

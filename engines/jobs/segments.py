@@ -180,10 +180,7 @@ def _part_record(report: VideoReport) -> dict:
 
 
 def _load_engine(job: SegmentJob, threads: int):
-    if job.backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)  # the cores are shared between the segment workers
+    """The worker's engine, with its share of the cores (the segment workers run side by side)."""
     return job.model.load(job.backend, device=job.device, precision=job.precision,
                           **engines.thread_options(job.backend, threads))
 

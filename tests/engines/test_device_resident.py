@@ -121,10 +121,13 @@ def test_bad_torch_engine_options(random_ckpt):
         TorchEngine(str(random_ckpt), cache_size=0)
     with pytest.raises(DeviceError, match="unknown device 'cpu:1'"):
         TorchEngine(str(random_ckpt), device="cpu:1")
+    for threads in (0, -1, 1.5, "2", True):
+        with pytest.raises(UsageError, match="threads must be a whole number >= 1"):
+            TorchEngine(str(random_ckpt), threads=threads)
 
 
 def test_load_selects_the_fp16_inference_form(random_ckpt):
-    engine = engines.load(random_ckpt, precision="fp16")
+    engine = engines.load(random_ckpt, "torch", precision="fp16")
     assert engine.describe() | {"precision": "fp16", "form": "inference", "cuda_graphs": False} == engine.describe()
     out = engine(smooth_test_image(1, 32, 32))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -36,14 +36,14 @@ def graphs(tmp_path_factory, random_ckpt, random_graph):
 
 def test_load_dispatches_on_file_type(graphs, random_ckpt):
     assert isinstance(engines.load(graphs["fp32"], backend="onnxruntime"), OnnxRuntimeEngine)
-    assert isinstance(engines.load(random_ckpt), TorchEngine)
+    assert isinstance(engines.load(random_ckpt, backend="torch"), TorchEngine)
     with pytest.raises(UsageError, match="unknown backend"):
         engines.load(graphs["fp32"], backend="tflite")
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 def test_reference_parity(official_graph, official_ckpt, reference_cases, backend):
-    engine = engines.load(official_graph if backend == "onnxruntime" else official_ckpt)
+    engine = engines.load(official_graph if backend == "onnxruntime" else official_ckpt, backend)
     for case in reference_cases:
         assert np.abs(to_hwc(engine(case.input_tensor().numpy())) - case.sr).max() < 1e-5, case.name
 
@@ -183,6 +183,7 @@ def test_nonfinite_output_raises(random_msn):
         TorchEngine(broken)(smooth_test_image(1, 32, 32).numpy())
 
 
+@pytest.mark.build
 def test_runtime_checks_the_real_output_shape(tmp_path):
     """An x2 graph whose metadata claims x4: the runtime sees the real shape and refuses."""
     torch.manual_seed(0)
@@ -199,6 +200,7 @@ def test_runtime_checks_the_real_output_shape(tmp_path):
 
 
 # static batch graphs run batches of any size (padded), on every ONNX backend.
+@pytest.mark.build
 def test_static_batch_graph_runs_any_batch(random_ckpt, tmp_path, random_msn):
     path = tmp_path / "b3.onnx"
     assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(path), "--static", "32x32", "--batch", "3", "--no-verify"]) == 0

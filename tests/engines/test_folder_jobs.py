@@ -27,9 +27,7 @@ from tests.engines.trees import (
     output_key,
 )
 from tests.serve.helpers import free_port
-from tests.util import exit_code, visible_names
-
-SUBPROCESS_TIMEOUT_S = 600  # bounds a whole job on a busy machine; a healthy one takes seconds
+from tests.util import SUBPROCESS_TIMEOUT_S, exit_code, visible_names
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +234,7 @@ def test_an_unreachable_ray_address_fails_at_once_in_one_line(tmp_path, photo, r
     port = free_port()  # nothing listens there
     job = job_process([str(photo), "-o", str(tmp_path / "out") + "/", "--model", str(random_ckpt),
                        "--ray", f"127.0.0.1:{port}"])
-    log, _ = job.communicate(timeout=120)
+    log, _ = job.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert job.returncode == 2, log
     errors = [line for line in log.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and f"no Ray cluster answers at 127.0.0.1:{port}" in errors[0]

@@ -109,7 +109,8 @@ def test_auto_picks_openvino_for_onnx_on_cpu(graphs):
     assert engines.auto_backend(".onnx", "cpu") == "openvino"
     assert engines.auto_backend(".onnx", "cuda") == "onnxruntime"
     assert engines.auto_backend(".plan", "cpu") == "tensorrt"
-    assert engines.auto_backend(".pth", "cpu") == "torch"
+    assert engines.auto_backend(".pth", "cpu") == "openvino"  # as its cached graph
+    assert engines.auto_backend(".pth", "cuda") == "torch"
     assert isinstance(engines.load(graphs["fp32"]), OpenVINOEngine)
     # Options reach the backend.
     assert engines.load(graphs["fp32"], backend="openvino", cache_size=1).cache_size == 1

@@ -15,17 +15,12 @@ import pytest
 pytest.importorskip("ray.data", reason="the jobs extra (ray[data]) is not installed")
 
 from engines import upscale
-from tests.engines.test_folder_jobs import (
-    SUBPROCESS_TIMEOUT_S,
-    interrupt_midway,
-    job_process,
-    outputs_under,
-    wait_for,
-)
+from tests.engines.test_folder_jobs import interrupt_midway, job_process, outputs_under, wait_for
 from tests.engines.trees import BROKEN, done_count, image_tree, manifest_records, output_key
 from tests.serve.helpers import processes_with_env, two_node_cluster
+from tests.util import SUBPROCESS_TIMEOUT_S
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ http = pytest.importorskip("tritonclient.http", reason="tritonclient is not inst
 TRITON = REPO / ".triton" / "pytriton" / "tritonserver"
 SERVER = TRITON / "bin" / "tritonserver"
 
+pytestmark = pytest.mark.service
+
 
 def free_port() -> int:
     with socket.socket() as s:

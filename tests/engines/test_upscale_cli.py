@@ -191,6 +191,7 @@ def test_upscale_into_the_input_folder_twice(tmp_path, photo, random_ckpt):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["in.png", "in_x4.png"]
 
 
+@pytest.mark.build
 def test_output_names_follow_the_model_scale(tmp_path, photo):
     """An x2 checkpoint writes *_x2 files at twice the size, and a rerun into the same folder
     does not take them for inputs."""

@@ -21,6 +21,7 @@ import torch
 from engines import upscale
 from engines.video import VideoError, check_encoder
 from tests.conftest import REPO
+from tests.util import SUBPROCESS_TIMEOUT_S
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install -e '.[video]')")
 
@@ -237,13 +238,13 @@ def test_ctrl_c_leaves_no_output_and_names_the_frame(tmp_path, random_ckpt):
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
     # Interrupt once the progress bar shows a few frames done (and the temporary output exists).
     while not re.search(r"\b([3-9]|\d\d+)/400", "".join(err)) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert list(tmp_path.glob(".out.mkv.*.tmp")), "the temporary output was never created"
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) != 0
+    assert proc.wait(timeout=SUBPROCESS_TIMEOUT_S) != 0
     reader.join(timeout=10)
     stopped = re.search(r"stopped at frame (\d+)", "".join(err))
     assert stopped and 3 <= int(stopped[1]) < 400, "".join(err)[-500:]
@@ -256,6 +257,7 @@ def test_check_encoder():
         check_encoder("libx264", "nonsense")
 
 
+@pytest.mark.build
 def test_output_name_follows_the_model_scale(tmp_path):
     """An x2 checkpoint gives clip_x2.mkv at twice the size (the name is not hard-coded _x4)."""
     from msn import MSN, MSNConfig

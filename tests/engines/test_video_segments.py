@@ -13,8 +13,8 @@ import torch
 
 from engines import upscale
 from engines.jobs.segments import parts_folder
-from tests.engines.test_folder_jobs import SUBPROCESS_TIMEOUT_S, job_process, wait_for
-from tests.util import exit_code
+from tests.engines.test_folder_jobs import job_process, wait_for
+from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install -e '.[video]')")
 

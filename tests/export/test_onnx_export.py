@@ -26,6 +26,8 @@ from tests.conftest import REPO
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 from validate.metrics import psnr
 
+pytestmark = pytest.mark.build
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, official_ckpt) -> dict[str, Path]:

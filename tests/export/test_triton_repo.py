@@ -37,6 +37,7 @@ def test_onnx_repository(random_graph, tmp_path):
     assert (tmp_path / "msn" / "1" / "model.onnx").read_bytes() == random_graph.read_bytes()
 
 
+@pytest.mark.build
 def test_static_graph_gives_full_dims_and_no_batching(random_ckpt, tmp_path):
     graph = tmp_path / "static.onnx"
     assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(graph), "--static", "32x40", "--batch", "2",

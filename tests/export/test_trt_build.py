@@ -121,6 +121,7 @@ def test_bad_profiles_fail_clearly(fp16_graph, tmp_path, caplog, capsys, profile
     assert not (tmp_path / "e.plan").exists()
 
 
+@pytest.mark.build
 def test_profile_outside_a_static_graph(tmp_path, random_msn):
     ckpt = tmp_path / "w.pth"
     torch.save(random_msn.state_dict(), ckpt)
@@ -164,9 +165,8 @@ def test_compatibility_problems(trt, gpu, expected):
         assert "python export/build_trt.py --onnx msn_fp16.onnx" in problems[0]
 
 
+@pytest.mark.gpu
 def test_gpu_execution_matches_onnxruntime(built, fp16_graph):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU: TensorRT engines cannot execute here")
     from engines.onnxruntime_engine import OnnxRuntimeEngine
 
     x = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)

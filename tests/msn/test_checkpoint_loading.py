@@ -215,6 +215,7 @@ def test_safetensors_get_the_same_checks_and_messages(tmp_path, random_msn):
         assert "\n" not in str(caught.value)
 
 
+@pytest.mark.build
 def test_safetensors_run_through_the_commands(tmp_path, random_msn, photo):
     from engines import upscale
 

@@ -52,7 +52,7 @@ def processes_with_env(key: str, value: str) -> list[int]:
     return found
 
 
-def ray_processes_left(tmpdir: str, grace_s: float = 20) -> list[int]:
+def ray_processes_left(tmpdir: str, grace_s: float = 60) -> list[int]:
     """The cluster's processes still alive after `grace_s` (Ray's agents take a moment to exit)."""
     deadline = time.monotonic() + grace_s
     while (left := processes_with_env("RAY_TMPDIR", tmpdir)) and time.monotonic() < deadline:

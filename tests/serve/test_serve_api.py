@@ -29,7 +29,7 @@ from tests.serve.helpers import (
 )
 from tests.util import png_claiming
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 TOKEN = "test-token-3f9c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,7 +60,7 @@ def upscale(server: ServeProcess, body, headers=None) -> requests.Response:
     return requests.post(server.url + "/v1/upscale", data=body, headers={**AUTH, **(headers or {})}, timeout=120)
 
 
-def test_health_is_open_and_info_needs_the_token(server):
+def test_health_is_open_and_info_needs_the_token(server, random_graph):
     health = requests.get(server.url + "/v1/health", timeout=10)
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
@@ -68,7 +68,7 @@ def test_health_is_open_and_info_needs_the_token(server):
         assert denied.status_code == 401 and "bearer token" in denied.json()["error"]
         assert denied.headers["WWW-Authenticate"] == "Bearer"
     info = requests.get(server.url + "/v1/info", headers=AUTH, timeout=30).json()
-    assert info["model"] == "msn_fp32.onnx" and info["backend"] == "openvino" and info["precision"] == "fp32"
+    assert info["model"] == random_graph.name and info["backend"] == "openvino" and info["precision"] == "fp32"
     assert info["scale"] == 4 and info["replicas"] == 1 and info["max_batch"] == 4
     assert info["profile"] == "1x29x29 .. ?x?x?"
 

@@ -194,6 +194,7 @@ def test_loadtest_without_images_or_server(tmp_path, caplog):
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_the_shipped_serve_config_runs_with_serve_run(random_graph, tmp_path):
     config = yaml.safe_load((REPO / "engines/serve/serve_config.yaml").read_text())
     port = free_port()

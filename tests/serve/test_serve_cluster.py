@@ -28,7 +28,7 @@ from tests.serve.helpers import (
 )
 from validate.loadtest import Client, Outcome, warm_up_count
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 log = logging.getLogger(__name__)
 LOAD_CONCURRENCY = 8
 
