@@ -8,6 +8,8 @@ import subprocess
 
 import torch
 
+from msn.threads import WAIT_POLICY_VARIABLE
+
 
 def _cpu_name() -> str:
     try:
@@ -49,6 +51,8 @@ def machine_info() -> dict[str, object]:
         "cuda": torch.version.cuda if gpu else None,
         "torch": torch.__version__,
         "onnxruntime": _version("onnxruntime"),
+        "openvino": _version("openvino"),
+        "omp_wait_policy": os.environ.get(WAIT_POLICY_VARIABLE),
         "tensorrt": _version("tensorrt"),
         "tensorrt_rtx": _version("tensorrt_rtx"),
     }
@@ -58,4 +62,5 @@ def machine_line(info: dict[str, object]) -> str:
     device = f"GPU {info['gpu']} (driver {info['driver']}, CUDA {info['cuda']})" if info["gpu"] else "no GPU"
     trt = ", ".join(f"{k} {info[k]}" for k in ("tensorrt", "tensorrt_rtx") if info[k]) or "no TensorRT"
     return (f"{info['cpu']}, {info['torch_threads']} torch threads of {info['cpu_count']} cores; {device}; "
-            f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, {trt}; Python {info['python']}")
+            f"torch {info['torch']} (OpenMP waiting {info.get('omp_wait_policy') or 'default'}), onnxruntime "
+            f"{info['onnxruntime']}, openvino {info.get('openvino') or 'absent'}, {trt}; Python {info['python']}")
