@@ -178,6 +178,12 @@ def test_every_command_has_a_console_script():
         assert result.returncode == 0 and f"usage: {name}" in result.stdout, result.stderr
 
 
+def test_the_busy_bench_takes_zero_requests_to_skip_the_service_but_not_fewer(capsys):
+    assert busy_bench.parse_args(["--model", "m.pth", "--requests", "0"]).requests == 0
+    assert exit_code(busy_bench.main, ["--model", "m.pth", "--requests", "-1"]) == EXIT_USAGE
+    assert "--requests" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_busy_bench_measures_every_variant_idle_and_busy(tmp_path, random_ckpt, capsys):
     out = tmp_path / "busy"

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import requests
 
-from export.cli import display_size, positive_int, run_cli
+from export.cli import display_size, non_negative_int, positive_int, run_cli
 from export.verify import smooth_test_image
 from msn.checkpoint import CACHE_ENV, resolve_checkpoint
 from validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
@@ -143,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=display_size, action="append", metavar="WIDTHxHEIGHT",
                    help="LR photo size, repeatable (default 128x128 and 640x360)")
     p.add_argument("--repeats", type=positive_int, default=3, help="rounds of every variant (default 3)")
-    p.add_argument("--requests", type=positive_int, default=24,
+    p.add_argument("--requests", type=non_negative_int, default=24,
                    help="requests to the service per variant and machine state (default 24; 0 skips the service)")
     p.add_argument("--out", type=Path, default=Path("reports/busy"))
     p.add_argument("-v", "--verbose", action="store_true")
