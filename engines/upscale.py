@@ -1,5 +1,5 @@
 """Upscale image files, folders or a video with MSN through any backend (a thin command over
-`engines.jobs.run_folder_job`, `engines.video.upscale_video` and `engines.jobs.segments`).
+`engines.jobs.run_folder_job` and `engines.jobs.run_video_job`).
 
     python -m engines.upscale photo.png -o out/                 # official checkpoint (its cached graph on OpenVINO)
     python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --workers 2
@@ -18,28 +18,18 @@ import os
 import sys
 from pathlib import Path
 
-import engines
-from engines.images import MAX_PIXELS
-from engines.jobs.folder import FolderJob, prepare_output, run_folder_job
-from engines.jobs.segments import WORKERS as SEGMENT_WORKERS
-from engines.jobs.segments import SegmentJob, upscale_video_in_segments
+from engines import runtime
+from engines.jobs.folder import FolderJob, run_folder_job
+from engines.jobs.ray_cluster import LOCAL
+from engines.jobs.video import VideoJob, run_video_job
 from engines.jobs.work import ImageOptions
-from engines.model_files import ModelFiles, read_artifact_header
-from engines.target import TargetSize
-from engines.tiling import check_tiling
-from engines.video import (
-    OUTPUT_SUFFIXES,
-    VideoError,
-    VideoOptions,
-    check_encoder,
-    check_output_name,
-    check_target,
-    encoder_options,
-    is_video,
-    upscale_video,
-)
-from export import defaults
-from export.cli import (
+from engines.media.images import MAX_PIXELS
+from engines.media.target import TargetSize
+from engines.media.video import VideoError, VideoOptions, is_video
+from engines.runtime.tiling import TILE_OVERLAP
+from export.artifacts import PRECISIONS
+from msn import MIN_INPUT_SIZE, UsageError
+from msn.cli import (
     EXIT_FAILED,
     display_size,
     host_port,
@@ -50,11 +40,8 @@ from export.cli import (
     positive_int,
     run_cli,
 )
-from export.files import check_writable, refuse_overwriting_inputs
-from msn import MIN_INPUT_SIZE, MissingFileError, UsageError
 
 log = logging.getLogger("msn.upscale")
-
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,17 +51,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", required=True,
                    help="output folder (or image file name, for one input); end it in / to force a folder")
     p.add_argument("--model", default="official", help="checkpoint, .onnx or .plan (default: official checkpoint)")
-    p.add_argument("--backend", default="auto", choices=engines.BACKENDS,
+    p.add_argument("--backend", default="auto", choices=runtime.BACKENDS,
                    help="auto (default): on a CPU, OpenVINO (a checkpoint as its graph, exported once into the cache); "
                         "torch: eager PyTorch")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch / onnxruntime backends)")
-    p.add_argument("--precision", choices=["fp32", "fp16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU); "
                         "graphs and engines have their own")
     p.add_argument("--tile", type=non_negative_int, default=0,
                    help=f"tile size in LR px, at least {MIN_INPUT_SIZE} (bounds memory; default 0: whole image)")
-    p.add_argument("--overlap", type=non_negative_int, default=defaults.TILE_OVERLAP,
-                   help=f"tile overlap in LR px (default {defaults.TILE_OVERLAP})")
+    p.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,
+                   help=f"tile overlap in LR px (default {TILE_OVERLAP})")
     p.add_argument("--format", choices=["png", "jpg"], help="output format (default: the input's)")
     p.add_argument("--target", type=display_size, metavar="WIDTHxHEIGHT",
                    help="fit the result inside this size, keeping its aspect ratio: upscale with the model, then "
@@ -89,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     jobs.add_argument("--workers", type=positive_int, metavar="N",
                       help="engines at once: threads on this machine (default 1), Ray actors with --ray (default "
                            "one per CPU of the cluster), video segment processes with --segment-seconds (default 2)")
-    jobs.add_argument("--ray", nargs="?", const="local", type=host_port, metavar="HOST:PORT",
+    jobs.add_argument("--ray", nargs="?", const=LOCAL, type=host_port, metavar="HOST:PORT",
                       help="run the job on Ray: alone, a Ray instance of this machine for the job; with an address, "
                            "join that cluster (its nodes must see the inputs at the same paths)")
     video = p.add_argument_group("video (when the input is a video file)")
@@ -146,69 +133,25 @@ def upscale_image_files(args: argparse.Namespace, tile: int | None) -> int:
     return 0
 
 
-def video_output_path(src: Path, output: Path, scale: int) -> Path:
-    """`output` itself when it names a video, else a file in that folder named after the input
-    (an AVI input gives .mkv: AVI is not written, see engines.video.OUTPUT_SUFFIXES)."""
-    if is_video(output):
-        check_output_name(output)
-        return output
-    if output.suffix:
-        raise VideoError(f"output {output} is not a video file name ({', '.join(OUTPUT_SUFFIXES)}) or a folder")
-    suffix = src.suffix if src.suffix.lower() in OUTPUT_SUFFIXES else ".mkv"
-    return output / f"{src.stem}_x{scale}{suffix}"
-
-
 def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
-    """One video in, one video out; every check before the model loads; exit 1 when packets were
-    corrupt or the input is cut short."""
+    """One video in, one video out (engines.jobs.video); exit 1 when packets were corrupt or the
+    input is cut short."""
     if len(args.inputs) != 1:
         raise VideoError("give one video at a time (images and videos cannot be mixed either)")
-    src = args.inputs[0]
-    if not src.is_file():
-        raise MissingFileError(f"input {src} does not exist")
-    if args.segment_seconds is None and (args.workers is not None or args.ray is not None):
-        raise UsageError("a video runs in one process; --workers and --ray go with --segment-seconds S")
     if args.recursive:
         raise UsageError("--recursive is for folders of images; give one video")
-    if tile is not None:
-        check_tiling(tile, args.overlap)
     options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap,
                            dict(args.encoder_option), target_of(args), args.reuse_repeats)
-    check_encoder(args.codec, args.pix_fmt, encoder_options(options))
-    if not is_video(args.output) and not args.output.suffix:
-        prepare_output(args.output, to_file=False)
-    header = read_artifact_header(args.model, args.precision)
-    check_target(src, header.scale, options)
-    dst = video_output_path(src, args.output, header.scale)
-    check_writable(dst)
-    refuse_overwriting_inputs([dst], [src])
-    if dst.exists() and not args.overwrite:
-        raise UsageError(f"{dst} exists; use --overwrite to replace it")
-    if args.segment_seconds is not None:
-        return upscale_in_segments(args, options, src, dst)
-    engine = engines.load(args.model, args.backend, device=args.device, precision=args.precision)
-    report = upscale_video(engine, src, dst, options)
-    log.info("%s -> %s: %d frames in %.1f s (%.2f fps)%s", src, dst, report.frames, report.seconds, report.fps,
-             _streams_and_reuse(report.copied_streams, report.reused, args))
-    return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
-
-
-def _streams_and_reuse(copied_streams: list[str] | None, reused: int, args: argparse.Namespace) -> str:
-    """The end of a video's summary line: the streams copied, and the frames reused when asked."""
-    copied = f"; copied {', '.join(copied_streams)}" if copied_streams else ""
-    return copied + (f"; {reused} repeated frames reused" if args.reuse_repeats is not None else "")
-
-
-def upscale_in_segments(args: argparse.Namespace, options: VideoOptions, src: Path, dst: Path) -> int:
-    model = ModelFiles.read(args.model)
-    backend = engines.resolve_backend(args.backend, model.name, args.device)
-    job = SegmentJob(model, backend, args.device, args.precision, options, args.segment_seconds,
-                     workers=args.workers or SEGMENT_WORKERS, ray=args.ray)
-    report = upscale_video_in_segments(job, src, dst)
-    log.info("%s -> %s: %d frames in %d segments (%d kept from before) in %.1f s (%.2f fps)%s", src, dst,
-             report.frames, report.segments, report.kept, report.seconds, report.fps,
-             _streams_and_reuse(report.copied_streams, report.reused, args))
-    return EXIT_FAILED if report.corrupt_packets or report.truncated else 0
+    job = VideoJob(args.inputs[0], args.output, args.model, args.backend, args.device, args.precision, options,
+                   args.overwrite, args.segment_seconds, args.workers, args.ray)
+    report = run_video_job(job)
+    segments = (f" in {report.segments} segments ({report.kept} kept from before)"
+                if args.segment_seconds is not None else "")
+    copied = f"; copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
+    reused = f"; {report.reused} repeated frames reused" if args.reuse_repeats is not None else ""
+    log.info("%s -> %s: %d frames%s in %.1f s (%.2f fps)%s%s", job.src, report.dst, report.frames, segments,
+             report.seconds, report.fps, copied, reused)
+    return 0 if report.complete else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The file formats msn-deploy writes, each owned here: graph metadata and the engine sidecar.
+"""The file formats msn-deploy reads and writes, each owned here: the kinds of model artifact
+(how each is recognised, its header read), graph metadata and the engine sidecar.
 
 The exporter and the engine builder write through this module; the runtimes, the Triton
 exporter and the tools read through it (the C++ reader, `engines/cpp/src/sidecar.cpp`, is
@@ -9,6 +10,8 @@ and the standard library, so reading an artifact never loads the exporter.
     GraphMetadata   the metadata_props of an exported ONNX graph (scale, precision, I/O dtype, ...)
     MSNGraph        an ONNX file checked to be an MSN graph: its metadata plus its I/O shape
     EngineSidecar   the JSON beside a TensorRT plan (what built it, for which GPU and shapes)
+    ArtifactKind    checkpoint, safetensors, ONNX graph, engine: `artifact_kind(path)` says which
+    ArtifactHeader  scale and precision of any artifact, from its header (`read_artifact_header`)
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from pathlib import Path
 
 import onnx
 
-from export.files import atomic_write_bytes
 from msn import MissingFileError, UsageError
+from msn.checkpoint import SAFETENSORS_SUFFIX
+from msn.files import atomic_write_bytes
 
 # TensorRT's own names (float, half) and numpy's (float32, float16) for the two dtypes MSN uses.
 _DTYPES = {"float32": "float32", "float": "float32", "fp32": "float32",
            "float16": "float16", "half": "float16", "fp16": "float16"}
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+
+
+PRECISIONS = ("fp32", "fp16")  # of every artifact; a checkpoint runs in either
 
 
 class ArtifactError(UsageError):
@@ -302,3 +309,48 @@ class EngineSidecar:
                 raise ArtifactError(f"{source}: profile is not min <= opt <= max ({self.profile}); {fix}")
         if self.gpu is not None and not (isinstance(self.gpu, dict) and "compute_capability" in self.gpu):
             raise ArtifactError(f"{source}: target gpu {self.gpu!r} lacks a compute_capability; {fix}")
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """A kind of model artifact: its name, the file names that mark it, and whether it holds weights
+    (a checkpoint runs in eager PyTorch or as its exported graph) rather than a compiled model."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    weights: bool
+
+
+CHECKPOINT = ArtifactKind("checkpoint", (".pth", ".pt"), weights=True)  # and known names (msn.checkpoint)
+SAFETENSORS = ArtifactKind("safetensors", (SAFETENSORS_SUFFIX,), weights=True)
+GRAPH = ArtifactKind("graph", (".onnx",), weights=False)
+ENGINE = ArtifactKind("engine", (".plan", ".engine"), weights=False)  # a TensorRT plan with its JSON sidecar
+ARTIFACT_KINDS = (CHECKPOINT, SAFETENSORS, GRAPH, ENGINE)
+
+
+def artifact_kind(artifact: str | os.PathLike) -> ArtifactKind:
+    """The kind of an artifact, judged by its name: a graph or engine by suffix, safetensors by
+    suffix, anything else a checkpoint (a pickled file under any name, or a known name)."""
+    suffix = Path(artifact).suffix.lower()
+    return next((kind for kind in (GRAPH, ENGINE, SAFETENSORS) if suffix in kind.suffixes), CHECKPOINT)
+
+
+@dataclass(frozen=True)
+class ArtifactHeader:
+    scale: int
+    precision: str  # what it runs in (a checkpoint: the precision asked for, fp32 by default)
+
+
+def read_artifact_header(artifact: str | os.PathLike, precision: str | None = None) -> ArtifactHeader:
+    """Scale and precision of a checkpoint (or known name), graph or engine, read from its header
+    or tensor shapes: nothing is loaded onto a device."""
+    from msn import read_checkpoint
+
+    kind = artifact_kind(artifact)
+    if kind is GRAPH:
+        graph = MSNGraph.read(artifact)
+        return ArtifactHeader(graph.scale, graph.precision)
+    if kind is ENGINE:
+        sidecar = EngineSidecar.read(artifact)
+        return ArtifactHeader(sidecar.scale, sidecar.precision)
+    return ArtifactHeader(read_checkpoint(artifact).config.upscale, precision or "fp32")

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from export import defaults
-from export.cli import nhw_shape, positive_int, run_cli
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
 from export.trt_compat import import_tensorrt
+from msn.cli import nhw_shape, positive_int, run_cli
 
 
 def _shape_text(shape: tuple[int, int, int]) -> str:

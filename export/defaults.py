@@ -1,11 +1,9 @@
-"""Every default that more than one module or command uses, in one place (units in the names)."""
+"""The defaults of export and of its commands, in one place (units in the names); the engines' own
+(tile overlap, serving batch) live with them: engines.runtime.tiling, engines.serve.settings."""
 
 from __future__ import annotations
 
 from msn import MIN_INPUT_SIZE
-
-# Tiling (LR px): the overlap each tile shares with its neighbours.
-TILE_OVERLAP = 32
 
 # ONNX export.
 OPSET = 20  # first opset with a Gelu op: one node per GELU instead of five
@@ -18,7 +16,5 @@ PROFILE_MAX = (1, 1080, 1920)
 OPT_LEVEL = 3
 WORKSPACE_MIB = 2048
 
-# Serving: requests of one LR size that run as one engine call.
-MAX_BATCH = 4
 # Triton: max_batch_size written for artifacts with a dynamic batch axis.
 TRITON_MAX_BATCH = 8

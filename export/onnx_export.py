@@ -12,11 +12,11 @@ import onnx
 import torch
 
 from export.artifacts import GraphMetadata
-from export.files import atomic_output, check_writable, refuse_overwriting_inputs
 from export.onnx_graph import ExportOptions, export_graph
 from export.parity import ParityResult
 from export.verify import VerificationError, verify_onnx
 from msn import MIN_INPUT_SIZE, build_model, read_checkpoint, to_inference_form
+from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from export import defaults
-from export.cli import hw_size, positive_int, run_cli
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
+from msn.cli import hw_size, positive_int, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

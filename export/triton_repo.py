@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export import defaults
-from export.artifacts import EngineSidecar, MSNGraph, sidecar_path
-from export.cli import non_negative_int, positive_int, run_cli
-from export.files import check_folder_writable
+from export.artifacts import ENGINE, GRAPH, EngineSidecar, MSNGraph, artifact_kind, sidecar_path
 from msn import MissingFileError, UsageError, read_checkpoint
+from msn.cli import non_negative_int, positive_int, run_cli
+from msn.files import check_folder_writable
 
 log = logging.getLogger("msn.triton_repo")
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 INT32_MAX = 2**31 - 1  # Triton's config fields (counts, sizes, delays) are 32-bit
-ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 class RepositoryError(UsageError):
@@ -94,11 +93,11 @@ def spec_for_python(path: Path) -> ModelSpec:
     float32 NCHW with a dynamic batch (engines.load converts)."""
     if not path.is_file():
         raise MissingFileError(f"model {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    kind = artifact_kind(path)
+    if kind is GRAPH:
         graph = spec_from_graph(path, "python")
         return ModelSpec("python", path, graph.input, graph.output, 0)
-    if suffix in ENGINE_SUFFIXES:
+    if kind is ENGINE:
         EngineSidecar.read(path)  # the replica needs it beside the plan: refuse now if it is unusable
     else:
         read_checkpoint(path)  # a foreign file fails here, not inside Triton
@@ -142,12 +141,12 @@ def config_text(spec: ModelSpec, name: str, max_batch: int, instances: int, kind
 
 
 def python_model_source() -> Path:
-    """engines/triton_model.py, found without importing it: it runs inside Triton's Python and
+    """engines/serve/triton_model.py, found without importing it: it runs inside Triton's Python and
     imports the engines there, while the exporter only copies the file."""
     spec = importlib.util.find_spec("engines")
     if spec is None or not spec.submodule_search_locations:
         raise RepositoryError("msn-deploy's engines package is not installed; the Python backend needs it")
-    return Path(next(iter(spec.submodule_search_locations))) / "triton_model.py"
+    return Path(next(iter(spec.submodule_search_locations))) / "serve" / "triton_model.py"
 
 
 def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) -> Path:
@@ -163,7 +162,7 @@ def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) 
                                                                                              spec.artifact.name)
         shutil.copyfile(spec.artifact, staging / "1" / artifact_name)
         if spec.kind == "python":
-            if spec.artifact.suffix.lower() in ENGINE_SUFFIXES:
+            if artifact_kind(spec.artifact) is ENGINE:
                 shutil.copyfile(sidecar_path(spec.artifact), staging / "1" / sidecar_path(spec.artifact).name)
             shutil.copyfile(python_model_source(), staging / "1" / "model.py")
         (staging / "config.pbtxt").write_text(config)
@@ -210,7 +209,7 @@ def write_triton_repository(
         raise RepositoryError("--python-path goes with --python")
     if python:
         spec = spec_for_python(artifact)
-    elif artifact.suffix.lower() in ENGINE_SUFFIXES:
+    elif artifact_kind(artifact) is ENGINE:
         spec = spec_from_engine(artifact)
     else:
         spec = spec_from_graph(artifact, "onnxruntime_onnx")
@@ -254,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.python != (args.model is not None):
             raise RepositoryError("--python goes with --model (and --model with --python)")
         artifact = args.engine or args.onnx or args.model
-        if args.engine is not None and args.engine.suffix.lower() not in ENGINE_SUFFIXES:
-            raise RepositoryError(f"--engine {args.engine} is not a TensorRT plan ({', '.join(ENGINE_SUFFIXES)})")
-        if args.onnx is not None and args.onnx.suffix.lower() in ENGINE_SUFFIXES:
+        if args.engine is not None and artifact_kind(args.engine) is not ENGINE:
+            raise RepositoryError(f"--engine {args.engine} is not a TensorRT plan ({', '.join(ENGINE.suffixes)})")
+        if args.onnx is not None and artifact_kind(args.onnx) is ENGINE:
             raise RepositoryError(f"--onnx {args.onnx} is a TensorRT plan; use --engine")
         repo = write_triton_repository(artifact, args.output, python=args.python, name=args.name,
                                        max_batch=args.max_batch, instances=args.instances,

@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from export import defaults
 from export.artifacts import EngineSidecar, MSNGraph, TensorIO, canonical_dtype, sidecar_path
-from export.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
 from export.trt_compat import TensorRT, import_tensorrt
 from msn import MIN_INPUT_SIZE, MSNError, UsageError, sha256_of
 from msn.checkpoint import cache_dir
+from msn.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import export
-from engines.graph_cache import cached_graph
+from engines.runtime.graph_cache import cached_graph
 from export.verify import smooth_test_image
 from msn import build_model, random_model, read_checkpoint
 from validate.reference import ReferenceCase, load_reference_cases
@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory) -> Path:
     """One cache folder for the whole session (and the commands it starts): each checkpoint a
-    test runs on a CPU is exported to a graph once (engines.graph_cache), not once per test."""
+    test runs on a CPU is exported to a graph once (engines.runtime.graph_cache), not once per test."""
     root = tmp_path_factory.mktemp("msn-cache")
     os.environ["MSN_CACHE_DIR"] = str(root)
     return root

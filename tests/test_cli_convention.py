@@ -18,7 +18,7 @@ import pytest
 from engines import upscale
 from engines.serve import __main__ as serve_cli
 from export import build_trt, to_onnx, triton_repo
-from export.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 from validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
@@ -102,7 +102,7 @@ def test_a_missing_file_is_a_usage_error_named_in_one_line(command, tmp_path, ra
 
 
 # Where each command's work starts: Ctrl-C arriving there must give 130 and a one-line message.
-# (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/serve.)
+# (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/engines/serve.)
 WORK = {
     "msn-export": ("export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
     "msn-build-trt": ("export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),

@@ -41,7 +41,7 @@ def test_a_layer_imports_no_layer_above_it(layer):
 def test_the_check_sees_lazy_imports(tmp_path):
     """The scanner itself: an import inside a function counts as much as one at the top."""
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from engines.base import Engine\n    import validate.runner\n")
+    module.write_text("def f():\n    from engines.runtime.base import Engine\n    import validate.runner\n")
     assert imported_packages(module) == {"engines", "validate"}
 
 
@@ -54,3 +54,91 @@ def test_no_command_calls_another_commands_main():
                 if re.search(r"\bmain\(\s*\[", line):
                     calls.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not calls, calls
+
+
+# engines/ in rooms, each importing only the rooms before it; the command (engines/upscale.py) and
+# the package's public face (engines/__init__.py) stand above them all.
+ROOMS = ["runtime", "media", "jobs", "serve"]
+
+
+def engines_imports(path) -> set[str]:
+    """The engines modules `path` imports (names as written: `engines.media.video`, `engines`)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.split(".")[0] == "engines"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == "engines":
+                # `from engines import runtime` imports the room, not the package face
+                names |= {node.module} - {"engines"} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def room_of(module: str) -> str | None:
+    """The room of an engines module name, "" for the package itself, None for the command level."""
+    parts = module.split(".")
+    if parts == ["engines"]:
+        return ""
+    return parts[1] if parts[1] in ROOMS else None
+
+
+def module_name(path) -> str:
+    relative = path.relative_to(REPO).with_suffix("")
+    parts = list(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
+    return ".".join(parts)
+
+
+def engines_modules() -> dict[str, object]:
+    return {module_name(p): p for p in sorted((REPO / "engines").rglob("*.py"))}
+
+
+def test_every_room_of_engines_says_what_it_owns():
+    for room in ROOMS:
+        doc = ast.get_docstring(ast.parse((REPO / "engines" / room / "__init__.py").read_text()))
+        assert doc, f"engines/{room}/__init__.py has no docstring saying what the room owns"
+
+
+def test_a_room_imports_only_the_rooms_before_it():
+    offenders = {}
+    for name, path in engines_modules().items():
+        room = room_of(name)
+        if not room:  # the package face and the command may import every room
+            continue
+        allowed = set(ROOMS[: ROOMS.index(room) + 1])
+        bad = sorted(m for m in engines_imports(path)
+                     if room_of(m) is None or room_of(m) == "" or room_of(m) not in allowed)
+        if bad:
+            offenders[name] = bad
+    assert not offenders, f"imports against the room order ({' < '.join(ROOMS)} < the command): {offenders}"
+
+
+def test_the_modules_of_engines_import_no_cycle():
+    modules = engines_modules()
+    graph = {name: {m for m in engines_imports(path) if m in modules and m != name and not name.startswith(m + ".")}
+             for name, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> list[str] | None:
+        state[name] = 1
+        for other in sorted(graph[name]):
+            if state.get(other) == 1:
+                return path + [name, other]
+            if other not in state:
+                cycle = visit(other, path + [name])
+                if cycle:
+                    return cycle
+        state[name] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            cycle = visit(name, [])
+            assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_room_check_sees_a_jobs_import_from_media(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from engines.jobs.folder import FolderJob\n")
+    assert engines_imports(module) == {"engines.jobs.folder", "engines.jobs.folder.FolderJob"}
+    assert room_of("engines.jobs.folder") == "jobs" and room_of("engines.upscale") is None

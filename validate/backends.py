@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from engines.base import Engine
+from engines.runtime.base import Engine
 from msn import MSN, MSNError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _ort_provider_reason(provider: str) -> str | None:
 
 
 def torch_candidates(model: MSN) -> list[Candidate]:
-    from engines.torch_engine import TorchEngine
+    from engines.runtime.torch_engine import TorchEngine
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -86,8 +86,8 @@ def _openvino_reason() -> str | None:
 
 
 def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
-    from engines.onnxruntime_engine import OnnxRuntimeEngine
-    from engines.openvino_engine import OpenVINOEngine
+    from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+    from engines.runtime.openvino_engine import OpenVINOEngine
 
     candidates = []
     loaded = []
@@ -115,7 +115,7 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
 def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
     if not engine_paths:
         return [Candidate("tensorrt", "fp16", skip_reason="no --engine given (build one with export/build_trt.py)")]
-    from engines.tensorrt_engine import TensorRTEngine
+    from engines.runtime.tensorrt_engine import TensorRTEngine
 
     candidates = []
     for path in engine_paths:

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 
 import engines
-from engines.base import Engine
-from engines.torch_engine import TorchEngine
-from export.cli import non_negative_float, run_cli
-from export.files import atomic_write_bytes
+from engines.runtime.base import Engine
+from engines.runtime.torch_engine import TorchEngine
 from export.parity import FP16_MIN_PSNR_DB, psnr
 from export.verify import smooth_test_image
 from msn import MSN, load_model, random_model
+from msn.cli import non_negative_float, run_cli
+from msn.files import atomic_write_bytes
 from msn.validation import inputs_checked
 from validate.machine import machine_info, machine_line
 from validate.reference import ReferenceCase, load_reference_cases
@@ -286,7 +286,7 @@ class Suite:
         except ImportError:
             self.budget.skipped.append("video pipeline: PyAV is not installed (prepare_gpu_run.py carries its wheel)")
             return []
-        from engines.video import VideoOptions
+        from engines.media.video import VideoOptions
         from validate.video_bench import bench_video, synthetic_clip
 
         engine = self.engines[variant]
@@ -340,7 +340,7 @@ def encoder_alone_fps(height: int, width: int, frames: int, options) -> float:
     when it is slower than inference)."""
     import av
 
-    from engines.video import encoder_options
+    from engines.media.video import encoder_options
 
     picture = np.zeros((height, width, 3), np.uint8)
     picture[:, : width // 2] = 200  # not flat, so the encoder has something to do

@@ -34,11 +34,11 @@ import cv2
 import numpy as np
 
 import engines
-from engines.images import read_image, write_image
 from engines.jobs.manifest import MANIFEST_NAME
-from engines.model_files import read_artifact_header
-from export.cli import positive_int, run_cli
+from engines.media.images import read_image, write_image
+from export.artifacts import read_artifact_header
 from msn import MissingFileError
+from msn.cli import positive_int, run_cli
 from validate.machine import machine_info, machine_line
 
 log = logging.getLogger("msn.jobs_bench")

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engines.images import read_image
+from engines.media.images import read_image
 from export.artifacts import MSNGraph
-from export.cli import EXIT_FAILED, non_negative_float, run_cli
-from export.files import atomic_write_bytes
 from export.verify import smooth_test_image
 from msn import MissingFileError, UsageError
+from msn.cli import EXIT_FAILED, non_negative_float, run_cli
+from msn.files import atomic_write_bytes
 
 log = logging.getLogger("msn.layerwise")
 

@@ -25,11 +25,11 @@ from urllib.parse import urlparse
 import numpy as np
 import requests
 
-from engines.images import IMAGE_SUFFIXES, decode_image
+from engines.media.images import IMAGE_SUFFIXES, decode_image
 from engines.serve.settings import token_from
-from export.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
-from export.files import atomic_write_bytes, check_writable
 from msn import MissingFileError, MSNError
+from msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
+from msn.files import atomic_write_bytes, check_writable
 from validate.machine import machine_info, machine_line
 
 log = logging.getLogger("msn.loadtest")

@@ -23,9 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from export.cli import positive_int, run_cli
-from export.files import atomic_write_bytes
 from msn import MissingFileError, MSNError, sha256_of
+from msn.cli import positive_int, run_cli
+from msn.files import atomic_write_bytes
 from validate.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from export.files import atomic_output, atomic_write_bytes  # noqa: E402
+from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
 from validate.machine import machine_line  # noqa: E402
 
 SCHEMA = "msn-validate/1"

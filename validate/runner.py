@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.base import Engine
-from export.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
+from engines.runtime.base import Engine
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
+from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
 from validate import layerwise
 from validate import report as reporting
 from validate.backends import (
@@ -234,7 +234,7 @@ def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate],
 
 def device_only(engine: Engine, x: np.ndarray):
     """A call of a CUDA PyTorch engine on input already on the GPU (None for other engines)."""
-    from engines.torch_engine import TorchEngine
+    from engines.runtime.torch_engine import TorchEngine
 
     if not isinstance(engine, TorchEngine) or engine.tensor_device.type != "cuda":
         return None

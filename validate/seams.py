@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 
 import engines
-from engines.base import Engine
-from engines.images import read_image
-from engines.tiling import check_tiling
-from export.cli import hw_size, non_negative_int, positive_int, run_cli
+from engines.media.images import read_image
+from engines.runtime.base import Engine
+from engines.runtime.tiling import check_tiling
 from export.parity import psnr
 from msn import MissingFileError
+from msn.cli import hw_size, non_negative_int, positive_int, run_cli
 
 
 def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int,

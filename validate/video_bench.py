@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import engines
-from engines.video import VideoOptions, VideoReport, upscale_video
-from export.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
+from engines.media.video import VideoOptions, VideoReport, upscale_video
 from msn import MissingFileError
+from msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
 from validate.machine import machine_info, machine_line
 
 log = logging.getLogger("msn.video_bench")

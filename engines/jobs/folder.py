@@ -17,16 +17,17 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-import engines
-from engines.base import Engine
-from engines.images import IMAGE_SUFFIXES, read_header
+from engines import runtime
 from engines.jobs.manifest import DONE, FAILED, MANIFEST_NAME, InputState, JobSettings, Manifest, ManifestError
 from engines.jobs.tree import Task, find_tasks
 from engines.jobs.work import ImageOptions, stored_size
-from engines.model_files import ModelFiles, read_artifact_header
-from engines.tiling import check_tiling
-from export.files import atomic_write_bytes, check_folder_writable, check_writable
+from engines.media.images import IMAGE_SUFFIXES, read_header
+from engines.runtime.base import Engine
+from engines.runtime.model_files import ModelFiles
+from engines.runtime.tiling import check_tiling
+from export.artifacts import read_artifact_header
 from msn import MissingFileError, PathError, UsageError
+from msn.files import atomic_write_bytes, check_folder_writable, check_writable
 
 log = logging.getLogger("msn.upscale")
 
@@ -124,7 +125,7 @@ def plan_job(job: FolderJob) -> _Plan:
         job.options.target.output_size(image.width if swapped else image.height,
                                        image.height if swapped else image.width, header.scale)
     model = ModelFiles.read(job.model)
-    backend = engines.resolve_backend(job.backend, model.name, job.device)
+    backend = runtime.resolve_backend(job.backend, model.name, job.device)
     settings = JobSettings(model.sha256, backend, header.precision, header.scale, job.options.tile,
                            job.options.overlap, job.suffix, _target_text(job))
     manifest = None if to_file else Manifest(job.output / MANIFEST_NAME)
@@ -181,7 +182,7 @@ def _threads_per_engine(workers: int) -> int | None:
 def load_engines(job: FolderJob, model: ModelFiles, backend: str) -> list[Engine]:
     """One engine per worker; OpenVINO and ONNX Runtime engines share the cores between them."""
     workers = job.workers or 1
-    options = engines.thread_options(backend, _threads_per_engine(workers))
+    options = runtime.thread_options(backend, _threads_per_engine(workers))
     return [model.load(backend, device=job.device, precision=job.precision, **options) for _ in range(workers)]
 
 

@@ -14,28 +14,22 @@ Data's actor pools retry by default); the driver records each image once, when i
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 
-import engines
-from engines.images import read_image
+from engines import runtime
+from engines.jobs.ray_cluster import connect
 from engines.jobs.tree import Task
 from engines.jobs.work import ImageOptions, encode_upscaled, failure, upscale_image
-from engines.model_files import ModelFiles
+from engines.media.images import read_image
+from engines.runtime.model_files import ModelFiles
 from msn import MSNError, UsageError
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 5.0
-LOCAL = "local"  # --ray without an address: a Ray instance of this machine, for this job only
 MAX_BLOCKS = 4096
-
-
-class RayAddressError(UsageError):
-    """No Ray cluster answers at the address given."""
 
 
 class ImageUpscaler:
@@ -46,7 +40,7 @@ class ImageUpscaler:
         import ray
 
         # One thread: an actor takes one CPU (or a share of one).
-        threads = engines.thread_options(backend, 1 if device == "cpu" else None)
+        threads = runtime.thread_options(backend, 1 if device == "cpu" else None)
         self.engine = model.load(backend, device=device, precision=precision, **threads)
         self.options = options
         self.node = ray.get_runtime_context().get_node_id()
@@ -67,34 +61,6 @@ class ImageUpscaler:
         return {"index": batch["index"], "output": np.array(outputs, dtype=object),
                 "error": np.array(errors, dtype=object), "seconds": np.array(seconds),
                 "node": np.array([self.node] * len(outputs), dtype=object)}
-
-
-def check_reachable(address: str) -> None:
-    """A bounded check that something listens at HOST:PORT, before Ray tries (and retries) for long."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except (OSError, ValueError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or exc
-        raise RayAddressError(f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` "
-                              "there, or use --ray alone to run one on this machine for the job") from None
-
-
-def connect(address: str) -> None:
-    import ray
-
-    if address == LOCAL:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
-                 log_to_driver=False)
-    else:
-        check_reachable(address)
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (RuntimeError, ConnectionError, ValueError) as exc:  # e.g. not a Ray port, or refused auth
-            raise RayAddressError(f"could not join the Ray cluster at {address}: {exc}") from None
-    log.info("Ray %s: %s", "started here" if address == LOCAL else f"joined at {address}",
-             {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
 
 
 def actor_resources(workers: int | None, device: str) -> tuple[int, dict[str, float]]:

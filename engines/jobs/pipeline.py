@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engines.base import Engine
-from engines.images import read_image
 from engines.jobs.tree import Task
 from engines.jobs.work import ImageOptions, Upscaled, encode_upscaled, failure, upscale_image
-from engines.stages import END, Stage, get, put, raise_stage_error
+from engines.media.images import read_image
+from engines.media.stages import END, Stage, get, put, raise_stage_error
+from engines.runtime.base import Engine
 from msn import MSNError
 
 log = logging.getLogger(__name__)

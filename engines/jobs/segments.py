@@ -35,10 +35,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-import engines
+from engines import runtime
 from engines.jobs.manifest import InputState
-from engines.model_files import ModelFiles
-from engines.video import (
+from engines.media.video import (
     VideoError,
     VideoOptions,
     VideoReport,
@@ -50,8 +49,9 @@ from engines.video import (
     truncation,
     upscale_video,
 )
-from export.cli import exit_on_sigterm
-from export.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
+from engines.runtime.model_files import ModelFiles
+from msn.cli import exit_on_sigterm
+from msn.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger("msn.upscale")
 
@@ -182,7 +182,7 @@ def _part_record(report: VideoReport) -> dict:
 def _load_engine(job: SegmentJob, threads: int):
     """The worker's engine, with its share of the cores (the segment workers run side by side)."""
     return job.model.load(job.backend, device=job.device, precision=job.precision,
-                          **engines.thread_options(job.backend, threads))
+                          **runtime.thread_options(job.backend, threads))
 
 
 # A local worker process: the job and its engine, loaded once.
@@ -236,7 +236,7 @@ def _run_on_ray(job: SegmentJob, src: Path, folder: Path, todo: list[tuple[int, 
                 frames_of: dict[int, int]) -> None:
     import ray
 
-    from engines.jobs.on_ray import connect
+    from engines.jobs.ray_cluster import connect
 
     connect(job.ray)
     try:

@@ -10,8 +10,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.images import IMAGE_SUFFIXES
 from engines.jobs.manifest import MANIFEST_NAME
+from engines.media.images import IMAGE_SUFFIXES
 from msn import MissingFileError, UsageError
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engines.base import Engine
-from engines.images import LoadedImage, encode_image, upscale_alpha
-from engines.target import TargetSize, resize_to
-from export import defaults
+from engines.media.images import LoadedImage, encode_image, upscale_alpha
+from engines.media.target import TargetSize, resize_to
+from engines.runtime.base import Engine
+from engines.runtime.tiling import TILE_OVERLAP
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class ImageOptions:
     """How every image of a job is upscaled and written."""
 
     tile: int | None = None
-    overlap: int = defaults.TILE_OVERLAP
+    overlap: int = TILE_OVERLAP
     target: TargetSize | None = None
     max_pixels: int = 1 << 28
 

@@ -19,19 +19,22 @@ import sys
 import torch
 from pydantic import ValidationError
 
-import engines
+from engines import runtime
+from engines.runtime.tiling import TILE_OVERLAP
 from engines.serve.settings import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_MB,
+    MAX_BATCH,
     TOKEN_ENV,
     ModelFiles,
     ServeSettings,
     hash_token,
     token_from,
 )
-from export import defaults
-from export.cli import (
+from export.artifacts import ENGINE, PRECISIONS, artifact_kind
+from msn import PathError, UsageError
+from msn.cli import (
     non_negative_float,
     non_negative_int,
     port_number,
@@ -39,7 +42,6 @@ from export.cli import (
     positive_int,
     run_cli,
 )
-from msn import PathError, UsageError
 
 log = logging.getLogger("msn.serve")
 
@@ -51,8 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--replicas", type=positive_int, default=1)
-    p.add_argument("--max-batch", type=positive_int, default=defaults.MAX_BATCH,
-                   help=f"requests of one size per engine call (default {defaults.MAX_BATCH})")
+    p.add_argument("--max-batch", type=positive_int, default=MAX_BATCH,
+                   help=f"requests of one size per engine call (default {MAX_BATCH})")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=10.0,
                    help="how long a batch waits to fill (default 10 ms)")
     p.add_argument("--cpus-per-replica", type=positive_float, default=1.0)
@@ -62,9 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      "instead of starting one here")
     p.add_argument("--proxy-location", choices=["HeadOnly", "EveryNode"], default="HeadOnly",
                    help="HTTP proxies on the head node only, or on every node behind your load balancer")
-    p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
+    p.add_argument("--backend", default="auto", choices=runtime.BACKENDS)
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
-    p.add_argument("--precision", choices=["fp32", "fp16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
     p.add_argument("--max-queued", type=positive_int, default=16, help="requests per replica before 503")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB)
@@ -73,8 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest input width x height (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--tile", type=non_negative_int, default=0, help="tile size in LR px (default 0: whole image)")
-    p.add_argument("--overlap", type=non_negative_int, default=defaults.TILE_OVERLAP,
-                   help=f"tile overlap in LR px (default {defaults.TILE_OVERLAP})")
+    p.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,
+                   help=f"tile overlap in LR px (default {TILE_OVERLAP})")
     p.add_argument("--token", help=f"bearer token clients must send (prefer ${TOKEN_ENV}: it stays out of `ps`)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -119,9 +121,9 @@ def check_local_resources(settings: ServeSettings) -> None:
 
 def check_model_loads(settings: ServeSettings, model: ModelFiles) -> None:
     """Load the model here once, so that a bad file is one error now rather than failing replicas."""
-    if settings.engine_device != "cpu" or model.name.endswith((".plan", ".engine")):
+    if settings.engine_device != "cpu" or artifact_kind(model.name) is ENGINE:
         return  # a GPU artifact is checked by the replicas that have the GPU
-    engine = engines.load(model.source, settings.backend, device="cpu", precision=settings.precision)
+    engine = runtime.load(model.source, settings.backend, device="cpu", precision=settings.precision)
     log.info("model checked: %s", engine)
 
 

@@ -33,8 +33,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engines.base import EngineError
-from engines.images import LoadedImage, upscale_alpha
+from engines.media.images import LoadedImage, upscale_alpha
+from engines.runtime.base import EngineError
 from engines.serve.payload import RequestError, check_header, decode, encode_png, read_body
 from engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
 from msn import InputError

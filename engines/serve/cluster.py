@@ -12,9 +12,10 @@ from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RayServeException
 
+from engines.jobs.ray_cluster import LOCAL, connect
 from engines.serve.app import APP_NAME, build_app
 from engines.serve.settings import ModelFiles, ServeSettings
-from export.cli import exit_on_sigterm
+from msn.cli import exit_on_sigterm
 
 log = logging.getLogger("msn.serve")
 
@@ -29,10 +30,7 @@ DEPLOY_ATTEMPTS = 3
 def start_ray(address: str | None) -> None:
     if address is None:
         os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", PROXY_READY_TIMEOUT_S)
-        # A cluster of this machine alone: its processes talk over loopback only, and no dashboard.
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
-    else:
-        ray.init(address=address, logging_level=logging.WARNING)
+    connect(address or LOCAL, worker_logs=True)  # the replicas' logs are the service's logs
     # Ray's core worker installs a crash handler for SIGTERM that prints stack dumps; a SIGTERM
     # here is a request to stop, so take it back. SIGINT too: a shell may start us with it ignored.
     exit_on_sigterm()
@@ -81,8 +79,6 @@ def run_until_stopped(settings: ServeSettings, model: ModelFiles, host: str, por
     code = 0
     try:
         start_ray(address)
-        log.info("Ray %s: %s", "started here" if started_here else f"joined at {address}",
-                 {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
         deploy(settings, model, host, port, proxy_location)
         log.info("serving %s with %d replica(s) on http://%s:%d/v1/upscale; Ctrl-C to stop",
                  model.name, settings.replicas, host, port)

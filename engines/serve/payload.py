@@ -11,7 +11,15 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from engines.images import ImageError, ImageHeader, ImageTooLarge, LoadedImage, decode_image, encode_image, read_header
+from engines.media.images import (
+    ImageError,
+    ImageHeader,
+    ImageTooLarge,
+    LoadedImage,
+    decode_image,
+    encode_image,
+    read_header,
+)
 from msn import MIN_INPUT_SIZE, MSNError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")

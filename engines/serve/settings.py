@@ -12,15 +12,15 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-import engines
-from engines.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
-from engines.tiling import check_tiling
-from export import defaults
+from engines import runtime
+from engines.runtime.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
+from engines.runtime.tiling import TILE_OVERLAP, check_tiling
 from msn import MIN_INPUT_SIZE
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
 DEFAULT_MAX_PIXELS = 2048 * 1024
+MAX_BATCH = 4  # requests of one LR size that run as one engine call, by default
 DEFAULT_MAX_UPLOAD_MB = 32.0
 # 32 MiB over a 10 Mbit/s link takes 27 s: a client slower than that is holding a connection open.
 DEFAULT_BODY_TIMEOUT_S = 30.0
@@ -40,7 +40,7 @@ class ServeSettings(BaseModel):
     replicas: int = Field(1, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     gpus_per_replica: float = Field(0.0, ge=0)
-    max_batch: int = Field(defaults.MAX_BATCH, ge=1, description="requests of one LR size run as one engine call")
+    max_batch: int = Field(MAX_BATCH, ge=1, description="requests of one LR size run as one engine call")
     batch_wait_ms: float = Field(10.0, ge=0, le=10_000)
     max_queued: int = Field(16, ge=1, description="requests one replica holds before answering 503")
     max_upload_mb: float = Field(DEFAULT_MAX_UPLOAD_MB, gt=0)
@@ -48,14 +48,14 @@ class ServeSettings(BaseModel):
                                   description="time a client has to send its whole upload (408 after)")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=MIN_INPUT_SIZE**2, description="largest LR width x height")
     tile: int = Field(0, ge=0, description="tile size in LR px (0: whole image)")
-    overlap: int = Field(defaults.TILE_OVERLAP, ge=0)
+    overlap: int = Field(TILE_OVERLAP, ge=0)
     token_sha256: str | None = Field(None, description="sha256 of the bearer token; never the token itself")
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in engines.BACKENDS:
-            raise ValueError(f"unknown backend {value!r}; choose from {', '.join(engines.BACKENDS)}")
+        if value not in runtime.BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; choose from {', '.join(runtime.BACKENDS)}")
         return value
 
     @field_validator("device")
@@ -84,9 +84,9 @@ class ServeSettings(BaseModel):
         """Threads matched to the CPUs Ray reserves for a replica, so replicas do not contend; for
         OpenVINO, room for each power-of-two batch size (see app.group_by_size) of a few LR sizes."""
         threads = max(1, int(self.cpus_per_replica))
-        backend = engines.resolve_backend(self.backend, self.model, self.engine_device)
+        backend = runtime.resolve_backend(self.backend, self.model, self.engine_device)
         cache = {"cache_size": SHAPES_CACHED * self.max_batch.bit_length()} if backend == "openvino" else {}
-        return engines.thread_options(backend, threads) | cache
+        return runtime.thread_options(backend, threads) | cache
 
     def token_matches(self, presented: str) -> bool:
         if self.token_sha256 is None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.images import read_image, write_image
-from engines.openvino_engine import OpenVINOEngine
+from engines.media.images import read_image, write_image
+from engines.runtime.openvino_engine import OpenVINOEngine
 from export import ExportOptions, export_onnx
 from export.verify import smooth_test_image
 from msn import random_model

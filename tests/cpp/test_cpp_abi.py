@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from engines.images import read_image, write_image
-from engines.onnxruntime_engine import OnnxRuntimeEngine
-from engines.tiling import TilePlan, tile_weight
+from engines.media.images import read_image, write_image
+from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from engines.runtime.tiling import TilePlan, tile_weight
 from export.artifacts import ArtifactError, EngineSidecar, TensorIO
 from tests.conftest import REPO
 

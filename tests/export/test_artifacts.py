@@ -9,7 +9,22 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from export.artifacts import ArtifactError, EngineSidecar, GraphMetadata, MSNGraph, TensorIO, canonical_dtype
+from export.artifacts import (
+    ARTIFACT_KINDS,
+    CHECKPOINT,
+    ENGINE,
+    GRAPH,
+    SAFETENSORS,
+    ArtifactError,
+    ArtifactHeader,
+    EngineSidecar,
+    GraphMetadata,
+    MSNGraph,
+    TensorIO,
+    artifact_kind,
+    canonical_dtype,
+    read_artifact_header,
+)
 
 SIDECAR = EngineSidecar(
     flavour="tensorrt", version="10.9.0", compute_capabilities=[], gpu={"name": "L4", "compute_capability": "SM89"},
@@ -110,3 +125,17 @@ def test_empty_and_garbage_files(tmp_path):
         MSNGraph.read(empty)
     with pytest.raises(ArtifactError, match="not a readable ONNX model"):
         MSNGraph.read(garbage)
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("best.pth", CHECKPOINT), ("official", CHECKPOINT), ("weights.bin", CHECKPOINT), ("m.SAFETENSORS", SAFETENSORS),
+    ("m.onnx", GRAPH), ("m.Plan", ENGINE), ("m.engine", ENGINE),
+])
+def test_every_artifact_name_has_one_kind(name, kind):
+    assert artifact_kind(name) is kind and kind in ARTIFACT_KINDS
+
+
+def test_the_header_of_each_kind_gives_scale_and_precision(random_ckpt, random_graph):
+    assert read_artifact_header(random_ckpt) == ArtifactHeader(4, "fp32")
+    assert read_artifact_header(random_ckpt, "fp16") == ArtifactHeader(4, "fp16")
+    assert read_artifact_header(random_graph) == ArtifactHeader(4, "fp32")

@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch
 
-from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from export import onnx_export, to_onnx
 from export.artifacts import GraphMetadata
 from export.onnx_graph import default_opset

@@ -87,8 +87,8 @@ def test_bad_options_and_non_empty_targets(random_graph, tmp_path, caplog):
 
 
 def test_the_python_model_is_a_real_module_copied_as_is(random_ckpt, tmp_path):
-    """model.py is engines/triton_model.py itself (importable, linted), not generated text."""
-    from engines import triton_model
+    """model.py is engines/serve/triton_model.py itself (importable, linted), not generated text."""
+    from engines.serve import triton_model
 
     assert callable(triton_model.TritonPythonModel().execute)
     repo = triton_repo.write_triton_repository(random_ckpt, tmp_path, python=True)

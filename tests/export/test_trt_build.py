@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from engines.base import DeviceError
-from engines.tensorrt_engine import TensorRTEngine, compatibility_problems
+from engines.runtime.base import DeviceError
+from engines.runtime.tensorrt_engine import TensorRTEngine, compatibility_problems
 from export import build_trt, to_onnx
 from export.artifacts import EngineSidecar, TensorIO
 from export.trt_build import BuildError, BuildSettings, Profile, build_engine
@@ -167,7 +167,7 @@ def test_compatibility_problems(trt, gpu, expected):
 
 @pytest.mark.gpu
 def test_gpu_execution_matches_onnxruntime(built, fp16_graph):
-    from engines.onnxruntime_engine import OnnxRuntimeEngine
+    from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
     x = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
     out = TensorRTEngine(built)(x)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from engines.torch_engine import TorchEngine
+from engines.runtime.torch_engine import TorchEngine
 from tests.conftest import REPO
 
 PASSIVE = "GOMP_SPINCOUNT = '0'"  # what libgomp reports for OMP_WAIT_POLICY=PASSIVE (default: 300000)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export.cli import hw_sizes
 from export.verify import smooth_test_image
 from msn import UsageError, read_checkpoint
+from msn.cli import hw_sizes
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
 from validate import runner

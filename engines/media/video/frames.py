@@ -1,0 +1,58 @@
+"""A decoded frame as the model sees it, and the conversion to and from RGB with the matrix,
+range and tags the stream declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Colour:
+    """What the input declares (read off its first frame), carried to the output."""
+
+    colorspace: int
+    color_range: int
+    primaries: int
+    trc: int
+    deep: bool  # more than 8 bits per sample: work in 16-bit RGB
+    rotation: int  # display rotation, degrees counter-clockwise
+
+
+def colour_of(frame) -> Colour:
+    from av.video.reformatter import ColorRange, Colorspace
+
+    # Unspecified matrices are treated as FFmpeg does (BT.601); unspecified range as limited (MPEG).
+    colorspace = int(frame.colorspace) or int(Colorspace.ITU601)
+    color_range = int(frame.color_range) or int(ColorRange.MPEG)
+    deep = any(c.bits > 8 for c in frame.format.components)
+    return Colour(colorspace, color_range, int(frame.color_primaries), int(frame.color_trc), deep,
+                   int(frame.rotation or 0))
+
+
+def to_rgb(frame, colour: Colour) -> np.ndarray:
+    """Decoded frame -> HxWx3 float32 in [0, 1], with the stream's own matrix and range."""
+    fmt, peak = ("rgb48le", 65535.0) if colour.deep else ("rgb24", 255.0)
+    # One swscale thread: the inference stage owns the cores (and sliced conversion of some
+    # formats gave wrong rows under load with the FFmpeg 8.1 that PyAV 18 bundles).
+    rgb = frame.reformat(format=fmt, src_colorspace=colour.colorspace, src_color_range=colour.color_range, threads=1)
+    return rgb.to_ndarray().astype(np.float32) / peak
+
+
+def from_rgb(rgb: np.ndarray, colour: Colour, pix_fmt: str):
+    """HxWx3 float in [0, 1] -> a frame in the encoder's pixel format, matrix, range and tags."""
+    import av
+
+    peak, fmt, dtype = (65535.0, "rgb48le", np.uint16) if colour.deep else (255.0, "rgb24", np.uint8)
+    pixels = np.round(np.clip(rgb, 0.0, 1.0) * peak).astype(dtype)
+    frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
+    return frame.reformat(format=pix_fmt, dst_colorspace=colour.colorspace, dst_color_range=colour.color_range,
+                          dst_color_primaries=colour.primaries or None, dst_color_trc=colour.trc or None, threads=1)
+
+
+@dataclass
+class Frame:
+    index: int
+    pts: int | None
+    rgb: np.ndarray

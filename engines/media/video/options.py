@@ -1,0 +1,92 @@
+"""What a video job is asked for: the options, the names read and written, the window of a
+segment, the report, and the output frame size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engines.media.target import TargetSize
+from engines.runtime.tiling import TILE_OVERLAP
+from msn import UsageError
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")  # read
+# Written. AVI is read but not written: it stores no presentation timestamps, so B-frames would come
+# out of order and a variable frame rate would be lost (measured: every AVI output was off).
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
+CRF_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
+
+
+class VideoError(UsageError):
+    """A video, codec or option that cannot be used, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    crf: int | None = 18
+    batch: int = 1
+    tile: int | None = None
+    overlap: int = TILE_OVERLAP
+    encoder_options: dict[str, str] = field(default_factory=dict)  # FFmpeg private options, e.g. preset
+    target: TargetSize | None = None  # reduce each upscaled frame to fit this output size
+    # A frame equal to the last upscaled one (to this many levels of 255 per 16x16 block on average,
+    # 0: identical) reuses its output; None: off.
+    reuse_repeats: float | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A part of the video stream by presentation timestamp (the stream's time base): frames with
+    start <= pts < end; None is open. A window is written as a video-only file (a segment)."""
+
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass
+class VideoReport:
+    frames: int = 0
+    seconds: float = 0.0
+    corrupt_packets: int = 0
+    copied_streams: list[str] = field(default_factory=list)
+    truncated: str | None = None  # why the input looks cut short (fewer frames than it declares)
+    reused: int = 0  # frames that repeated the last upscaled one (options.reuse_repeats)
+    pts: list[int] = field(default_factory=list)  # of the frames written, in the input stream's time base
+    rotation: int = 0  # the display rotation the input declares (degrees counter-clockwise)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def check_output_name(dst: Path) -> None:
+    if dst.suffix.lower() == ".avi":
+        raise VideoError(f"{dst}: AVI cannot store presentation timestamps (B-frames would come out of order and a "
+                         "variable frame rate would be lost); write .mkv (any codec) or .mp4 instead")
+    if dst.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise VideoError(f"output {dst} is not a video name this tool writes ({', '.join(OUTPUT_SUFFIXES)})")
+
+
+def muxer_for(dst: Path) -> str | None:
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".avi": "avi"}.get(
+        dst.suffix.lower())
+
+
+def encoder_options(options: VideoOptions) -> dict[str, str]:
+    """The encoder's options: the CRF where the encoder has one, then the user's own."""
+    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_ENCODERS else {}
+    return crf | options.encoder_options
+
+
+def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoOptions) -> tuple[int, int]:
+    """(height, width) of the output frames: the model's scale, or the target's fit (even sizes,
+    which chroma-subsampled formats need)."""
+    if options.target is None:
+        return lr_height * scale, lr_width * scale
+    return options.target.output_size(lr_height, lr_width, scale, even=True)

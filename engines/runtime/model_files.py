@@ -1,0 +1,56 @@
+"""A model artifact as bytes, to ship to processes on other machines (Serve replicas, Ray job
+workers) that need not share a file system with the machine that read it."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.runtime.base import Engine
+from engines.runtime.loading import load
+from export.artifacts import artifact_kind, sidecar_path
+from msn import MissingFileError, UsageError
+from msn.checkpoint import resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The artifact's bytes (and a TensorRT plan's sidecar)."""
+
+    name: str
+    data: bytes
+    sidecar: bytes | None = None
+    source: str = ""  # where it was read, on the machine that read it
+
+    @classmethod
+    def read(cls, model: str) -> ModelFiles:
+        path = Path(model)
+        if not path.is_file():
+            if not artifact_kind(path).weights:
+                raise MissingFileError(f"model {model} does not exist")
+            path = resolve_checkpoint(model)  # a known name: from the cache, or downloaded once
+        data = path.read_bytes()
+        if not data:
+            raise UsageError(f"model {path} is empty")
+        side = sidecar_path(path)
+        return cls(path.name, data, side.read_bytes() if side.is_file() else None, str(path))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def write_to(self, folder: Path) -> Path:
+        path = folder / self.name
+        path.write_bytes(self.data)
+        if self.sidecar is not None:
+            sidecar_path(path).write_bytes(self.sidecar)
+        return path
+
+    def load(self, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
+             **options) -> Engine:
+        """`engines.load` on a copy that is removed at once: every backend reads the artifact into
+        memory when it loads, so a process that is killed later leaves nothing behind."""
+        with tempfile.TemporaryDirectory(prefix="msn-model-") as folder:
+            return load(self.write_to(Path(folder)), backend, device=device, precision=precision, **options)

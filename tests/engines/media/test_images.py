@@ -1,0 +1,122 @@
+"""engines/media/images.py: what goes in comes out (bit depth, channels, transparency, ICC profile), the
+EXIF orientation is applied, and files that cannot or should not be decoded are refused first."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import png
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from engines.media.images import (
+    ImageError,
+    ImageTooLarge,
+    decode_image,
+    encode_image,
+    read_header,
+)
+from tests.util import png_claiming
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def pil_bytes(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def gradient(h: int = 32, w: int = 48) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (w + h)], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_as_viewers_do(orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = Image.fromarray(gradient())
+    encoded = pil_bytes(stored, "PNG", exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(encoded))))
+    image = decode_image(encoded)
+    assert image.rgb.shape == upright.shape
+    assert np.array_equal(np.round(image.rgb * 255).astype(np.uint8), upright)
+    written = encode_image(".png", image.rgb, None, False, 255)
+    assert Image.open(io.BytesIO(written)).getexif().get(0x0112) is None  # stored upright, never turned twice
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_gray_alpha_stays_gray_alpha(bits):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    peak = np.iinfo(dtype).max
+    rng = np.random.default_rng(0)
+    gray, alpha = rng.integers(0, peak, (32, 40), dtype=dtype), rng.integers(0, peak, (32, 40), dtype=dtype)
+    out = io.BytesIO()
+    png.Writer(40, 32, greyscale=True, alpha=True, bitdepth=bits).write(out, np.stack([gray, alpha], 2).reshape(32, 80))
+    image = decode_image(out.getvalue())
+    assert image.grayscale and image.alpha is not None and image.max_value == peak
+    written = encode_image(".png", image.rgb, image.alpha, image.grayscale, image.max_value)
+    _, _, rows, info = png.Reader(bytes=written).read()
+    assert info["greyscale"] and info["alpha"] and info["bitdepth"] == bits
+    assert np.array_equal(np.vstack([np.asarray(r, dtype) for r in rows]).reshape(32, 40, 2), np.stack([gray, alpha], 2))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_gray_trns_key_becomes_a_real_alpha_channel(bits):
+    key = 7 if bits == 8 else 700
+    gray = np.full((30, 30), key + 1, np.uint16 if bits == 16 else np.uint8)
+    gray[:10] = key
+    out = io.BytesIO()
+    png.Writer(30, 30, greyscale=True, bitdepth=bits, transparent=key).write(out, gray)
+    image = decode_image(out.getvalue())
+    assert image.grayscale and image.alpha is not None
+    assert (image.alpha[:10] == 0).all() and (image.alpha[10:] == 1).all()
+    written = png.Reader(bytes=encode_image(".png", image.rgb, image.alpha, True, image.max_value)).read()[3]
+    assert written["greyscale"] and written["alpha"]
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", ".png"), ("JPEG", ".jpg")])
+def test_the_icc_profile_is_kept(fmt, suffix):
+    image = decode_image(pil_bytes(Image.fromarray(gradient()), fmt, icc_profile=SRGB))
+    assert image.icc_profile == SRGB
+    written = encode_image(suffix, image.rgb, None, False, 255, image.icc_profile)
+    assert Image.open(io.BytesIO(written)).info.get("icc_profile") == SRGB
+    gray_alpha = encode_image(".png", image.rgb, image.rgb[..., 0], True, 255, image.icc_profile)
+    assert Image.open(io.BytesIO(gray_alpha)).info.get("icc_profile") == SRGB
+
+
+def test_rgb_rgba_gray_and_16_bit_still_round_trip():
+    rgb = gradient()
+    for pixels in (rgb[..., ::-1], np.dstack([rgb[..., ::-1], rgb[..., 0]]), rgb[..., 0],
+                   rgb.astype(np.uint16) * 257):
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+        image = decode_image(encoded.tobytes())
+        written = encode_image(".png", image.rgb, image.alpha, image.grayscale, image.max_value)
+        assert np.array_equal(cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED), pixels)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_animations_and_multi_page_files_are_refused(fmt):
+    frames = [Image.fromarray(gradient()), Image.fromarray(gradient()[::-1].copy())]
+    encoded = pil_bytes(frames[0], fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="(animated|multi-page) \\(2 frames\\).*video"):
+        decode_image(encoded)
+
+
+def test_a_huge_header_is_refused_before_decoding():
+    """69 bytes claiming 100000x100000: refused from the header alone, fast."""
+    bomb = png_claiming(100000, 100000)
+    with pytest.raises(ImageTooLarge, match="the limit is"):
+        decode_image(bomb)
+    with pytest.raises(ImageTooLarge, match="the limit is 1000 "):
+        decode_image(pil_bytes(Image.fromarray(gradient()), "PNG"), max_pixels=1000)
+
+
+def test_a_header_over_our_limit_but_under_pillows_is_refused_unread():
+    """1000x1000 claimed by a few bytes: refused by size (not by a failed decode of its pixels)."""
+    small_bomb = png_claiming(1000, 1000)
+    with pytest.raises(ImageTooLarge, match="1000x1000 = 1000000 pixels; the limit is 25600"):
+        read_header(small_bomb, "the image", max_pixels=25600)
