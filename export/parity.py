@@ -10,16 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msn import metrics
+
 # The FP16 floor everywhere (exporter, validator, tests): above 8-bit quantisation noise (58.9 dB),
 # below what the FP16 graph measures on photos (67-77 dB vs float64).
 FP16_MIN_PSNR_DB = 60.0
 # The exporter's FP32 bound vs the eager training form; measured about 2e-6 on random and official weights.
 FP32_MAX_ABS = 2e-4
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
 
 
 @dataclass(frozen=True)
@@ -40,8 +37,8 @@ def judge(out: np.ndarray, expected: np.ndarray, fp16: bool, min_psnr_db: float 
     out64, exp64 = np.asarray(out, np.float64), np.asarray(expected, np.float64)
     if not np.isfinite(out64).all():
         return ParityResult(float("inf"), float("-inf"), False, "finite output")
-    error = float(np.abs(out64 - exp64).max())
-    psnr_db = psnr(out64, exp64)
+    error = metrics.max_abs(out64, exp64)
+    psnr_db = metrics.psnr(out64, exp64)
     if fp16:
         return ParityResult(error, psnr_db, psnr_db >= min_psnr_db, f"PSNR >= {min_psnr_db:g} dB")
     return ParityResult(error, psnr_db, error <= max_abs, f"max abs <= {max_abs:g}")

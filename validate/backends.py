@@ -12,14 +12,14 @@ import torch
 
 from engines.runtime.base import Engine
 from msn import MSN, MSNError
+from validate.variants import TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
 
-BASELINE = "eager-fp32"
 # Every name a Candidate can have (graph-tagged ONNX names end in -<graph stem>): lets a typo in
 # --backends fail before anything is exported or loaded.
 NAME_PATTERN = re.compile(
-    r"eager-fp32|torch-(fp32|fp16|compile-fp16|cudagraph-fp16)"
+    r"eager-fp32|torch-fp(32|16)(-compiled)?(-cuda-graphs)?(-channels-last)?"
     r"|(ort-(cpu|cuda|tensorrt)|openvino-cpu)-fp(32|16)(-.+)?|tensorrt(_rtx)?(-fp(32|16)(-cudagraph)?)?(:.+)?"
 )
 
@@ -52,29 +52,16 @@ def _ort_provider_reason(provider: str) -> str | None:
 
 
 def torch_candidates(model: MSN) -> list[Candidate]:
-    from engines.runtime.torch_engine import TorchEngine
-
+    """The PyTorch variants (validate.variants): FP16 is timed on a GPU only, and the GPU paths
+    (CUDA graphs, torch.compile) are skipped, with the reason, on a CPU."""
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     fp16_cpu_note = None if cuda else "float16 convolutions on CPU are emulated (seconds per frame); timed on GPU only"
-    candidates = [
-        Candidate(BASELINE, "fp32", lambda: TorchEngine(model, device=device, inference_form=False)),
-        Candidate("torch-fp32", "fp32", lambda: TorchEngine(model, device=device)),
-        Candidate("torch-fp16", "fp16",
-                  lambda: TorchEngine(model, device=device, precision="fp16", cuda_graphs=False),
-                  timed=cuda, speed_note=fp16_cpu_note),
-    ]
-    compile_reason = None if cuda else ("torch.compile is measured on GPU only "
-                                        "(CPU compile of ~800 small ops takes minutes)")
-    candidates += [
-        Candidate("torch-compile-fp16", "fp16",
-                  lambda: TorchEngine(model, device="cuda", precision="fp16", compile=True, cuda_graphs=False),
-                  skip_reason=compile_reason),
-        Candidate("torch-cudagraph-fp16", "fp16",
-                  lambda: TorchEngine(model, device="cuda", precision="fp16", cuda_graphs=True),
-                  skip_reason=compile_reason),
-    ]
-    return candidates
+    gpu_only = None if cuda else "measured on GPU only (CUDA graphs; a CPU compile of ~800 small ops takes minutes)"
+    return [Candidate(v.name, v.precision, lambda v=v: v.make(model, device),
+                      skip_reason=gpu_only if v.needs_cuda else None,
+                      timed=cuda or v.precision == "fp32", speed_note=None if v.precision == "fp32" else fp16_cpu_note)
+            for v in TORCH_VARIANTS]
 
 
 def _openvino_reason() -> str | None:

@@ -38,6 +38,7 @@ from msn.cli import display_size, non_negative_int, positive_int, run_cli
 from validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
 from validate.loadtest import load_test
 from validate.machine import machine_info, machine_line
+from validate.tables import markdown_table
 
 log = logging.getLogger("msn.busy_bench")
 
@@ -183,11 +184,11 @@ def run_bench(args: argparse.Namespace) -> None:
             photo = write_photo(work / "serve.png", *sizes[0])
             rows = serve_rows(model, photo, work, env, args.requests)
             result["serve"] = rows
+            serve_table = markdown_table(["variant", "idle req/s", "busy req/s", "busy / idle"], [
+                (r["variant"], f"{r['idle_rps']:.2f}", f"{r['busy_rps']:.2f}", f"{r['busy_over_idle']:.2f}x")
+                for r in rows])
             sections.append(f"One Serve replica (2 CPUs), {SERVE_CLIENTS} clients, {args.requests} uploads of a "
-                            f"{sizes[0][1]}x{sizes[0][0]} photo:\n\n| variant | idle req/s | busy req/s | busy / idle |"
-                            "\n|---|---|---|---|\n" + "\n".join(
-                                f"| {r['variant']} | {r['idle_rps']:.2f} | {r['busy_rps']:.2f} | "
-                                f"{r['busy_over_idle']:.2f}x |" for r in rows))
+                            f"{sizes[0][1]}x{sizes[0][0]} photo:\n\n" + "\n".join(serve_table))
     (args.out / "busy_bench.json").write_text(json.dumps(result, indent=2))
     report = "\n\n".join(sections) + "\n"
     (args.out / "busy_bench.md").write_text(report)

@@ -38,22 +38,24 @@ import torch
 import engines
 from engines.runtime.base import Engine
 from engines.runtime.torch_engine import TorchEngine
-from export.parity import FP16_MIN_PSNR_DB, psnr
+from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
-from msn import MSN, load_model, random_model
+from msn import load_model, random_model
 from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes
+from msn.metrics import max_abs, psnr
 from msn.validation import inputs_checked
 from validate.machine import machine_info, machine_line
 from validate.reference import ReferenceCase, load_reference_cases
+from validate.tables import markdown_table
 from validate.timing import measure_cold, measure_interleaved
+from validate.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger("msn.gpu_suite")
 
 SCHEMA = "msn-gpu-suite/1"
 CHECKPOINT = "checkpoints/team28_MSN.pth"
 REFERENCES = "reference"
-BASELINE = "eager-fp32"
 
 
 @dataclass(frozen=True)
@@ -83,32 +85,6 @@ PLANS = {
                   ntire_runs=2, runs=3, warmup_s=0.0, max_s=0.5, compile_sizes=(), video=(32, 48, 6), video_batch=2,
                   budget_s=150),
 }
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    make: Callable[[], TorchEngine]
-    needs_cuda: bool = False
-    compiled: bool = False
-
-
-def variants(model: MSN, device: str) -> list[Variant]:
-    def engine(**options) -> Callable[[], TorchEngine]:
-        return lambda: TorchEngine(model, device=device, **options)
-
-    return [
-        Variant(BASELINE, engine(inference_form=False, cuda_graphs=False)),
-        Variant("inference-fp32", engine(cuda_graphs=False)),
-        Variant("inference-fp16", engine(precision="fp16", cuda_graphs=False)),
-        Variant("fp16-cuda-graphs", engine(precision="fp16", cuda_graphs=True), needs_cuda=True),
-        Variant("fp16-cuda-graphs-channels-last", engine(precision="fp16", cuda_graphs=True, channels_last=True),
-                needs_cuda=True),
-        Variant("fp16-compiled", engine(precision="fp16", compile=True, cuda_graphs=False), needs_cuda=True,
-                compiled=True),
-        Variant("fp16-compiled-cuda-graphs", engine(precision="fp16", compile=True, cuda_graphs=True),
-                needs_cuda=True, compiled=True),
-    ]
 
 
 class Budget:
@@ -146,14 +122,14 @@ class Suite:
             f"onnxruntime-cpu:{graph.stem}": engines.load(graph, backend="onnxruntime")
             for graph in sorted((take_along / "graphs").glob("*.onnx")) if checkpoint.is_file()}
         self.unavailable: dict[str, str] = {}
-        for variant in variants(self.model, device):
+        for variant in TORCH_VARIANTS:
             if variant.needs_cuda and not self.cuda:
                 self.unavailable[variant.name] = "needs a CUDA device"
             elif variant.compiled and not plan.compile_sizes:
                 self.unavailable[variant.name] = "torch.compile is measured on the GPU plan only"
             else:
-                self.engines[variant.name] = variant.make()
-        self.compiled = {v.name for v in variants(self.model, device) if v.compiled}
+                self.engines[variant.name] = variant.make(self.model, device)
+        self.compiled = {v.name for v in TORCH_VARIANTS if v.compiled}
 
     def input(self, n: int, h: int, w: int) -> torch.Tensor:
         return smooth_test_image(n, h, w).to(self.device)
@@ -181,7 +157,7 @@ class Suite:
                     "finite": bool(np.isfinite(out).all()),
                     "psnr_vs_eager_db": psnr(out, eager),
                     "psnr_vs_fp64_db": psnr(out, reference) if reference is not None else None,
-                    "max_abs_vs_fp64": float(np.abs(out - reference).max()) if reference is not None else None,
+                    "max_abs_vs_fp64": max_abs(out, reference) if reference is not None else None,
                 })
         return rows
 
@@ -319,7 +295,7 @@ class Suite:
         report["speed"] = self.speed([(1, h, w) for h, w in plan.sizes], uncompiled)
         report["batches"] = self.speed([(n, *plan.batch_hw) for n in plan.batches if n > 1],
                                        [v for v in uncompiled if v != BASELINE] + [BASELINE])
-        fastest = fastest_fp16(report["speed"], plan.batch_hw) or "inference-fp16"
+        fastest = fastest_fp16(report["speed"], plan.batch_hw) or "torch-fp16"
         report["fastest_fp16"] = fastest
         report["end_to_end"] = self.end_to_end(fastest)
         report["device_call_copies"] = self.host_copies_of_a_device_call(fastest)
@@ -412,8 +388,7 @@ def markdown(report: dict) -> str:
     def table(rows: list[dict], columns: list[str]) -> list[str]:
         if not rows:
             return ["(none)"]
-        return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-                *("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows)]
+        return markdown_table(columns, [[fmt(r.get(c)) for c in columns] for r in rows])
 
     lines = [f"# GPU suite ({report['plan']['name']} plan, {report['seconds']:.0f} s)", "",
              f"Machine: {machine_line(report['machine'])}", f"Weights: {report['weights']}; device {report['device']}",

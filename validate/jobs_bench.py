@@ -27,19 +27,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 import engines
-from engines.jobs.manifest import MANIFEST_NAME
+from engines.jobs.manifest import MANIFEST_NAME, Manifest
+from engines.jobs.tree import output_name
 from engines.media.images import read_image, write_image
 from export.artifacts import read_artifact_header
 from msn import MissingFileError
 from msn.cli import positive_int, run_cli
 from validate.machine import machine_info, machine_line
+from validate.tables import markdown_table
+from validate.video_bench import synthetic_clip
 
 log = logging.getLogger("msn.jobs_bench")
 
@@ -79,7 +81,7 @@ def sequential_job(model: str, inputs: Path, output: Path) -> None:
     for src in sorted(inputs.rglob("*.png")):
         image = read_image(src)
         sr = engine(image.rgb.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
-        dst = output / src.relative_to(inputs).parent / f"{src.stem}_x4.png"
+        dst = output / src.relative_to(inputs).parent / output_name(src, None, engine.scale)
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_image(dst, sr, None, image.grayscale, image.max_value, image.icc_profile)
         finished.append(time.time())
@@ -93,9 +95,7 @@ def steady_rate(output: Path) -> float | None:
     if times_file.exists():
         times = json.loads(times_file.read_text())
     elif manifest.exists():
-        records = [json.loads(line) for line in manifest.read_text().splitlines()]
-        times = [datetime.fromisoformat(r["time"]).timestamp() for r in records
-                 if r.get("kind") == "image" and r["status"] == "done"]
+        times = Manifest(manifest).finished_times()
     else:
         return None
     times = sorted(times)
@@ -103,25 +103,10 @@ def steady_rate(output: Path) -> float | None:
 
 
 def make_clip(path: Path, on_twos: bool) -> Path:
-    """CLIP_FRAMES frames of smooth moving colour (x264, a keyframe every KEYFRAME_EVERY frames);
-    on twos: each picture held for two frames."""
-    import av
-
-    h, w = CLIP_SIZE
-    rng = np.random.default_rng(0)
-    coarse = rng.random((h // 40 + 2, w // 40 + 2, 3))
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=CLIP_RATE)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.gop_size = KEYFRAME_EVERY
-        stream.codec_context.options = {"keyint_min": str(KEYFRAME_EVERY), "sc_threshold": "0"}
-        for i in range(CLIP_FRAMES):
-            step = i // 2 if on_twos else i
-            img = np.kron(np.roll(coarse, step, axis=1), np.ones((40, 40, 1)))[:h, :w]
-            frame = av.VideoFrame.from_ndarray(np.round(img * 255).astype(np.uint8), format="rgb24")
-            out.mux(stream.encode(frame.reformat(format="yuv420p", threads=1)))
-        out.mux(stream.encode(None))
-    return path
+    """CLIP_FRAMES frames of smooth moving colour (a keyframe every KEYFRAME_EVERY frames); on
+    twos: each picture held for two frames."""
+    return synthetic_clip(path, CLIP_FRAMES, *CLIP_SIZE, rate=CLIP_RATE, hold=2 if on_twos else 1,
+                          keyframe_every=KEYFRAME_EVERY)
 
 
 class RayNodes:
@@ -277,18 +262,17 @@ def summarise(runs: dict[str, list[tuple[float, float | None]]], units: int, uni
 def table(rows: list[dict], unit: str, baseline: str) -> str:
     steady = any(r["steady_per_s"] is not None for r in rows)
     base = next(r for r in rows if r["vs_baseline"] == 1.0)
-    head = f"| variant | runs | whole command: median s (range) | {unit}/s | vs {baseline} |"
-    lines = [head + (f" steady {unit}/s | steady vs {baseline} |" if steady else ""),
-             "|---|---|---|---|---|" + ("---|---|" if steady else "")]
+    columns = ["variant", "runs", "whole command: median s (range)", f"{unit}/s", f"vs {baseline}"]
+    columns += [f"steady {unit}/s", f"steady vs {baseline}"] if steady else []
+    cells = []
     for r in rows:
-        line = (f"| {r['variant']} | {r['runs']} | {r['median_s']:.1f} ({r['min_s']:.1f}-{r['max_s']:.1f}) | "
-                f"{r[f'{unit}_per_s']:.2f} | {r['vs_baseline']:.2f}x |")
+        row = [r["variant"], r["runs"], f"{r['median_s']:.1f} ({r['min_s']:.1f}-{r['max_s']:.1f})",
+               f"{r[f'{unit}_per_s']:.2f}", f"{r['vs_baseline']:.2f}x"]
         if steady:
             ratio = r["steady_per_s"] / base["steady_per_s"] if r["steady_per_s"] and base["steady_per_s"] else None
-            line += (f" {r['steady_per_s']:.2f} |" if r["steady_per_s"] else " - |") + (
-                f" {ratio:.2f}x |" if ratio else " - |")
-        lines.append(line)
-    return "\n".join(lines)
+            row += [f"{r['steady_per_s']:.2f}" if r["steady_per_s"] else "-", f"{ratio:.2f}x" if ratio else "-"]
+        cells.append(row)
+    return "\n".join(markdown_table(columns, cells))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

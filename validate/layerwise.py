@@ -33,6 +33,8 @@ from export.verify import smooth_test_image
 from msn import MissingFileError, UsageError
 from msn.cli import EXIT_FAILED, non_negative_float, run_cli
 from msn.files import atomic_write_bytes
+from msn.metrics import tensor_error
+from validate.tables import markdown_table
 
 log = logging.getLogger("msn.layerwise")
 
@@ -87,12 +89,11 @@ class LayerwiseReport:
             f"{self.min_psnr_db:g} dB of each reference tensor's peak, and finite.", "",
             f"- first node below the bound: {_describe(first)}",
             f"- first node with NaN/Inf: {_describe(nonfinite)}", "",
-            "| # | node | op | tensor | max abs | PSNR dB | non-finite |", "|---|---|---|---|---|---|---|",
         ]
         start = max(0, self.layers.index(first) - rows // 4) if first else 0
-        for i, layer in enumerate(self.layers[start : start + rows], start):
-            lines.append(f"| {i} | {layer.node} | {layer.op} | {layer.tensor} | {layer.max_abs:.3g} | "
-                         f"{layer.psnr_db:.1f} | {layer.nonfinite} |")
+        lines += markdown_table(["#", "node", "op", "tensor", "max abs", "PSNR dB", "non-finite"],
+                                [(i, layer.node, layer.op, layer.tensor, f"{layer.max_abs:.3g}", f"{layer.psnr_db:.1f}",
+                                  layer.nonfinite) for i, layer in enumerate(self.layers[start : start + rows], start)])
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path) -> tuple[Path, Path]:
@@ -108,24 +109,6 @@ def _describe(layer: LayerError | None) -> str:
         return "none"
     return (f"`{layer.node}` ({layer.op}, tensor `{layer.tensor}`): PSNR {layer.psnr_db:.1f} dB, max abs "
             f"{layer.max_abs:.3g}, {layer.nonfinite} non-finite")
-
-
-def tensor_error(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, int]:
-    """(max abs, PSNR against the reference's peak, non-finite count) of a candidate tensor."""
-    ref = np.asarray(reference, np.float64)
-    out = np.asarray(candidate, np.float64)
-    finite = np.isfinite(out)
-    nonfinite = int(out.size - finite.sum())
-    if not np.isfinite(ref).all():  # the reference itself overflowed: nothing to hold the candidate to
-        return float("nan"), float("nan"), nonfinite
-    err = np.abs(np.where(finite, out, 0.0) - ref)
-    max_abs = float(err.max()) if err.size else 0.0
-    # The tensor's own peak, but at least 1 (the scale of the pixels): a tensor of near-zero values
-    # (a mean, a small gate) is not held to a relative precision no float format has.
-    peak = max(float(np.abs(ref).max()) if ref.size else 0.0, 1.0)
-    mse = float(np.mean(err**2)) if err.size else 0.0
-    psnr_db = float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
-    return max_abs, psnr_db, nonfinite
 
 
 def _runner(path: Path, name: str):

@@ -31,6 +31,7 @@ from msn import MissingFileError, MSNError
 from msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
 from msn.files import atomic_write_bytes, check_writable
 from validate.machine import machine_info, machine_line
+from validate.tables import markdown_table
 
 log = logging.getLogger("msn.loadtest")
 
@@ -146,18 +147,16 @@ def markdown(report: dict) -> str:
          f"batch wait {info.get('batch_wait_ms')} ms; images: {', '.join(report['image_sizes'])}"),
         f"Machine: {report['machine_line']}",
         "",
-        "| concurrency | requests | ok | throughput (req/s) | p50 (ms) | p95 (ms) | p99 (ms) "
-        "| final errors | retried |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for level in report["levels"]:
         lat = level["latency_ms"]
         errors = {k: v for k, v in level["final_status"].items() if k != "200"}
-        lines.append(
-            f"| {level['concurrency']} | {level['requests']} | {level['ok']} | {level['throughput_rps']:.2f} | "
-            + " | ".join(f"{lat[p]:.0f}" if lat.get(p) is not None else "-" for p in ("p50", "p95", "p99"))
-            + f" | {_counts(errors)} | {_counts(level['retried_attempts'])} |"
-        )
+        rows.append((level["concurrency"], level["requests"], level["ok"], f"{level['throughput_rps']:.2f}",
+                     *(f"{lat[p]:.0f}" if lat.get(p) is not None else "-" for p in ("p50", "p95", "p99")),
+                     _counts(errors), _counts(level["retried_attempts"])))
+    lines += markdown_table(["concurrency", "requests", "ok", "throughput (req/s)", "p50 (ms)", "p95 (ms)", "p99 (ms)",
+                             "final errors", "retried"], rows)
     return "\n".join(lines) + "\n"
 
 

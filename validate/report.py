@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
 from validate.machine import machine_line  # noqa: E402
+from validate.tables import markdown_table
 
 SCHEMA = "msn-validate/1"
 
@@ -44,33 +45,30 @@ def markdown(report: dict) -> str:
         "",
         "## Parity (per backend and image; errors vs eager FP32 training form)",
         "",
-        "| backend | image | max abs | mean abs | p99 abs | PSNR dB | >1 LSB | non-finite | max abs vs fp64 ref "
-        "| PSNR-Y vs HR | pass |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    parity = []
     for row in report["parity"]:
         e, ref = row["vs_eager"], row["vs_reference"]
-        lines.append(
-            f"| {row['backend']} | {row['image']} | {e['max_abs']:.2e} | {e['mean_abs']:.2e} | {e['p99_abs']:.2e} | "
-            f"{e['psnr_db']:.1f} | {100 * e['over_1_lsb']:.3f}% | {e['nonfinite']} | "
-            f"{_fmt(ref and ref['max_abs'], '.2e')} | {_fmt(row['psnr_y_hr'], '.2f')} | "
-            f"{'yes' if row['passed'] else 'NO'} |"
-        )
+        parity.append((row["backend"], row["image"], f"{e['max_abs']:.2e}", f"{e['mean_abs']:.2e}",
+                       f"{e['p99_abs']:.2e}", f"{e['psnr_db']:.1f}", f"{100 * e['over_1_lsb']:.3f}%", e["nonfinite"],
+                       _fmt(ref and ref["max_abs"], ".2e"), _fmt(row["psnr_y_hr"], ".2f"),
+                       "yes" if row["passed"] else "NO"))
+    lines += markdown_table(["backend", "image", "max abs", "mean abs", "p99 abs", "PSNR dB", ">1 LSB", "non-finite",
+                             "max abs vs fp64 ref", "PSNR-Y vs HR", "pass"], parity)
     lines += [
         "",
         f"## Speed (median of timed runs after {report['settings']['warmup']:g} s warm-up, backends interleaved "
         "round-robin; speed-up = eager FP32 median / backend median, same run)",
         "",
-        "| backend | LR size | runs | median ms | p95 ms | p99 ms | CV | on-device ms | out MP/s | speed-up vs eager |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    speed = []
     for row in report["speed"]:
         t, d = row["timing"], row.get("device_timing")
-        lines.append(
-            f"| {row['backend']} | {row['size']} | {t['runs']} | {t['median_ms']:.2f} | {t['p95_ms']:.2f} | "
-            f"{t['p99_ms']:.2f} | {t['cv']:.3f} | {_fmt(d and d['median_ms'], '.2f')} | {row['out_mp_per_s']:.2f} | "
-            f"{row['speedup_vs_eager']:.2f}x |"
-        )
+        speed.append((row["backend"], row["size"], t["runs"], f"{t['median_ms']:.2f}", f"{t['p95_ms']:.2f}",
+                      f"{t['p99_ms']:.2f}", f"{t['cv']:.3f}", _fmt(d and d["median_ms"], ".2f"),
+                      f"{row['out_mp_per_s']:.2f}", f"{row['speedup_vs_eager']:.2f}x"))
+    lines += markdown_table(["backend", "LR size", "runs", "median ms", "p95 ms", "p99 ms", "CV", "on-device ms",
+                             "out MP/s", "speed-up vs eager"], speed)
     lines += ["", "On-device ms: PyTorch backends on GPU-resident tensors (CUDA events), so the host<->device "
               "copies are the difference to the median; — where not applicable (CPU, other runtimes).", ""]
     lines += ["NTIRE protocol (eager FP32 training form, no warm-up, mean):", ""]

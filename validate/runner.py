@@ -30,10 +30,10 @@ from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
 from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
+from msn.metrics import error_stats, psnr_y
 from validate import layerwise
 from validate import report as reporting
 from validate.backends import (
-    BASELINE,
     NAME_PATTERN,
     Candidate,
     needs_graphs,
@@ -42,9 +42,9 @@ from validate.backends import (
     torch_candidates,
 )
 from validate.machine import machine_info, machine_line
-from validate.metrics import error_stats, psnr_y
 from validate.reference import load_reference_cases
 from validate.timing import measure_cold, measure_interleaved
+from validate.variants import BASELINE
 
 log = logging.getLogger("msn.validate")
 

@@ -17,9 +17,10 @@ import engines
 from engines.media.images import read_image
 from engines.runtime.base import Engine
 from engines.runtime.tiling import check_tiling
-from export.parity import psnr
 from msn import MissingFileError
 from msn.cli import hw_size, non_negative_int, positive_int, run_cli
+from msn.metrics import psnr
+from validate.tables import markdown_table
 
 
 def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int,
@@ -81,12 +82,13 @@ def print_seams(args: argparse.Namespace) -> None:
     engine = engines.load(args.model)
     whole = engine(x)
     print(f"Seams on {args.image} ({x.shape[2]}x{x.shape[3]} LR), {engine.backend} {engine.precision}")
-    print("| tile | overlap | max (8-bit levels) | p99 | mean | pixels > 1 level | PSNR dB |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for tile, overlap in args.tiles:
         r = seam_error(engine, x, tile, overlap, whole)
-        print(f"| {tile} | {overlap} | {r['max_lsb']:.2f} | {r['p99_lsb']:.2f} | {r['mean_lsb']:.3f} | "
-              f"{100 * r['over_1_lsb']:.2f}% | {r['psnr_db']:.1f} |")
+        rows.append((tile, overlap, f"{r['max_lsb']:.2f}", f"{r['p99_lsb']:.2f}", f"{r['mean_lsb']:.3f}",
+                     f"{100 * r['over_1_lsb']:.2f}%", f"{r['psnr_db']:.1f}"))
+    columns = ["tile", "overlap", "max (8-bit levels)", "p99", "mean", "pixels > 1 level", "PSNR dB"]
+    print("\n".join(markdown_table(columns, rows)))
 
 
 if __name__ == "__main__":

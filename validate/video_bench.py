@@ -25,21 +25,27 @@ from engines.media.video import VideoOptions, VideoReport, upscale_video
 from msn import MissingFileError
 from msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
 from validate.machine import machine_info, machine_line
+from validate.tables import markdown_table
 
 log = logging.getLogger("msn.video_bench")
 
 
-def synthetic_clip(path: Path, frames: int, h: int, w: int) -> Path:
+def synthetic_clip(path: Path, frames: int, h: int, w: int, *, rate: int = 24, hold: int = 1,
+                   keyframe_every: int | None = None) -> Path:
+    """`frames` frames of smooth colour moving one block a picture (x264, yuv420p); each picture
+    held for `hold` frames; with `keyframe_every`, a keyframe exactly that often."""
     import av
 
     rng = np.random.default_rng(0)
     coarse = rng.random((h // 40 + 2, w // 40 + 2, 3))
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
+        stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if keyframe_every:
+            stream.codec_context.gop_size = keyframe_every
+            stream.codec_context.options = {"keyint_min": str(keyframe_every), "sc_threshold": "0"}
         for i in range(frames):
-            shifted = np.roll(coarse, i, axis=1)
-            img = np.kron(shifted, np.ones((40, 40, 1)))[:h, :w]
+            img = np.kron(np.roll(coarse, i // hold, axis=1), np.ones((40, 40, 1)))[:h, :w]
             frame = av.VideoFrame.from_ndarray(np.round(img * 255).astype(np.uint8), format="rgb24")
             out.mux(stream.encode(frame.reformat(format="yuv420p", threads=1)))
         out.mux(stream.encode(None))
@@ -114,12 +120,11 @@ def run_bench(args: argparse.Namespace) -> None:
         "pipeline_share": report.fps / (count / infer_s),
     }
     (args.out / "video_bench.json").write_text(json.dumps(result, indent=2))
-    table = (
-        "| LR size | frames | backend | batch | encoder | inference only fps | pipeline fps | pipeline / inference |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-        f"| {result['lr_size']} | {result['frames']} | {result['backend']} | {args.batch} | {result['encoder']} | "
-        f"{result['inference_fps']:.3f} | {result['pipeline_fps']:.3f} | {result['pipeline_share']:.1%} |\n"
-    )
+    columns = ["LR size", "frames", "backend", "batch", "encoder", "inference only fps", "pipeline fps",
+               "pipeline / inference"]
+    row = (result["lr_size"], result["frames"], result["backend"], args.batch, result["encoder"],
+           f"{result['inference_fps']:.3f}", f"{result['pipeline_fps']:.3f}", f"{result['pipeline_share']:.1%}")
+    table = "\n".join(markdown_table(columns, [row])) + "\n"
     (args.out / "video_bench.md").write_text(f"Machine: {machine_line(result['machine'])}\n\n{table}")
     print(table)
 

@@ -128,6 +128,10 @@ class Manifest:
         self._append(record)
         self.latest[key] = record
 
+    def finished_times(self) -> list[float]:
+        """When each output of the manifest was last written (POSIX seconds, unsorted)."""
+        return [datetime.fromisoformat(r["time"]).timestamp() for r in self.latest.values() if r["status"] == DONE]
+
     def is_done(self, key: str, state: InputState, settings: JobSettings) -> bool:
         record = self.latest.get(key)
         return (record is not None and record["status"] == DONE and record["settings"] == settings.digest

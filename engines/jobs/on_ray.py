@@ -22,8 +22,9 @@ import numpy as np
 from engines import runtime
 from engines.jobs.ray_cluster import connect
 from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, encode_upscaled, failure, upscale_image
+from engines.jobs.work import ImageOptions, failure, upscale_image
 from engines.media.images import read_image
+from engines.media.upscaled import encode_upscaled
 from engines.runtime.model_files import ModelFiles
 from msn import MSNError, UsageError
 

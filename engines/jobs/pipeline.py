@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, Upscaled, encode_upscaled, failure, upscale_image
+from engines.jobs.work import ImageOptions, failure, upscale_image
 from engines.media.images import read_image
 from engines.media.stages import END, Stage, get, put, raise_stage_error
+from engines.media.upscaled import Upscaled, encode_upscaled
 from engines.runtime.base import Engine
 from msn import MSNError
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from engines.media.images import LoadedImage, encode_image, upscale_alpha
-from engines.media.target import TargetSize, resize_to
+from engines.media.images import LoadedImage
+from engines.media.target import TargetSize
+from engines.media.upscaled import Upscaled, finish_upscaled
 from engines.runtime.base import Engine
 from engines.runtime.tiling import TILE_OVERLAP
 
@@ -24,13 +24,6 @@ class ImageOptions:
     overlap: int = TILE_OVERLAP
     target: TargetSize | None = None
     max_pixels: int = 1 << 28
-
-
-@dataclass
-class Upscaled:
-    rgb: np.ndarray  # HxWx3 float32, the model's output (reduced to the target)
-    alpha: np.ndarray | None
-    source: LoadedImage
 
 
 def failure(src: Path, exc: Exception) -> str:
@@ -50,17 +43,5 @@ def stored_size(path: Path) -> tuple[int, int]:
 
 
 def upscale_image(engine: Engine, image: LoadedImage, options: ImageOptions) -> Upscaled:
-    x = image.rgb.transpose(2, 0, 1)[None]
-    size = options.target.output_size(*x.shape[2:], engine.scale) if options.target is not None else None
-    sr = engine(x, tile=options.tile, overlap=options.overlap)[0].transpose(1, 2, 0)
-    alpha = upscale_alpha(image.alpha, engine.scale) if image.alpha is not None else None
-    if size is not None:
-        sr = resize_to(sr, *size)
-        alpha = resize_to(alpha, *size) if alpha is not None else None
-    return Upscaled(sr, alpha, image)
-
-
-def encode_upscaled(suffix: str, result: Upscaled) -> bytes:
-    """The output file's bytes: the source's bit depth, channels and ICC profile."""
-    source = result.source
-    return encode_image(suffix, result.rgb, result.alpha, source.grayscale, source.max_value, source.icc_profile)
+    sr = engine(image.rgb.transpose(2, 0, 1)[None], tile=options.tile, overlap=options.overlap)[0]
+    return finish_upscaled(image, sr.transpose(1, 2, 0), engine.scale, options.target)

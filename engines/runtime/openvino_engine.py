@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
+from engines.runtime.shape_cache import ShapeCache
 from export.artifacts import MSNGraph
 from msn import UsageError
 from msn.threads import check_threads
@@ -42,8 +42,7 @@ class OpenVINOEngine(Engine):
         leaves them unpinned, for engines that share the machine)."""
         import openvino as ov
 
-        if cache_size < 1:
-            raise UsageError(f"cache_size must be >= 1, got {cache_size}")
+        self._requests: ShapeCache[object] = ShapeCache(cache_size, "OpenVINO model compiled")
         if hint.upper() not in HINTS:
             raise UsageError(f"hint must be one of {HINTS}, got {hint!r}")
         check_threads(threads)
@@ -65,30 +64,23 @@ class OpenVINOEngine(Engine):
                 # two processes ran on one core at half speed each (measured); leave placement to the OS.
                 self.config["ENABLE_CPU_PINNING"] = False
         self.cache_size = cache_size
-        self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)
         self.path, self.device, self.metadata = path, device, graph.metadata
 
     def describe(self) -> dict[str, object]:
-        return super().describe() | {"device": self.ov_device, "compiled_shapes": list(self._requests)}
+        return super().describe() | {"device": self.ov_device, "compiled_shapes": self._requests.shapes()}
 
     def _request_for(self, shape: tuple[int, ...]):
         """The infer request of the model compiled for `shape`, compiling (and evicting) as needed."""
-        request = self._requests.get(shape)
-        if request is not None:
-            self._requests.move_to_end(shape)
-            return request
+        return self._requests.get(shape, lambda: self._compile(shape))
+
+    def _compile(self, shape: tuple[int, ...]):
         started = time.perf_counter()
         model = self.model.clone()
         model.reshape({model.input(0).get_any_name(): list(shape)})
         compiled = self.core.compile_model(model, self.ov_device, self.config)
         log.info("openvino: compiled for %s in %.2f s", "x".join(map(str, shape)), time.perf_counter() - started)
-        request = compiled.create_infer_request()
-        self._requests[shape] = request
-        while len(self._requests) > self.cache_size:
-            evicted, _ = self._requests.popitem(last=False)
-            log.debug("openvino: evicted the model compiled for %s", evicted)
-        return request
+        return compiled.create_infer_request()
 
     def _infer(self, batch: torch.Tensor) -> torch.Tensor:
         request = self._request_for(tuple(batch.shape))

@@ -8,12 +8,12 @@ rebuild command instead of failing inside TensorRT.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
+from engines.runtime.shape_cache import ShapeCache
 from export.artifacts import EngineSidecar
 from export.trt_build import current_gpu
 from export.trt_compat import TensorRT, TensorRTUnavailable, import_tensorrt
@@ -80,7 +80,7 @@ class TensorRTEngine(Engine):
         self.sidecar, self.torch = sidecar, torch
         self.cuda_graph = cuda_graph
         self.cache_size = cache_size
-        self._graphs: OrderedDict[tuple[int, ...], tuple[object, object, object]] = OrderedDict()  # (graph, x, y)
+        self._graphs: ShapeCache[tuple[object, object, object]] = ShapeCache(cache_size, "CUDA graph")  # (graph, x, y)
 
     def _bind(self, x):
         """Bind input tensor `x` and a new output tensor to the execution context; returns the output.
@@ -103,10 +103,9 @@ class TensorRTEngine(Engine):
             raise EngineError("TensorRT execution failed (see TensorRT's log above)")
 
     def _graph_for(self, batch):
-        shape = tuple(batch.shape)
-        if shape in self._graphs:
-            self._graphs.move_to_end(shape)
-            return self._graphs[shape]
+        return self._graphs.get(tuple(batch.shape), lambda: self._capture(batch))
+
+    def _capture(self, batch):
         torch = self.torch
         x = torch.zeros_like(batch)
         y = self._bind(x)
@@ -114,10 +113,7 @@ class TensorRTEngine(Engine):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._enqueue()
-        self._graphs[shape] = (graph, x, y)
-        while len(self._graphs) > self.cache_size:
-            self._graphs.popitem(last=False)
-        return self._graphs[shape]
+        return graph, x, y
 
     def _infer(self, batch):
         if not self.cuda_graph:

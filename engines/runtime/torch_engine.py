@@ -17,13 +17,13 @@ import copy
 import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
+from engines.runtime.shape_cache import ShapeCache
 from export.artifacts import PRECISIONS
 from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
 from msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
@@ -112,8 +112,7 @@ class TorchEngine(Engine):
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if precision == "fp16" and not inference_form:
             raise UsageError("FP16 needs the inference form: the training form's whole-image sums overflow float16")
-        if cache_size < 1:
-            raise UsageError(f"cache_size must be >= 1, got {cache_size}")
+        self._graphs: ShapeCache[GraphReplay] = ShapeCache(cache_size, "CUDA graph")
         on_cuda = self.tensor_device.type == "cuda"
         if cuda_graphs is None:
             cuda_graphs = on_cuda and inference_form
@@ -132,7 +131,6 @@ class TorchEngine(Engine):
         self.form = "inference" if isinstance(model, MSNInference) else "training"
         self.compiled, self.cuda_graphs, self.channels_last = compile, cuda_graphs, channels_last
         self.cache_size = cache_size
-        self._graphs: OrderedDict[tuple[int, ...], GraphReplay] = OrderedDict()
         if not on_cuda:
             warn_if_threads_spin()
         super().__init__(model.config.upscale, np.float16 if precision == "fp16" else np.float32, ShapeProfile(),
@@ -145,18 +143,13 @@ class TorchEngine(Engine):
         }
 
     def _graph_for(self, batch: torch.Tensor) -> GraphReplay:
-        shape = tuple(batch.shape)
-        graph = self._graphs.get(shape)
-        if graph is not None:
-            self._graphs.move_to_end(shape)
-            return graph
+        return self._graphs.get(tuple(batch.shape), lambda: self._capture(batch))
+
+    def _capture(self, batch: torch.Tensor) -> GraphReplay:
         started = time.perf_counter()
-        graph = self._graphs[shape] = GraphReplay(self.forward, batch)
-        log.info("torch: captured a CUDA graph for %s in %.2f s", "x".join(map(str, shape)),
+        graph = GraphReplay(self.forward, batch)
+        log.info("torch: captured a CUDA graph for %s in %.2f s", "x".join(map(str, batch.shape)),
                  time.perf_counter() - started)
-        while len(self._graphs) > self.cache_size:
-            evicted, _ = self._graphs.popitem(last=False)
-            log.debug("torch: dropped the CUDA graph of %s", evicted)
         return graph
 
     def _infer(self, batch: torch.Tensor) -> torch.Tensor:

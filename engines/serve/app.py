@@ -33,9 +33,10 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engines.media.images import LoadedImage, upscale_alpha
+from engines.media.images import LoadedImage
+from engines.media.upscaled import encode_upscaled, finish_upscaled
 from engines.runtime.base import EngineError
-from engines.serve.payload import RequestError, check_header, decode, encode_png, read_body
+from engines.serve.payload import RequestError, check_header, decode, read_body
 from engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
 from msn import InputError
 
@@ -129,8 +130,7 @@ class MSNModel:
         return png, {**self.identity, "X-MSN-Batch": str(batch_size)}
 
     def _encode(self, image: LoadedImage, sr: np.ndarray) -> bytes:
-        alpha = upscale_alpha(image.alpha, self.engine.scale) if image.alpha is not None else None
-        return encode_png(image, sr.transpose(1, 2, 0), alpha)
+        return encode_upscaled(".png", finish_upscaled(image, sr.transpose(1, 2, 0), self.engine.scale))
 
     @serve.batch  # sizes are set per replica from the settings in __init__
     async def upscale_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:

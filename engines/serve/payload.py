@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import numpy as np
-
 from engines.media.images import (
     ImageError,
     ImageHeader,
     ImageTooLarge,
     LoadedImage,
     decode_image,
-    encode_image,
     read_header,
 )
 from msn import MIN_INPUT_SIZE, MSNError
@@ -79,8 +76,3 @@ def decode(body: bytes, max_pixels: int) -> LoadedImage:
         return decode_image(body, "the uploaded image", max_pixels)
     except ImageError as exc:
         raise RequestError(400, str(exc)) from None
-
-
-def encode_png(image: LoadedImage, sr_rgb: np.ndarray, sr_alpha: np.ndarray | None) -> bytes:
-    """The upscaled image as PNG with the upload's bit depth and channels (as the image CLI writes)."""
-    return encode_image(".png", sr_rgb, sr_alpha, image.grayscale, image.max_value, image.icc_profile)

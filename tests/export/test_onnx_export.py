@@ -22,9 +22,9 @@ from export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
 from export.parity import judge
 from export.trt_ops import unsupported_ops
 from export.verify import smooth_test_image
+from msn.metrics import psnr
 from tests.conftest import REPO
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
-from validate.metrics import psnr
 
 pytestmark = pytest.mark.build
 

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from msn import stats, to_inference_form
+from msn.metrics import psnr
 from tests.conftest import REFERENCE_DIR
 from tests.util import converted, to_hwc
-from validate.metrics import psnr
 
 
 def real_looking_input() -> torch.Tensor:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from msn import to_inference_form
+from msn.metrics import psnr, psnr_y
 from tests.conftest import REFERENCE_DIR
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
-from validate.metrics import psnr, psnr_y
 
 
 def run(model, case, dtype):

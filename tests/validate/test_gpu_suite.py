@@ -14,11 +14,12 @@ import pytest
 from export.parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS
 from msn import MissingFileError, sha256_of
 from tests.conftest import OFFICIAL_CKPT, REFERENCE_DIR, REPO, SHARED
-from validate.gpu_suite import BASELINE, PLANS, goals
+from validate.gpu_suite import PLANS, goals
 from validate.prepare_gpu_run import TooLarge, prepare
+from validate.variants import BASELINE
 
-CPU_VARIANTS = {BASELINE, "inference-fp32", "inference-fp16"}
-CUDA_VARIANTS = {"fp16-cuda-graphs", "fp16-cuda-graphs-channels-last", "fp16-compiled", "fp16-compiled-cuda-graphs"}
+CPU_VARIANTS = {BASELINE, "torch-fp32", "torch-fp16"}
+CUDA_VARIANTS = {"torch-fp16-cuda-graphs", "torch-fp16-cuda-graphs-channels-last", "torch-fp16-compiled", "torch-fp16-compiled-cuda-graphs"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_the_smoke_plan_runs_every_section(tmp_path, take_along):
     assert min(r["psnr_vs_eager_db"] for r in report["parity"] if r["precision"] == "fp16") >= FP16_MIN_PSNR_DB
     if with_checkpoint:
         assert images == {"astronaut", "chelsea_crop"}
-        assert max(r["max_abs_vs_fp64"] for r in report["parity"] if r["variant"] == "inference-fp32") < FP32_MAX_ABS
+        assert max(r["max_abs_vs_fp64"] for r in report["parity"] if r["variant"] == "torch-fp32") < FP32_MAX_ABS
 
     plan = PLANS["smoke"]
     assert {(r["variant"], r["shape"]) for r in report["speed"]} == {(v, f"1x{h}x{w}") for v in CPU_VARIANTS
@@ -90,9 +91,9 @@ def test_goals_are_judged_from_the_measured_rows():
         return {"variant": variant, "shape": shape, "median_ms": median_ms, "frames_per_s": fps or 1000 / median_ms}
 
     report = {
-        "fastest_fp16": "fp16-cuda-graphs",
-        "speed": [speed(BASELINE, "1x360x640", 30.0), speed("fp16-cuda-graphs", "1x360x640", 2.4),
-                  speed("fp16-cuda-graphs", "1x1080x1920", 40.0)],
+        "fastest_fp16": "torch-fp16-cuda-graphs",
+        "speed": [speed(BASELINE, "1x360x640", 30.0), speed("torch-fp16-cuda-graphs", "1x360x640", 2.4),
+                  speed("torch-fp16-cuda-graphs", "1x1080x1920", 40.0)],
         "end_to_end": [{"lr": "360x640", "numpy_over_device": 1.7}],
         "parity": [{"precision": "fp16", "psnr_vs_eager_db": 61.0}, {"precision": "fp32", "psnr_vs_eager_db": 1.0}],
         "video": [{"encoder": "libx264 preset=veryfast", "pipeline_share": 0.95}],

@@ -13,6 +13,7 @@ import torch
 
 from export.artifacts import GraphMetadata
 from export.verify import smooth_test_image
+from msn import metrics
 from validate import layerwise
 
 pytest.importorskip("polygraphy", reason="polygraphy is not installed")
@@ -91,9 +92,9 @@ def test_non_finite_values_are_named_where_they_start(tmp_path):
     ref = np.ones((4, 4))
     bad = ref.copy()
     bad[0, 0] = np.inf
-    assert layerwise.tensor_error(ref, bad)[2] == 1
-    assert layerwise.tensor_error(ref, ref)[1] == float("inf")
-    assert np.isnan(layerwise.tensor_error(bad, ref)[1])  # the reference overflowed: no verdict
+    assert metrics.tensor_error(ref, bad)[2] == 1
+    assert metrics.tensor_error(ref, ref)[1] == float("inf")
+    assert np.isnan(metrics.tensor_error(bad, ref)[1])  # the reference overflowed: no verdict
 
 
 def test_the_command(random_graph, random_fp16_graph, tmp_path, capsys, caplog):

@@ -88,7 +88,7 @@ def test_skipped_backends_are_reported_with_reasons(tmp_path, random_setup):
     status = {b["name"]: b for b in data["backends"]}
     assert status["tensorrt"]["status"] == "skipped" and "--engine" in status["tensorrt"]["reason"]
     if not torch.cuda.is_available():
-        assert "GPU" in status["torch-compile-fp16"]["reason"]
+        assert "GPU" in status["torch-fp16-compiled"]["reason"]
         assert status["ort-cuda-fp32"]["status"] == "skipped"
         assert "float16 convolutions on CPU" in status["torch-fp16"]["speed_note"]
     assert "## Skipped" in (tmp_path / "report.md").read_text()

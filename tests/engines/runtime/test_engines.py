@@ -20,8 +20,8 @@ from export import to_onnx
 from export.artifacts import ArtifactError, EngineSidecar
 from export.verify import smooth_test_image
 from msn import MSN, InputError, MSNConfig, UsageError, to_inference_form
+from msn.metrics import psnr
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
-from validate.metrics import psnr
 from validate.seams import seam_error
 
 

@@ -8,8 +8,8 @@ import torch
 
 import engines
 from export.verify import smooth_test_image
+from msn.metrics import psnr
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
-from validate.metrics import psnr
 
 pytestmark = pytest.mark.gpu
 

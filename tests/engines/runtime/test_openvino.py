@@ -12,8 +12,8 @@ from export import to_onnx
 from export.artifacts import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS, ArtifactError
 from export.verify import smooth_test_image
 from msn import InputError
+from msn.metrics import psnr
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
-from validate.metrics import psnr
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install -e '.[cpu]')")
 
@@ -121,6 +121,6 @@ def test_a_thread_budget_leaves_the_threads_unpinned(random_graph):
     processes both ran on the first core (half speed each, measured)."""
     shared = OpenVINOEngine(random_graph, threads=1)
     shared(np.zeros((1, 3, 32, 32), np.float32))
-    compiled = next(iter(shared._requests.values())).get_compiled_model()
+    compiled = shared._requests.values()[0].get_compiled_model()
     assert compiled.get_property("ENABLE_CPU_PINNING") is False
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 1

@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from export.parity import FP16_MIN_PSNR_DB as CODE_FP16_FLOOR
+from msn.metrics import error_stats, psnr, psnr_y
 from tests.util import FP16_MIN_PSNR_DB
-from validate.metrics import error_stats, psnr, psnr_y
 
 
 def test_psnr():

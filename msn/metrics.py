@@ -1,11 +1,24 @@
-"""Error and quality metrics on HxWx3 images (float in [0, 1] unless said otherwise)."""
+"""Error and quality metrics, one definition each, for every layer: the exporter's parity check,
+the engines' tests, the validator, the layer-by-layer search and the GPU suite.
+
+Images are HxWx3 floats in [0, 1] unless said otherwise; 8-bit levels are what a saved image holds.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from export.parity import psnr
-from msn import UsageError
+from msn.errors import UsageError
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
 
 # ITU-R BT.601 luma on [0, 255] RGB. The NTIRE evaluation rounds Y of uint8 images to integers.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
@@ -45,3 +58,21 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         "over_1_lsb": float(np.mean(level_diff > 1)),
         "nonfinite": int((~finite).sum()),
     }
+
+
+def tensor_error(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, int]:
+    """(max abs, PSNR against the reference's peak, non-finite count) of a candidate tensor."""
+    ref = np.asarray(reference, np.float64)
+    out = np.asarray(candidate, np.float64)
+    finite = np.isfinite(out)
+    nonfinite = int(out.size - finite.sum())
+    if not np.isfinite(ref).all():  # the reference itself overflowed: nothing to hold the candidate to
+        return float("nan"), float("nan"), nonfinite
+    err = np.abs(np.where(finite, out, 0.0) - ref)
+    max_abs = float(err.max()) if err.size else 0.0
+    # The tensor's own peak, but at least 1 (the scale of the pixels): a tensor of near-zero values
+    # (a mean, a small gate) is not held to a relative precision no float format has.
+    peak = max(float(np.abs(ref).max()) if ref.size else 0.0, 1.0)
+    mse = float(np.mean(err**2)) if err.size else 0.0
+    psnr_db = float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+    return max_abs, psnr_db, nonfinite
