@@ -16,15 +16,23 @@ from tests.conftest import REPO
 LAYERS = ["msn", "export", "engines", "validate"]
 
 
-def imported_packages(path) -> set[str]:
+def imported_modules(path) -> set[str]:
+    """Every module `path` imports, at any depth, as written: `import a.b` gives a.b; `from a.b
+    import c` gives a.b and a.b.c (c may be a module); `from a import b` gives a.b only."""
     tree = ast.parse(path.read_text(), str(path))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            top_level = "." not in node.module  # `from engines import runtime` imports the room, not the package face
+            names |= ({node.module} - ({node.module} if top_level and node.module in LAYERS else set())
+                      | {f"{node.module}.{alias.name}" for alias in node.names})
     return names
+
+
+def imported_packages(path) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(path)}
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -63,16 +71,7 @@ ROOMS = ["runtime", "media", "jobs", "serve"]
 
 def engines_imports(path) -> set[str]:
     """The engines modules `path` imports (names as written: `engines.media.video`, `engines`)."""
-    tree = ast.parse(path.read_text(), str(path))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names if alias.name.split(".")[0] == "engines"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] == "engines":
-                # `from engines import runtime` imports the room, not the package face
-                names |= {node.module} - {"engines"} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return names
+    return {name for name in imported_modules(path) if name.split(".")[0] == "engines"}
 
 
 def room_of(module: str) -> str | None:

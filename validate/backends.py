@@ -111,7 +111,7 @@ def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
         except MSNError as exc:
             candidates.append(Candidate(f"tensorrt:{path.name}", "fp16", skip_reason=str(exc)))
             continue
-        label = f"{engine.backend}-{engine.precision}"
+        label = f"{engine.flavour}-{engine.precision}"
         candidates.append(Candidate(label, engine.precision, lambda e=engine: e))
         candidates.append(Candidate(f"{label}-cudagraph", engine.precision,
                                     lambda p=path: TensorRTEngine(p, cuda_graph=True)))

@@ -75,7 +75,7 @@ class TensorRTEngine(Engine):
         prof = sidecar.profile
         super().__init__(sidecar.scale, np.dtype(inp.dtype), ShapeProfile(tuple(prof["min"]), tuple(prof["max"])),
                          sidecar.precision)
-        self.backend = trt.flavour
+        self.flavour = trt.flavour  # tensorrt or tensorrt_rtx; the backend is tensorrt either way
         self.tensor_device = torch.device("cuda", torch.cuda.current_device())
         self.sidecar, self.torch = sidecar, torch
         self.cuda_graph = cuda_graph
@@ -114,6 +114,9 @@ class TensorRTEngine(Engine):
         with torch.cuda.graph(graph):
             self._enqueue()
         return graph, x, y
+
+    def describe(self) -> dict[str, object]:
+        return super().describe() | {"flavour": self.flavour, "cuda_graph": self.cuda_graph}
 
     def _infer(self, batch):
         if not self.cuda_graph:
