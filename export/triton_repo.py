@@ -28,7 +28,7 @@ from export import defaults
 from export.artifacts import ENGINE, GRAPH, EngineSidecar, MSNGraph, artifact_kind, sidecar_path
 from msn import MissingFileError, UsageError, read_checkpoint
 from msn.cli import non_negative_int, positive_int, run_cli
-from msn.files import check_folder_writable
+from msn.files import make_output_folder
 
 log = logging.getLogger("msn.triton_repo")
 
@@ -153,8 +153,7 @@ def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) 
     target = out / name
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise RepositoryError(f"{target} is not empty; use --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    check_folder_writable(out)
+    make_output_folder(out)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}."))
     try:
         (staging / "1").mkdir()

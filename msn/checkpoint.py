@@ -131,11 +131,19 @@ def canonical_state_dict(obj: object, *, ema: bool = True) -> dict[str, torch.Te
         if inner is None:
             break
         obj = inner
-    if not isinstance(obj, dict) or not obj:
+    if isinstance(obj, dict) and not obj:
+        raise CheckpointError("the checkpoint holds no tensors (an empty state dict)")
+    if not isinstance(obj, dict):
         raise CheckpointError(f"expected a state dict (name -> tensor), found {type(obj).__name__}")
     not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(f"not a state dict: entries {not_tensors[:5]} are not tensors")
+    # Integer or boolean weights would be cast into the float model without a word (and be wrong).
+    not_float = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in obj.items() if not v.is_floating_point()]
+    if not_float:
+        more = f" (+{len(not_float) - 5} more)" if len(not_float) > 5 else ""
+        raise CheckpointError(f"MSN's weights are floating point; these tensors are not: {', '.join(not_float[:5])}"
+                              f"{more} (a quantised or foreign checkpoint?)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

@@ -17,7 +17,23 @@ def check_folder_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise PathError(f"output folder {folder} is not writable ({exc.strerror})") from None
+        raise PathError(f"output folder {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def make_output_folder(folder: str | os.PathLike) -> Path:
+    """Create `folder` (and its parents) for a command's outputs and check it can be written: a
+    file in the way, or a folder that cannot be written, is one PathError naming it."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        what = "is a file" if blocker == folder else f"cannot be made: {blocker} is a file"
+        raise PathError(f"output folder {folder} {what}; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PathError(f"output folder {folder} cannot be made ({exc.strerror or exc})") from None
+    check_folder_writable(folder)
+    return folder
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -101,6 +101,42 @@ def test_a_missing_file_is_a_usage_error_named_in_one_line(command, tmp_path, ra
     assert len(errors) == 1 and str(tmp_path / "missing") in errors[0].getMessage(), errors
 
 
+def output_folder_arguments(command: str, folder: str, random_ckpt, random_graph) -> list[str]:
+    return {
+        "msn-triton": ["--onnx", str(random_graph), "-o", folder],
+        "msn-validate": ["--ckpt", str(random_ckpt), "--onnx", str(random_graph), "--out", folder],
+        "msn-video-bench": ["--model", str(random_graph), "--out", folder],
+        "msn-jobs-bench": ["--model", str(random_graph), "--out", folder],
+        "msn-busy-bench": ["--model", str(random_ckpt), "--out", folder],
+        "msn-layerwise": ["--reference", str(random_graph), "--candidate", str(random_graph), "--out", folder],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["msn-triton", "msn-validate", "msn-video-bench", "msn-jobs-bench",
+                                     "msn-busy-bench", "msn-layerwise"])
+@pytest.mark.parametrize("where", ["is", "inside"])
+def test_a_file_where_the_output_folder_goes_is_a_usage_error(command, where, tmp_path, random_ckpt, random_graph,
+                                                              caplog):
+    """Hardening round 3, #18: "[Errno 17] File exists", exit 1, after the work."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    folder = blocker if where == "is" else blocker / "sub"
+    assert COMMANDS[command](output_folder_arguments(command, str(folder), random_ckpt, random_graph)) == EXIT_USAGE
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"{blocker} is a file" in errors[0], errors
+
+
+def test_the_layerwise_search_on_an_image_below_29x29_says_so(tmp_path, random_graph, caplog):
+    """Hardening round 3, #29: an ONNX Runtime traceback."""
+    import cv2
+
+    image = tmp_path / "tiny.png"
+    cv2.imwrite(str(image), np.zeros((10, 10, 3), np.uint8))
+    args = ["--reference", str(random_graph), "--candidate", str(random_graph), "--image", str(image), "--out",
+            str(tmp_path / "lw")]
+    assert COMMANDS["msn-layerwise"](args) == EXIT_USAGE and "at least 29x29" in caplog.text
+
+
 # Where each command's work starts: Ctrl-C arriving there must give 130 and a one-line message.
 # (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/engines/serve.)
 WORK = {

@@ -35,6 +35,7 @@ import requests
 from export.verify import smooth_test_image
 from msn.checkpoint import CACHE_ENV, resolve_checkpoint
 from msn.cli import display_size, non_negative_int, positive_int, run_cli
+from msn.files import make_output_folder
 from validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
 from validate.loadtest import load_test
 from validate.machine import machine_info, machine_line
@@ -154,7 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_bench(args: argparse.Namespace) -> None:
     model = str(resolve_checkpoint(args.model).resolve())
     sizes = [(h, w) for w, h in args.size] if args.size else list(SIZES)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.out)
     result: dict[str, object] = {"machine": machine_info(), "model": args.model, "sizes": {}}
     sections = [f"Machine: {machine_line(result['machine'])}"]
     with tempfile.TemporaryDirectory(prefix="msn-busy-bench-") as tmp:

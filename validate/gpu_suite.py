@@ -42,7 +42,7 @@ from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
 from msn import load_model, random_model
 from msn.cli import non_negative_float, run_cli
-from msn.files import atomic_write_bytes
+from msn.files import atomic_write_bytes, make_output_folder
 from msn.metrics import max_abs, psnr
 from msn.validation import inputs_checked
 from validate.machine import machine_info, machine_line
@@ -439,7 +439,7 @@ def run_suite(args: argparse.Namespace) -> None:
     if args.budget_s is not None:
         plan = Plan(**{**asdict(plan), "budget_s": args.budget_s})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.out)
     log.info("gpu suite: %s plan on %s, budget %.0f s", plan.name, device, plan.budget_s)
     report = Suite(plan, device, args.take_along).run()
     atomic_write_bytes(args.out / "gpu_suite.json", json.dumps(report, indent=2, default=str).encode())

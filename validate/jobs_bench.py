@@ -39,6 +39,7 @@ from engines.media.images import read_image, write_image
 from export.artifacts import read_artifact_header
 from msn import MissingFileError
 from msn.cli import positive_int, run_cli
+from msn.files import make_output_folder
 from validate.machine import machine_info, machine_line
 from validate.tables import markdown_table
 from validate.video_bench import synthetic_clip
@@ -296,7 +297,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if ("folder" in groups or "ray" in groups) and not sorted(args.reference_dir.glob("*_hr.png")):
         raise MissingFileError(f"no *_hr.png reference photos in {args.reference_dir}; pass --reference-dir")
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.out)
     result: dict[str, object] = {"machine": machine_info(), "images": args.images, "model": args.model}
     sections = [f"Machine: {machine_line(result['machine'])}"]
     with tempfile.TemporaryDirectory(prefix="msn-jobs-bench-") as tmp:

@@ -32,8 +32,9 @@ from export.artifacts import MSNGraph
 from export.verify import smooth_test_image
 from msn import MissingFileError, UsageError
 from msn.cli import EXIT_FAILED, non_negative_float, run_cli
-from msn.files import atomic_write_bytes
+from msn.files import atomic_write_bytes, make_output_folder
 from msn.metrics import tensor_error
+from msn.validation import check_batch
 from validate.tables import markdown_table
 
 log = logging.getLogger("msn.layerwise")
@@ -97,7 +98,7 @@ class LayerwiseReport:
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path) -> tuple[Path, Path]:
-        out.mkdir(parents=True, exist_ok=True)
+        make_output_folder(out)
         paths = out / "layerwise.json", out / "layerwise.md"
         atomic_write_bytes(paths[0], json.dumps(self.to_json(), indent=2, allow_nan=True).encode())
         atomic_write_bytes(paths[1], self.markdown().encode())
@@ -211,7 +212,9 @@ def load_input(image: Path | None) -> np.ndarray | None:
         return None
     if not image.is_file():
         raise MissingFileError(f"--image {image} does not exist")
-    return np.ascontiguousarray(read_image(image).rgb.transpose(2, 0, 1)[None])
+    x = np.ascontiguousarray(read_image(image).rgb.transpose(2, 0, 1)[None])
+    check_batch(x.shape, True, x.dtype)  # e.g. smaller than MSN's 29x29: the message, not a runtime's traceback
+    return x
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.candidate is None) == (args.engine is None):
             raise UsageError("give --candidate GRAPH or --engine PLAN (one of them) to compare with --reference")
         x = load_input(args.image)
+        if args.engine is None:
+            make_output_folder(args.out)  # before the comparison, which takes minutes on large graphs
         if args.engine is not None:
             max_abs, psnr_db, nonfinite = compare_engine(args.engine, args.reference, x)
             print(f"{args.engine} vs ONNX Runtime: max abs {max_abs:.3g}, PSNR {psnr_db:.1f} dB, "

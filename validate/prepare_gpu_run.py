@@ -25,7 +25,7 @@ from pathlib import Path
 
 from msn import MissingFileError, MSNError, sha256_of
 from msn.cli import positive_int, run_cli
-from msn.files import atomic_write_bytes
+from msn.files import atomic_write_bytes, make_output_folder
 from validate.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")
@@ -61,7 +61,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
                                f"{CHECKPOINT} and {REFERENCES}/")
     if not references.is_dir():
         raise MissingFileError(f"{references} does not exist; pass --shared with the folder holding {REFERENCES}/")
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, out / CHECKPOINT)
     shutil.copytree(references, out / REFERENCES, dirs_exist_ok=True, copy_function=shutil.copyfile)

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from engines.runtime.base import Engine
+from export.artifacts import read_artifact_header
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.parity import FP16_MIN_PSNR_DB
 from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
 from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
+from msn.files import make_output_folder
 from msn.metrics import error_stats, psnr_y
 from validate import layerwise
 from validate import report as reporting
@@ -119,6 +121,8 @@ def check_arguments(settings: ValidationSettings) -> None:
     missing = [str(p) for p in [*settings.onnx, *settings.engine] if not Path(p).is_file()]
     if missing:
         raise MissingFileError(f"not found: {', '.join(missing)}")
+    for artifact in [*settings.onnx, *settings.engine]:  # named, so read, even where --backends leaves it out
+        read_artifact_header(artifact)
     if settings.reference is not None and not settings.reference.is_dir():
         raise UsageError(f"reference folder {settings.reference} does not exist")
     if settings.backends is not None:
@@ -319,7 +323,7 @@ def run(settings: ValidationSettings) -> ValidationReport:
     check_arguments(settings)
     images = parity_images(settings)
     if settings.out is not None:
-        settings.out.mkdir(parents=True, exist_ok=True)
+        make_output_folder(settings.out)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     with tempfile.TemporaryDirectory() as tmp:

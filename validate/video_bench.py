@@ -24,6 +24,7 @@ import engines
 from engines.media.video import VideoOptions, VideoReport, upscale_video
 from msn import MissingFileError
 from msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
+from msn.files import make_output_folder
 from validate.machine import machine_info, machine_line
 from validate.tables import markdown_table
 
@@ -101,7 +102,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.input is not None and not args.input.is_file():
         raise MissingFileError(f"--input {args.input} does not exist")
     engine = engines.load(args.model, args.backend)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.out)
     options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, encoder_options=dict(args.encoder_option))
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.input or synthetic_clip(Path(tmp) / "clip.mp4", args.frames, h, w)

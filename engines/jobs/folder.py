@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from engines.runtime.model_files import ModelFiles
 from engines.runtime.tiling import check_tiling
 from export.artifacts import read_artifact_header
 from msn import MissingFileError, PathError, UsageError
-from msn.files import atomic_write_bytes, check_folder_writable, check_writable
+from msn.files import atomic_output, check_folder_writable, check_writable
 
 log = logging.getLogger("msn.upscale")
 
@@ -150,25 +151,28 @@ def _still_to_do(tasks: list[Task], job: FolderJob, settings: JobSettings, manif
             report.failed[task.src] = f"{task.src}: its output would overwrite an input; choose another -o"
             log.error("%s", report.failed[task.src])
             continue
-        if manifest is not None and task.dst.exists():
-            if manifest.is_done(task.key, _state_or_zero(task.src), settings):
+        if manifest is not None and task.dst.exists() and not job.overwrite:  # --overwrite: redo everything
+            if manifest.is_done(task.key, _state_or_zero(task.src), settings, task.dst):
                 report.done_before += 1
                 continue
             other = manifest.made_otherwise(task.key, settings)
-            if other is not None and not job.overwrite:
+            if other is not None:
                 conflicts.append((task, other))
                 continue
-        if task.dst.exists() and not job.overwrite and (manifest is None or task.key not in manifest.latest):
+        if task.dst.exists() and manifest is not None and task.key not in manifest.latest \
+                and manifest.cut_off(task.key):
+            log.info("%s was written by a run cut off before it recorded it; it is made again", task.dst)
+        elif task.dst.exists() and not job.overwrite and (manifest is None or task.key not in manifest.latest):
             log.warning("%s exists; skipping (use --overwrite)", task.dst)
             report.kept.append(task.dst)
             continue
         todo.append(task)
     if conflicts:
         task, other = conflicts[0]
+        differs = manifest.difference(other, settings)
         raise ManifestError(
-            f"{len(conflicts)} outputs in {job.output} were made with other settings ({manifest.describe(other)}; "
-            f"now {settings.describe()}), e.g. {task.dst}; rerun with those settings to finish that job, "
-            "use --overwrite to replace them, or choose another -o")
+            f"{len(conflicts)} outputs in {job.output} were made with other settings ({differs}), e.g. {task.dst}; "
+            "rerun with those settings to finish that job, use --overwrite to replace them, or choose another -o")
     if report.done_before:
         log.info("%d of %d images are done already (manifest %s); %d to do", report.done_before, len(tasks),
                  manifest.path, len(todo))
@@ -201,21 +205,27 @@ def run_folder_job(job: FolderJob) -> JobReport:
     started = time.perf_counter()
     bar = tqdm(total=len(plan.todo), unit="img", desc="upscaling", dynamic_ncols=True, disable=len(plan.todo) == 1)
 
+    def record(task: Task, status: str, seconds: float, error: str | None, node: str | None,
+               output_size: int | None = None) -> None:
+        if plan.manifest is not None:
+            plan.manifest.record(task.key, task.src, _state_or_zero(task.src), plan.settings, status, seconds,
+                                 error, node, output_size)
+
     def finish(task: Task, encoded: bytes | None, error: str | None, seconds: float, node: str | None) -> None:
         if error is None:
             try:
-                _write_new(task.dst, encoded)
+                # Recorded before the rename: a crash between the two leaves no output, so a rerun
+                # redoes it; never an output that the manifest does not know.
+                _write_new(task.dst, encoded, lambda: record(task, DONE, seconds, None, node, len(encoded)))
             except OSError as exc:
-                error = f"{task.dst} cannot be written ({exc.strerror})"
+                error = f"{task.dst} cannot be written ({exc.strerror or exc})"
         if error is None:
             report.written.append(task.dst)
             log.debug("%s -> %s", task.src, task.dst)
         else:
             report.failed[task.src] = error
             log.error("%s", error)
-        if plan.manifest is not None:
-            plan.manifest.record(task.key, task.src, _state_or_zero(task.src), plan.settings,
-                                 DONE if error is None else FAILED, seconds, error, node)
+            record(task, FAILED, seconds, error, node)
         bar.update()
 
     try:
@@ -246,9 +256,11 @@ def _run(plan: _Plan, job: FolderJob, finish) -> None:
         run_on_ray(plan.todo, plan.model, plan.settings.backend, job, finish)
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _write_new(path: Path, data: bytes, before_rename: Callable[[], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)  # a mirrored subfolder, made when its first image is done
-    atomic_write_bytes(path, data)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+        before_rename()
 
 
 def _state_or_zero(path: Path) -> InputState:

@@ -75,6 +75,7 @@ class Manifest:
         self.path = path
         self.latest: dict[str, dict] = {}
         self.settings: dict[str, dict] = {}
+        self.torn = ""  # the last line, when a crash cut it short
         self._lock = threading.Lock()
         self._fd: int | None = None
         if path.exists():
@@ -93,6 +94,8 @@ class Manifest:
             except (ValueError, KeyError, TypeError):
                 if number < len(lines):  # only the last line can be torn by a crash
                     log.warning("%s line %d is not a manifest record; ignored", self.path, number)
+                else:
+                    self.torn = line
                 continue
             if kind == "settings":
                 self.settings[record["digest"]] = record["settings"]
@@ -101,6 +104,16 @@ class Manifest:
 
     def open(self, settings: JobSettings) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.torn:  # drop the torn line: the next record would be glued to it and lost
+            size, torn = os.fstat(self._fd).st_size, self.torn.encode()
+            with open(self.path, "rb") as manifest:
+                manifest.seek(max(0, size - len(torn) - 1))
+                tail = manifest.read()
+            if tail.endswith(torn):
+                os.ftruncate(self._fd, size - len(torn))
+            else:  # not at the very end after all (it ended in a newline): end what follows it
+                os.write(self._fd, b"\n")
+            self.torn = ""
         if settings.digest not in self.settings:
             self._append({"kind": "settings", "digest": settings.digest, "settings": asdict(settings)})
             self.settings[settings.digest] = asdict(settings)
@@ -117,10 +130,13 @@ class Manifest:
             os.fsync(self._fd)
 
     def record(self, key: str, src: Path, state: InputState, settings: JobSettings, status: str,
-               seconds: float, error: str | None = None, node: str | None = None) -> None:
+               seconds: float, error: str | None = None, node: str | None = None,
+               output_size: int | None = None) -> None:
         record = {"kind": "image", "output": key, "input": str(src), "size": state.size, "mtime_ns": state.mtime_ns,
                   "settings": settings.digest, "status": status, "seconds": round(seconds, 3),
                   "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        if output_size is not None:  # what the output must still be for the record to stand
+            record["output_size"] = output_size
         if error is not None:
             record["error"] = error
         if node is not None:  # the Ray node that made it
@@ -132,10 +148,25 @@ class Manifest:
         """When each output of the manifest was last written (POSIX seconds, unsorted)."""
         return [datetime.fromisoformat(r["time"]).timestamp() for r in self.latest.values() if r["status"] == DONE]
 
-    def is_done(self, key: str, state: InputState, settings: JobSettings) -> bool:
+    def is_done(self, key: str, state: InputState, settings: JobSettings, output: Path) -> bool:
+        """Made from this input as it is now, with these settings, and the output is still the
+        file that was written (its size; a damaged or replaced output is redone)."""
         record = self.latest.get(key)
-        return (record is not None and record["status"] == DONE and record["settings"] == settings.digest
-                and record.get("size") == state.size and record.get("mtime_ns") == state.mtime_ns)
+        if record is None or record["status"] != DONE or record["settings"] != settings.digest:
+            return False
+        if record.get("size") != state.size or record.get("mtime_ns") != state.mtime_ns:
+            return False
+        try:
+            return record.get("output_size") in (None, output.stat().st_size)  # None: a record of an older version
+        except OSError:
+            return False
+
+    def cut_off(self, key: str) -> bool:
+        """Whether the torn last line was the record of `key`'s output (as far as it goes): that
+        output was written by a run that stopped before it could record it."""
+        _, found, rest = self.torn.partition('"output": "')
+        written = json.dumps(key)[1:-1]  # as the record spells it (escaped)
+        return bool(found) and (rest.startswith(written + '"') or ('"' not in rest and written.startswith(rest)))
 
     def made_otherwise(self, key: str, settings: JobSettings) -> str | None:
         """The settings digest an existing output was made with, when they are not `settings`."""
@@ -144,11 +175,21 @@ class Manifest:
             return record["settings"]
         return None
 
-    def describe(self, digest: str) -> str:
+    def difference(self, digest: str, settings: JobSettings) -> str:
+        """What differs between the settings of `digest` (as recorded) and `settings`, field by field."""
         known = self.settings.get(digest)
-        if known is None:
-            return f"settings {digest}"
         try:
-            return JobSettings(**known).describe()
-        except TypeError:
-            return f"settings {digest}"
+            before = JobSettings(**known) if known is not None else None
+        except TypeError:  # written by a version with other fields
+            before = None
+        if before is None:
+            return f"settings {digest}, not recorded in full; now {settings.describe()}"
+        changed = [f"{name.replace('_', ' ')} {_shown(getattr(before, name))}, now {_shown(getattr(settings, name))}"
+                   for name in JobSettings.__dataclass_fields__ if getattr(before, name) != getattr(settings, name)]
+        return "; ".join(changed) or f"settings {digest}"
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    return value[:12] if isinstance(value, str) and len(value) == 64 else str(value)  # a sha256: its first digits

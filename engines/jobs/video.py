@@ -21,6 +21,7 @@ from engines.media.video import (
     check_encoder,
     check_output_name,
     check_target,
+    check_video_options,
     encoder_options,
     is_video,
     upscale_video,
@@ -93,12 +94,15 @@ def plan_video_job(job: VideoJob) -> Path:
     options = job.options
     if options.tile is not None:
         check_tiling(options.tile, options.overlap)
+    if is_video(job.output):
+        check_video_options(options, job.output)
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     if not is_video(job.output) and not job.output.suffix:
         prepare_output(job.output, to_file=False)
     header = read_artifact_header(job.model, job.precision)
     check_target(job.src, header.scale, options)
     dst = video_output_path(job.src, job.output, header.scale)
+    check_video_options(options, dst)
     check_writable(dst)
     refuse_overwriting_inputs([dst], [job.src])
     if dst.exists() and not job.overwrite:

@@ -89,12 +89,34 @@ def read_header(encoded: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Imag
             f"claims over {2 * Image.MAX_IMAGE_PIXELS} pixels"
         raise ImageTooLarge(f"{name} {claim}; the limit is {max_pixels} (width x height, --max-pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ImageError(f"{name} is not a readable image") from None
+        raise ImageError(f"{name} {unreadable(encoded)}") from None
     if frames > 1:
         kind = "multi-page" if header.format == "TIFF" else "animated"
         raise ImageError(f"{name} is {kind} ({frames} frames); only still images are upscaled: convert it to a "
                          "video (e.g. ffmpeg -i anim.gif anim.mkv) and upscale that, or extract the frame you need")
     return header
+
+
+SUPPORTED = "PNG, JPEG, BMP, TIFF or WebP with 8 or 16 bits per channel"
+# What else a file (or an upload) can be, by its first bytes, and what to do instead.
+_NOT_IMAGES = (
+    (lambda b: b[:2] == b"\x1f\x8b", "is gzip-compressed; give the image itself (uploads: the raw bytes, no "
+                                      "Content-Encoding)"),
+    (lambda b: b[:2] == b"--" and b"content-disposition" in b[:1024].lower(),
+     "is a multipart form; send the image's raw bytes as the request body (curl --data-binary @photo.png)"),
+    (lambda b: b[4:8] == b"ftyp" or b[:4] in (b"\x1aE\xdf\xa3", b"OggS", b"fLaC") or b[:3] == b"ID3"
+     or (b[:4] == b"RIFF" and b[8:12] in (b"WAVE", b"AVI ")),
+     "is audio or video, not an image (videos are upscaled when their name ends in .mp4, .mkv, .mov, .webm, "
+     ".avi or .m4v; audio is not)"),
+    (lambda b: b[:4] in (b"II*\x00", b"MM\x00*"), f"is a TIFF this reader cannot decode (floating-point or "
+                                                f"unusual samples?); convert it to {SUPPORTED}"),
+)
+
+
+def unreadable(encoded: bytes) -> str:
+    """Why `encoded` is not an image we read, worded for the user (the caller names the file)."""
+    why = next((text for test, text in _NOT_IMAGES if test(encoded)), None)
+    return why or f"is not a readable image ({SUPPORTED})"
 
 
 def _orientation(image: Image.Image) -> int:
@@ -139,7 +161,7 @@ def decode_image(encoded: bytes, name: str = "the image", max_pixels: int = MAX_
     header = read_header(encoded, name, max_pixels)
     data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None:
-        raise ImageError(f"{name} is not a readable image")
+        raise ImageError(f"{name} {unreadable(encoded)}")
     if data.shape[:2] != (header.height, header.width):  # a header that lies about the pixels that follow
         raise ImageError(f"{name}: the header says {header.width}x{header.height} but the pixels are "
                          f"{data.shape[1]}x{data.shape[0]}")
@@ -158,7 +180,7 @@ def image_from_pixels(data: np.ndarray, name: str, header: ImageHeader) -> Loade
     elif data.dtype == np.uint16:
         max_value = 65535
     else:
-        raise ImageError(f"{name} has {data.dtype} pixels; only 8- and 16-bit images are supported")
+        raise ImageError(f"{name} has {data.dtype} pixels; convert it to {SUPPORTED}")
     pixels = data.astype(np.float32) / max_value
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         data, pixels = data[..., 0], pixels[..., 0]

@@ -19,6 +19,8 @@ ingress refuses (503) what would exceed both.
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at runtime.
 import asyncio
+import base64
+import hashlib
 import logging
 from pathlib import Path
 
@@ -50,6 +52,13 @@ DRAIN_TIMEOUT_S = 60.0
 api = FastAPI(title="msn-deploy", docs_url=None, redoc_url=None, openapi_url=None)
 # The page is one file with its script and style inline: no CDN, no build step, nothing to fetch.
 PAGE = (Path(__file__).parent / "page.html").read_text()
+# Only the page's own script may run (a file name or a reply shown in it can never add one), and
+# it talks only to this service.
+_PAGE_SCRIPT = PAGE.split("<script>", 1)[1].split("</script>", 1)[0]
+PAGE_POLICY = ("default-src 'none'; script-src 'sha256-"
+               + base64.b64encode(hashlib.sha256(_PAGE_SCRIPT.encode()).digest()).decode()
+               + "'; style-src 'unsafe-inline'; img-src blob: data:; connect-src 'self' blob:; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'none'")
 
 
 @api.exception_handler(RequestError)
@@ -185,7 +194,7 @@ class MSNIngress:
     @api.get("/")
     async def page(self) -> HTMLResponse:
         """The web page; it needs no token to load (the uploads it sends carry one)."""
-        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY})
 
     @api.get("/v1/health")
     async def health(self) -> JSONResponse:

@@ -99,6 +99,31 @@ def test_not_a_state_dict(tmp_path):
         load_model(save({"epoch": 3, "lr": 0.1}, tmp_path / "meta.pth"))
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.bool, torch.int64])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_integer_weights_are_refused_naming_the_tensor(tmp_path, random_msn, dtype, suffix):
+    """Cast into the float model they gave outputs 46 levels off with exit 0 (hardening round 3, #12)."""
+    sd = {k: v.clone() for k, v in random_msn.state_dict().items()}
+    sd["fea_conv.weight"] = sd["fea_conv.weight"].to(dtype)
+    path = tmp_path / f"quantised{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, path)
+    else:
+        save(sd, path)
+    with pytest.raises(CheckpointError, match=rf"not: fea_conv.weight \({str(dtype).removeprefix('torch.')}\)"):
+        load_model(path)
+
+
+def test_a_safetensors_file_without_tensors_says_so(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({}, tmp_path / "empty.safetensors")
+    with pytest.raises(CheckpointError, match="holds no tensors"):
+        load_model(tmp_path / "empty.safetensors")
+
+
 def test_mismatched_checkpoint_names_keys_and_shapes(tmp_path, random_msn):
     sd = dict(random_msn.state_dict())
     del sd["B3.c5.bias"]

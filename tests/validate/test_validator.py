@@ -169,15 +169,15 @@ def test_validator_bad_reference_and_sizes(random_ckpt, tmp_path):
     assert hw_sizes("64X48, 32x40") == [(64, 48), (32, 40)]
 
 
-def test_an_artifact_that_cannot_run_is_never_a_pass(random_ckpt, tmp_path, caplog):
-    """--onnx garbage.onnx used to be skipped at INFO level and the run called passed (exit 0)."""
+@pytest.mark.parametrize("backends", [[], ["--backends", "eager-fp32,torch-fp32"]])
+def test_an_artifact_that_cannot_run_is_never_a_pass(random_ckpt, tmp_path, caplog, backends):
+    """--onnx garbage.onnx was once skipped and the run called passed; with --backends that leave
+    it out it was never read (hardening round 3, #15). A named artifact is read before any work."""
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00 not a graph")
-    args = ["--ckpt", str(random_ckpt), "--onnx", str(garbage), "--no-speed", "--out", str(tmp_path / "r")]
-    assert runner.main(args) == 1
-    assert "asked for but did not run" in caplog.text and "garbage.onnx" in caplog.text
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["passed"] is False and report["missing"]
+    args = ["--ckpt", str(random_ckpt), "--onnx", str(garbage), "--no-speed", "--out", str(tmp_path / "r"), *backends]
+    assert exit_code(runner.main, args) == 2
+    assert "garbage.onnx" in caplog.text and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("flag", [["--atol", "-1"], ["--rtol", "nan"], ["--min-psnr", "-5"], ["--max-seconds", "0"]])

@@ -14,6 +14,7 @@ from engines.media.video.options import (
     VideoReport,
     Window,
     check_output_name,
+    check_video_options,
     encoder_options,
     is_video,
     muxer_for,
@@ -25,5 +26,5 @@ from engines.media.video.repeats import log_reuse
 from engines.media.video.streams import copy_streams
 
 __all__ = ["OUTPUT_SUFFIXES", "VIDEO_SUFFIXES", "VideoError", "VideoOptions", "VideoReport", "Window", "check_encoder",
-           "check_output_name", "check_target", "copy_streams", "encoder_options", "is_video", "log_reuse",
-           "muxer_for", "open_video", "output_frame_size", "truncation", "upscale_video"]
+           "check_output_name", "check_target", "check_video_options", "copy_streams", "encoder_options", "is_video",
+           "log_reuse", "muxer_for", "open_video", "output_frame_size", "truncation", "upscale_video"]

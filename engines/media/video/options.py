@@ -14,7 +14,13 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")  # read
 # Written. AVI is read but not written: it stores no presentation timestamps, so B-frames would come
 # out of order and a variable frame rate would be lost (measured: every AVI output was off).
 OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
-CRF_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
+# The CRF scale of each encoder that has one (FFmpeg clamps a value outside it without a word).
+CRF_RANGES = {"libx264": 51, "libx265": 51, "libsvtav1": 63, "libvpx-vp9": 63, "libaom-av1": 63}
+# WebM holds VP8, VP9 and AV1 video only.
+WEBM_ENCODERS = ("libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1", "librav1e")
+# --reuse-repeats LEVELS above this would call real changes repeats (a codec's noise on a held
+# picture measured up to 4.4 levels per block; a change that matters moves some block by tens).
+MAX_REPEAT_LEVELS = 32.0
 
 
 class VideoError(UsageError):
@@ -80,7 +86,7 @@ def muxer_for(dst: Path) -> str | None:
 
 def encoder_options(options: VideoOptions) -> dict[str, str]:
     """The encoder's options: the CRF where the encoder has one, then the user's own."""
-    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_ENCODERS else {}
+    crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_RANGES else {}
     return crf | options.encoder_options
 
 
@@ -90,3 +96,19 @@ def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoO
     if options.target is None:
         return lr_height * scale, lr_width * scale
     return options.target.output_size(lr_height, lr_width, scale, even=True)
+
+
+def check_video_options(options: VideoOptions, dst: Path) -> None:
+    """Refuse values FFmpeg would clamp or a muxer refuse mid-run, and a repeat threshold that
+    would freeze the picture: before any frame is decoded."""
+    top = CRF_RANGES.get(options.codec)
+    if options.crf is not None and top is not None and not 0 <= options.crf <= top:
+        raise VideoError(f"--crf {options.crf} is outside {options.codec}'s scale 0-{top} (lower is better; 18 is "
+                         "visually lossless for x264)")
+    if options.reuse_repeats is not None and not 0 <= options.reuse_repeats <= MAX_REPEAT_LEVELS:
+        raise VideoError(f"--reuse-repeats {options.reuse_repeats:g} is outside 0-{MAX_REPEAT_LEVELS:g} levels: above "
+                         "that, real changes would count as repeats and the picture would freeze (0: identical "
+                         "frames only; 4-8 absorbs a lossy codec's noise)")
+    if muxer_for(dst) == "webm" and options.codec not in WEBM_ENCODERS:
+        raise VideoError(f"{dst}: WebM holds VP9 or AV1 video, not {options.codec}; use --codec libvpx-vp9 (or "
+                         "libsvtav1), or write .mkv / .mp4")

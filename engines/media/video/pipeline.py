@@ -34,6 +34,7 @@ from engines.media.video.options import (
     VideoReport,
     Window,
     check_output_name,
+    check_video_options,
     encoder_options,
     muxer_for,
     output_frame_size,
@@ -55,8 +56,9 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
     With a `window`, only its frames, into a video-only `dst` (engines.jobs.segments joins them)."""
     import av
 
-    check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     check_output_name(dst)
+    check_video_options(options, dst)
+    check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     container, in_video = open_video(src)
     if window is not None and window.start is not None:
         # Back to the keyframe at or before the start; the frames before it are decoded and dropped.

@@ -99,13 +99,14 @@ def test_outputs_of_other_settings_are_refused_before_work(tree, local_run, rand
     args = [str(root), "-o", str(out), "--recursive"]
     assert upscale.main([*args, "--model", str(random_ckpt), "--tile", "32", "--overlap", "8"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "made with other settings" in errors[0] and "tile 32/8" in errors[0]
+    # Only what differs, field by field (hardening round 3, #4: the same text was printed twice).
+    assert len(errors) == 1 and "made with other settings (tile none, now 32; overlap 32, now 8)" in errors[0]
     caplog.clear()
     other = tmp_path / "other.pth"
     torch.save(random_model(seed=1).state_dict(), other)
     assert upscale.main([*args, "--model", str(other)]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "model sha256" in errors[0]
+    assert len(errors) == 1 and "(model sha256 " in errors[0] and "tile" not in errors[0]
     assert first.stat().st_mtime_ns == stamp  # nothing was touched
 
 
@@ -136,6 +137,60 @@ def test_a_torn_last_line_is_ignored(tmp_path, random_ckpt, caplog):
     assert upscale.main(args) == 1
     assert f"{len(names)} of {len(names) + 3} images are done already" in caplog.text
     assert "not a manifest record" not in caplog.text
+
+
+def test_an_output_damaged_or_deleted_after_the_job_is_made_again(tmp_path, random_ckpt, caplog):
+    """Hardening round 3, #1: the manifest's word was trusted ("4 of 4 done, 0 to do")."""
+    root = tmp_path / "photos"
+    names = image_tree(root, count=4)
+    out = tmp_path / "out"
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
+    assert upscale.main(args) == 1
+    good = (out / output_key(names[0])).read_bytes()
+    (out / output_key(names[0])).write_bytes(good[: len(good) // 2])  # damaged
+    (out / output_key(names[1])).unlink()  # deleted
+    before = len(manifest_records(out))
+    caplog.set_level(logging.INFO)
+    assert upscale.main(args) == 1
+    redone = [r["output"] for r in manifest_records(out)[before:] if r["status"] == "done"]
+    assert sorted(redone) == sorted(output_key(n) for n in names[:2])
+    assert (out / output_key(names[0])).read_bytes() == good
+
+
+def test_overwrite_makes_every_output_again(tmp_path, random_ckpt):
+    """Hardening round 3, #1: --overwrite only replaced outputs made otherwise."""
+    root = tmp_path / "photos"
+    names = image_tree(root, count=3)
+    out = tmp_path / "out"
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
+    assert upscale.main(args) == 1
+    before = len(manifest_records(out))
+    assert upscale.main([*args, "--overwrite"]) == 1
+    redone = [r["output"] for r in manifest_records(out)[before:] if r["status"] == "done"]
+    assert sorted(redone) == sorted(output_key(n) for n in names)
+
+
+def test_an_output_whose_record_a_crash_cut_off_is_made_again_and_recorded(tmp_path, random_ckpt, caplog):
+    """Hardening round 3, #3: every later run said "exists; skipping" and never recorded it."""
+    root = tmp_path / "photos"
+    names = image_tree(root, count=3)
+    out = tmp_path / "out"
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
+    assert upscale.main(args) == 1
+    lines = (out / MANIFEST_NAME).read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if f'"output": "{output_key(names[-1])}"' in line)
+    cut = lines[last][: lines[last].index('"output": "') + len('"output": "') + 4]  # the output is on disk
+    (out / MANIFEST_NAME).write_text("".join(lines[:last] + lines[last + 1 :]) + cut)
+    before = len(manifest_records(out))
+    caplog.set_level(logging.INFO)
+    assert upscale.main(args) == 1
+    assert "exists; skipping" not in caplog.text and "cut off before it recorded it" in caplog.text
+    new = manifest_records(out)[before:]
+    assert [r["output"] for r in new if r["status"] == "done"] == [output_key(names[-1])]
+    assert len(new) == 1 + 3  # and the three broken files again: no record was glued to the torn line
+    caplog.clear()
+    assert upscale.main(args) == 1 and f"{len(names)} of {len(names) + 3} images are done already" in caplog.text
+    assert "not a manifest record" not in caplog.text  # the torn line is gone
 
 
 def job_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

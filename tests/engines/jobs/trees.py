@@ -42,8 +42,14 @@ def output_key(rel: str) -> str:
 
 
 def manifest_records(output: Path) -> list[dict]:
-    lines = (output / MANIFEST_NAME).read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == "image"]
+    """The image records, in order; a line a crash tore is not one."""
+    records = []
+    for line in (output / MANIFEST_NAME).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return [r for r in records if r["kind"] == "image"]
 
 
 def done_count(output: Path) -> int:

@@ -3,7 +3,9 @@ EXIF orientation is applied, and files that cannot or should not be decoded are 
 
 from __future__ import annotations
 
+import gzip
 import io
+import re
 
 import cv2
 import numpy as np
@@ -17,8 +19,11 @@ from engines.media.images import (
     decode_image,
     encode_image,
     read_header,
+    read_image,
 )
 from tests.util import png_claiming
+
+PNG_OF_ONE_PIXEL = cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))[1].tobytes()
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -120,3 +125,28 @@ def test_a_header_over_our_limit_but_under_pillows_is_refused_unread():
     small_bomb = png_claiming(1000, 1000)
     with pytest.raises(ImageTooLarge, match="1000x1000 = 1000000 pixels; the limit is 25600"):
         read_header(small_bomb, "the image", max_pixels=25600)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (gzip.compress(PNG_OF_ONE_PIXEL), "is gzip-compressed; give the image itself"),
+    (b"--boundary\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n" + PNG_OF_ONE_PIXEL,
+     "is a multipart form; send the image's raw bytes"),
+    (b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00" + bytes(64), "is audio or video, not an image"),
+    (b"ID3\x04\x00" + bytes(64), "is audio or video, not an image"),
+    (b"hello, this is text" * 10, "is not a readable image (PNG, JPEG, BMP, TIFF or WebP"),
+])
+def test_what_a_file_is_instead_of_an_image_is_said(data, message):
+    """Hardening round 3, #22-24: all of these were "not a readable image"."""
+    with pytest.raises(ImageError, match=re.escape(message)):
+        decode_image(data, "upload")
+
+
+def test_floating_point_tiffs_name_what_is_supported(tmp_path):
+    three = tmp_path / "rgb_float.tiff"
+    cv2.imwrite(str(three), np.full((32, 32, 3), 0.5, np.float32))
+    with pytest.raises(ImageError, match="convert it to PNG, JPEG, BMP, TIFF or WebP with 8 or 16 bits"):
+        read_image(three)
+    one = tmp_path / "gray_float.tiff"
+    Image.fromarray(np.full((32, 32), 0.5, np.float32), mode="F").save(one)
+    with pytest.raises(ImageError, match="float32 pixels; convert it to PNG"):
+        read_image(one)

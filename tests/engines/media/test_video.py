@@ -373,6 +373,20 @@ def test_bad_encoder_options_are_refused_before_work(tmp_path, option, message, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
 
 
+@pytest.mark.parametrize(("flags", "output", "message"), [
+    (["--crf", "99"], "o.mkv", "--crf 99 is outside libx264's scale 0-51"),
+    (["--codec", "libvpx-vp9", "--crf", "64"], "o.mkv", "--crf 64 is outside libvpx-vp9's scale 0-63"),
+    (["--reuse-repeats", "300"], "o.mkv", "--reuse-repeats 300 is outside 0-32 levels"),
+    ([], "o.webm", "WebM holds VP9 or AV1 video, not libx264"),
+])
+def test_values_ffmpeg_would_clamp_or_refuse_midway_are_refused_before_work(tmp_path, flags, output, message, caplog):
+    """Hardening round 3, #14: a clamped CRF and a frozen picture exited 0; .webm with x264 was a traceback."""
+    src = make_clip(tmp_path / "in.mkv", frames_rgb(1))
+    code = upscale.main([str(src), "-o", str(tmp_path / output), "--model", "nothing.pth", *flags])
+    assert code == 2 and message in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
 def test_a_truncated_tail_is_a_warning_and_exit_1(tmp_path, tiny_ckpt, caplog):
     src = make_clip(tmp_path / "in.mkv", frames_rgb(20))
     data = src.read_bytes()

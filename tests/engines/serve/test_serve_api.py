@@ -365,6 +365,43 @@ def test_the_page_shows_the_api_errors(server, browser, tmp_path):
     assert requests.get(server.url + "/index.html", timeout=30).json()["error"].startswith("Not Found")
 
 
+def test_the_page_shows_a_file_name_as_text_and_runs_only_its_own_script(server, browser, tmp_path):
+    """Hardening round 3, #30: the name was inserted as HTML and its handler ran."""
+    from selenium.webdriver.common.by import By
+
+    policy = requests.get(server.url + "/", timeout=30).headers["Content-Security-Policy"]
+    assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    photo = tmp_path / '<img src=x onerror="window.injected=1">.png'
+    photo.write_bytes(UPLOADS["rgb8.png"])
+    assert upload_in_page(browser, server, photo, TOKEN) == ""
+    assert browser.execute_script("return window.injected === undefined")
+    assert browser.find_elements(By.CSS_SELECTOR, "#status img") == []
+
+
+def test_a_token_the_browser_cannot_send_is_named_on_the_page(server, browser, tmp_path):
+    """Hardening round 3, #31: "the service could not be reached: TypeError"."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(UPLOADS["rgb8.png"])
+    assert "the token can hold only letters, digits and ASCII punctuation" in upload_in_page(
+        browser, server, photo, "t\u00f8ken")
+
+
+def test_the_same_file_chosen_again_after_a_401_is_sent_with_the_token(server, browser, tmp_path):
+    """Hardening round 3, #32: choosing the same file again did nothing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(UPLOADS["rgb8.png"])
+    assert "401" in upload_in_page(browser, server, photo, token=None)
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    shown = lambda d: d.find_element(By.ID, "size").text and not d.find_element(By.ID, "result").get_attribute(  # noqa: E731
+        "class")
+    WebDriverWait(browser, 120, poll_frequency=0.2).until(shown)
+    assert browser.find_element(By.ID, "error").text == ""
+
+
 def test_the_load_test_command_against_a_real_service(server, tmp_path):
     from validate import loadtest
 

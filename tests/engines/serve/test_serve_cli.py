@@ -143,6 +143,12 @@ def test_gpus_per_replica_become_ray_gpu_resources_and_a_cuda_engine(random_grap
     assert code == 2 and "this machine has 0" in err and "--address" in err
 
 
+def test_an_address_where_no_ray_cluster_answers_is_a_usage_error(random_graph, capsys, caplog):
+    """The same bounded check as the jobs' --ray HOST:PORT (engines.jobs.ray_cluster), before Ray retries."""
+    code, err = serve_exit([str(random_graph), "--address", f"127.0.0.1:{free_port()}"], capsys, caplog)
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:" in err
+
+
 def test_settings_keep_only_a_hash_of_the_token(random_graph):
     settings = ServeSettings(model=str(random_graph), token_sha256=hash_token("s3cret"))
     assert "s3cret" not in settings.model_dump_json()
