@@ -14,12 +14,14 @@ command, so the same mistake means the same code everywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import re
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from msn import MIN_INPUT_SIZE, MSNError
 
@@ -74,14 +76,42 @@ def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
     return EXIT_OK if code is None else code
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends: for a step that must not be cut in two (an
+    output and its record). Python runs signal handlers in the main thread only, so elsewhere
+    this does nothing; the kernel may hand a signal to any thread, so it is held here, in Python,
+    rather than masked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, _frame: held.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # now, to the handler that was there
+
+
 # argparse value types: a bad value is a usage error (exit 2) before anything runs.
 
 
 def _whole_number(text: str, minimum: int) -> int:
+    """An integer, also written as 1e9 or 2.5e6 (large counts, e.g. pixels, are typed that way)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number.is_integer()):
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        value = int(number)
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
     return value

@@ -62,7 +62,8 @@ def refuse_overwriting_inputs(outputs: list[str | os.PathLike], inputs: list[str
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` if the block succeeds."""
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The name's start only: a legal name near the 255-byte limit must leave room for the temp additions.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)

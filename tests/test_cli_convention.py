@@ -5,6 +5,7 @@ that no other test covers."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 from engines import upscale
 from engines.serve import __main__ as serve_cli
 from export import build_trt, to_onnx, triton_repo
-from msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, interrupts_deferred, positive_int
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 from validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
@@ -240,3 +241,26 @@ def test_the_benchmark_commands_succeed(tmp_path, random_graph, photo, capsys):
     assert video_bench.main(["--model", str(random_graph), "--size", "32x40", "--frames", "4", "--out", str(out),
                              "--codec", "ffv1", "--pix-fmt", "bgr0"]) == 0
     assert (out / "video_bench.json").is_file() and "pipeline / inference" in (out / "video_bench.md").read_text()
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e9", 10**9), ("2.5e6", 2_500_000), ("64", 64)])
+def test_whole_numbers_may_be_written_in_scientific_notation(text, value):
+    """Hardening round 3, #21: --max-pixels 1e9 was refused."""
+    assert positive_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["1.5", "nan", "1e400", "0", "-1e3", "ten"])
+def test_what_is_not_a_positive_whole_number_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(text)
+
+
+def test_ctrl_c_inside_a_deferred_step_arrives_when_the_step_ends():
+    """An output and its record are one step: Ctrl-C between the two would leave one without the other."""
+    finished = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # a signal let through would raise here
+            finished = True
+    assert finished

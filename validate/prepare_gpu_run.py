@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from msn import MissingFileError, MSNError, sha256_of
+from msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
 from msn.cli import positive_int, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
 from validate.gpu_suite import CHECKPOINT, REFERENCES
@@ -37,6 +38,7 @@ WHEELS = {"av": "19.*", "pypng": "0.20220715.0", "tqdm": "4.*"}
 WHEEL_TARGET = ["--python-version", "3.12", "--implementation", "cp", "--abi", "cp312",
                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"]
 WHEELS_MB = 40  # about what those wheels weigh (av: 35 MB), for the check before downloading
+GRAPHS_MB = 1  # the FP32 and FP16 graphs (0.4 and 0.3 MB)
 
 
 class TooLarge(MSNError):
@@ -61,6 +63,16 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
                                f"{CHECKPOINT} and {REFERENCES}/")
     if not references.is_dir():
         raise MissingFileError(f"{references} does not exist; pass --shared with the folder holding {REFERENCES}/")
+    expected = KNOWN_CHECKPOINTS["official"].sha256
+    if sha256_of(checkpoint) != expected:  # the suite's figures would be of other weights
+        raise ChecksumError(f"{checkpoint} is not the official MSN checkpoint (sha256 {sha256_of(checkpoint)[:16]}..., "
+                            f"expected {expected[:16]}...); put the official file there")
+    # Before anything is written: what would travel (graphs and wheels by their usual weight).
+    expected_mb = (tree_mb(source_files()) + tree_mb([checkpoint, *references.rglob("*")])
+                   + (GRAPHS_MB if graphs else 0) + (WHEELS_MB if wheels else 0))
+    if expected_mb > limit_mb:
+        raise TooLarge(f"the source tree and the take-along folder would be about {expected_mb:.0f} MiB, over the "
+                       f"{limit_mb} MiB that travels; use --no-wheels / --no-graphs or remove files from the tree")
     make_output_folder(out)
     (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, out / CHECKPOINT)
@@ -71,11 +83,6 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
         (out / "graphs").mkdir(exist_ok=True)
         for name, options in (("msn_x4_fp32.onnx", ExportOptions()), ("msn_x4_fp16.onnx", ExportOptions(fp16=True))):
             export_onnx(out / CHECKPOINT, out / "graphs" / name, options)
-    inside = [p for p in out.rglob("*") if p.is_file()]
-    expected_mb = tree_mb(source_files()) + tree_mb(inside) + (WHEELS_MB if wheels else 0)
-    if expected_mb > limit_mb:
-        raise TooLarge(f"the source tree and {out} would be about {expected_mb:.0f} MiB, over the {limit_mb} MiB "
-                       "that travels; use --no-wheels or remove files from the tree")
     if wheels:
         (out / "wheels").mkdir(exist_ok=True)
         for package, version in WHEELS.items():

@@ -14,6 +14,7 @@ name what differs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -71,15 +72,29 @@ class ManifestError(UsageError):
 class Manifest:
     """Read on open; records appended as images finish (from any thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, claim: bool = False) -> None:
+        """Read the manifest at `path`. With `claim`, first take the output folder for this job:
+        an OS lock on the manifest, held until close() or the process ends, so that two jobs
+        never write into one folder at once (the second is refused, naming the folder)."""
         self.path = path
         self.latest: dict[str, dict] = {}
         self.settings: dict[str, dict] = {}
         self.torn = ""  # the last line, when a crash cut it short
         self._lock = threading.Lock()
         self._fd: int | None = None
+        if claim:
+            self._claim()
         if path.exists():
             self._read()
+
+    def _claim(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise ManifestError(f"another job is writing into {self.path.parent} (its manifest {self.path.name} is "
+                                "locked); wait for that job to end, or choose another -o") from None
 
     def _read(self) -> None:
         try:
@@ -103,7 +118,8 @@ class Manifest:
                 self.latest[record["output"]] = record
 
     def open(self, settings: JobSettings) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if self.torn:  # drop the torn line: the next record would be glued to it and lost
             size, torn = os.fstat(self._fd).st_size, self.torn.encode()
             with open(self.path, "rb") as manifest:

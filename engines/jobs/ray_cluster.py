@@ -11,6 +11,7 @@ from msn import UsageError
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 2.0
 LOCAL = "local"  # no address: a Ray instance of this machine, for this run only
 
 
@@ -22,12 +23,25 @@ def check_reachable(address: str) -> None:
     """A bounded check that something listens at HOST:PORT, before Ray tries (and retries) for long."""
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as probe:
+            reply = _reply_to_http(probe)
     except (OSError, ValueError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or exc
         raise RayAddressError(f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` "
                               "there, or leave out the address to run one on this machine") from None
+    if reply.startswith(b"HTTP/"):  # Ray's GCS speaks gRPC (HTTP/2 only); Ray would retry for minutes
+        raise RayAddressError(f"{address} is a web server, not a Ray cluster; give the Ray head's GCS port (6379 "
+                              "unless `ray start --head --port` said otherwise)")
+
+
+def _reply_to_http(connection: socket.socket) -> bytes:
+    """The first bytes a server sends back to an HTTP/1.0 request (empty when it sends none)."""
+    connection.settimeout(PROBE_TIMEOUT_S)
+    try:
+        connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return connection.recv(5)
+    except OSError:  # closed or silent: not a web server, at least
+        return b""
 
 
 def connect(address: str, *, worker_logs: bool = False) -> None:

@@ -52,7 +52,8 @@ def walk_images(root: Path, output: Path | None) -> list[Path]:
     of the tree; one that leads back into it (a loop, or a second way into a folder) is skipped,
     the folder being walked where it really is, and a folder reached twice from outside is walked
     once. Output folders are not walked: `output` when it lies inside the tree, and any folder
-    holding a job manifest (an earlier job's outputs)."""
+    holding a job manifest (an earlier job's outputs). Hidden files and folders are skipped (the
+    root itself is walked whatever its name)."""
     top = root.resolve()
     skip = output.resolve() if output is not None and output.is_dir() else None
     seen: set[tuple[int, int]] = set()
@@ -74,7 +75,8 @@ def walk_images(root: Path, output: Path | None) -> list[Path]:
                      "this job's" if here.resolve() == skip else "another job's")
             dirs[:] = []
             continue
-        dirs[:] = sorted(d for d in dirs if not _links_into(here / d, top))
+        # Hidden folders (.git, .thumbnails, .cache) are skipped like hidden files: not photos.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _links_into(here / d, top))
         # Regular files only: reading a FIFO or a device named *.png would block or never end.
         found += [(here / name).relative_to(root) for name in sorted(files)
                   if _is_image(name) and _regular_or_dangling(here / name)]

@@ -11,18 +11,22 @@ decoded; pypng writes gray+alpha, which OpenCV cannot encode.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import logging
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import png
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from msn import UsageError
 from msn.files import atomic_output
@@ -66,12 +70,29 @@ class ImageHeader:
     gray_alpha: bool
     transparent_gray: int | None  # a gray image's tRNS key
     icc_profile: bytes | None
+    cmyk: bool = False  # ink, not light: converted to RGB by its profile (or Pillow's formula)
+
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow refuses to open images over twice its own limit (179 M pixels) before we can see
+    their size: while we read a header, its limit is ours (--max-pixels), which we check ourselves."""
+    with _PILLOW_LIMIT:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
 
 
 def read_header(encoded: bytes, name: str, max_pixels: int = MAX_PIXELS) -> ImageHeader:
     """The header of an encoded image; ImageError for what cannot or should not be decoded."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
             with Image.open(io.BytesIO(encoded)) as image:
                 width, height = image.size
@@ -82,11 +103,12 @@ def read_header(encoded: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Imag
                 key = image.info.get("transparency") if image.mode in ("L", "I;16", "I") else None
                 header = ImageHeader(image.format or "?", width, height, frames, _orientation(image),
                                      image.mode in ("LA", "La") or _png_colour_type(encoded) == PNG_GRAY_ALPHA,
-                                     key if isinstance(key, int) else None, image.info.get("icc_profile"))
-    except Image.DecompressionBombError:  # over twice Pillow's own limit, far above any sane one of ours
+                                     key if isinstance(key, int) else None, image.info.get("icc_profile"),
+                                     image.mode == "CMYK")
+    except Image.DecompressionBombError:  # over twice our limit (Pillow's check, set to ours below)
         size = _png_size(encoded)
         claim = f"is {size[0]}x{size[1]} = {size[0] * size[1]} pixels" if size else \
-            f"claims over {2 * Image.MAX_IMAGE_PIXELS} pixels"
+            f"claims over {2 * max_pixels} pixels"
         raise ImageTooLarge(f"{name} {claim}; the limit is {max_pixels} (width x height, --max-pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"{name} {unreadable(encoded)}") from None
@@ -159,7 +181,10 @@ def decode_image(encoded: bytes, name: str = "the image", max_pixels: int = MAX_
     if not encoded:
         raise ImageError(f"{name} is empty")
     header = read_header(encoded, name, max_pixels)
-    data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    if header.cmyk:
+        data, header = _cmyk_as_bgr(encoded, name, header)
+    else:
+        data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise ImageError(f"{name} {unreadable(encoded)}")
     if data.shape[:2] != (header.height, header.width):  # a header that lies about the pixels that follow
@@ -171,6 +196,23 @@ def decode_image(encoded: bytes, name: str = "the image", max_pixels: int = MAX_
         image.rgb = orient(image.rgb, header.orientation)
         image.alpha = orient(image.alpha, header.orientation) if image.alpha is not None else None
     return image
+
+
+def _cmyk_as_bgr(encoded: bytes, name: str, header: ImageHeader) -> tuple[np.ndarray, ImageHeader]:
+    """A CMYK image (JPEG, TIFF) as 8-bit BGR: through its own CMYK profile to sRGB when it has
+    one, else by Pillow's formula. The output is RGB, so it carries no CMYK profile (OpenCV would
+    have read the four inks as BGRA, or kept the CMYK profile on RGB pixels)."""
+    with Image.open(io.BytesIO(encoded)) as image:
+        rgb = None
+        if header.icc_profile:
+            try:
+                source = ImageCms.ImageCmsProfile(io.BytesIO(header.icc_profile))
+                rgb = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError, ValueError):
+                log.warning("%s: its colour profile is not a usable CMYK profile; converted without it", name)
+        rgb = rgb if rgb is not None else image.convert("RGB")
+    log.info("%s is CMYK: converted to RGB (sRGB); the output carries no CMYK profile", name)
+    return np.asarray(rgb)[..., ::-1].copy(), dataclasses.replace(header, icc_profile=None, cmyk=False)
 
 
 def image_from_pixels(data: np.ndarray, name: str, header: ImageHeader) -> LoadedImage:
@@ -236,6 +278,13 @@ def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, graysca
     if alpha is not None:
         img = np.concatenate([img, alpha[..., None]], axis=2)
     pixels = quantise(img)
+    if icc_profile and suffix.lower() in (".tif", ".tiff"):  # OpenCV writes no ICC profile into TIFF
+        if dtype == np.uint8 and alpha is None:
+            return _tiff_with_profile(pixels, icc_profile)
+        # Pillow writes no 16-bit colour TIFF, and its alpha is read back premultiplied by OpenCV.
+        log.warning("the ICC profile cannot be kept in a 16-bit or alpha TIFF here; write PNG (--format png) "
+                    "to keep it")
+        icc_profile = None
     if icc_profile:
         encoded_ok, buffer = cv2.imencodeWithMetadata(suffix, pixels, [cv2.IMAGE_METADATA_ICCP],
                                                       [np.frombuffer(icc_profile, np.uint8)])
@@ -244,6 +293,15 @@ def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, graysca
     if not encoded_ok:
         raise ImageError(f"cannot encode {suffix} images")
     return buffer.tobytes()
+
+
+def _tiff_with_profile(pixels: np.ndarray, icc_profile: bytes) -> bytes:
+    """An 8-bit TIFF (gray or BGR pixels, as OpenCV holds them) with its ICC profile, by Pillow."""
+    if pixels.ndim == 3:
+        pixels = pixels[..., ::-1]  # to RGB
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(out, "TIFF", icc_profile=icc_profile, compression="tiff_lzw")
+    return out.getvalue()
 
 
 def _gray_alpha_png(gray: np.ndarray, alpha: np.ndarray, icc_profile: bytes | None) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 from engines.runtime.base import Engine
 from engines.runtime.loading import load
 from export.artifacts import artifact_kind, sidecar_path
-from msn import MissingFileError, UsageError
+from msn import MissingFileError, MSNError, UsageError
 from msn.checkpoint import resolve_checkpoint
 
 
@@ -53,4 +53,17 @@ class ModelFiles:
         """`engines.load` on a copy that is removed at once: every backend reads the artifact into
         memory when it loads, so a process that is killed later leaves nothing behind."""
         with tempfile.TemporaryDirectory(prefix="msn-model-") as folder:
-            return load(self.write_to(Path(folder)), backend, device=device, precision=precision, **options)
+            copy = self.write_to(Path(folder))
+            try:
+                return load(copy, backend, device=device, precision=precision, **options)
+            except MSNError as exc:  # name the user's file, not the copy that no one will find
+                raise _renamed(exc, str(copy), self.source or self.name) from None
+
+
+def _renamed(exc: MSNError, copy: str, source: str) -> MSNError:
+    text = str(exc).replace(copy, source)
+    try:
+        renamed = type(exc)(text)
+    except TypeError:  # an error class that takes other arguments: keep it as it is
+        return exc
+    return renamed

@@ -1,7 +1,7 @@
 """The Ray Serve application: a light HTTP ingress in front of model replicas that hold the engine.
 
     POST /v1/upscale   encoded image in, PNG out (bit depth and channels kept, like the image CLI)
-    GET  /v1/health    200 once a model replica has loaded its engine and answers
+    GET  /v1/health    200 once a model replica has loaded its engine and answers (HEAD too)
     GET  /v1/info      model, backend, precision, scale, profile, replicas
     GET  /             a small self-contained web page over POST /v1/upscale (page.html)
 
@@ -196,7 +196,7 @@ class MSNIngress:
         """The web page; it needs no token to load (the uploads it sends carry one)."""
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY})
 
-    @api.get("/v1/health")
+    @api.api_route("/v1/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     async def health(self) -> JSONResponse:
         identity = await self._call_model("ready", timeout_s=READY_TIMEOUT_S)
         return JSONResponse({"status": "ok"}, headers=identity)

@@ -86,6 +86,13 @@ def test_bad_options_and_non_empty_targets(random_graph, tmp_path, caplog):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["msn"]  # no staging folders left behind
 
 
+def test_the_python_backend_takes_a_known_checkpoint_name(seeded_cache, tmp_path):
+    """Hardening round 3, #25: "official" was "does not exist" here while every other command took it."""
+    assert triton_repo.main(["--model", "official", "--python", "-o", str(tmp_path / "repo")]) == 0
+    copied = [p.name for p in (tmp_path / "repo" / "msn" / "1").iterdir()]
+    assert "model.py" in copied and any(name.endswith(".pth") for name in copied)
+
+
 def test_the_python_model_is_a_real_module_copied_as_is(random_ckpt, tmp_path):
     """model.py is engines/serve/triton_model.py itself (importable, linted), not generated text."""
     from engines.serve import triton_model

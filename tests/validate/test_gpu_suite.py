@@ -13,6 +13,7 @@ import pytest
 
 from export.parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS
 from msn import MissingFileError, sha256_of
+from msn.checkpoint import ChecksumError
 from tests.conftest import OFFICIAL_CKPT, REFERENCE_DIR, REPO, SHARED
 from validate.gpu_suite import PLANS, goals
 from validate.prepare_gpu_run import TooLarge, prepare
@@ -125,7 +126,18 @@ def test_prepare_copies_what_the_run_needs_and_lists_it(take_along):
 def test_prepare_refuses_what_would_not_travel_before_downloading(tmp_path):
     with pytest.raises(TooLarge, match="over the 1 MiB that travels"):
         prepare(SHARED, tmp_path / "take", wheels=True, graphs=False, limit_mb=1)
-    assert not (tmp_path / "take" / "wheels").exists()
+    assert not (tmp_path / "take").exists()  # checked before anything is copied (hardening round 3, #16)
+
+
+def test_prepare_refuses_a_checkpoint_that_is_not_the_official_one(tmp_path):
+    """Hardening round 3, #16: a garbage team28_MSN.pth was copied and the suite would have run on it."""
+    shared = tmp_path / "shared"
+    (shared / "checkpoints").mkdir(parents=True)
+    (shared / "checkpoints" / "team28_MSN.pth").write_bytes(b"not the weights")
+    (shared / "reference").mkdir()
+    with pytest.raises(ChecksumError, match="is not the official MSN checkpoint"):
+        prepare(shared, tmp_path / "take", wheels=False, graphs=False)
+    assert not (tmp_path / "take").exists()
 
 
 def test_prepare_names_a_missing_shared_folder(tmp_path):

@@ -193,6 +193,34 @@ def test_an_output_whose_record_a_crash_cut_off_is_made_again_and_recorded(tmp_p
     assert "not a manifest record" not in caplog.text  # the torn line is gone
 
 
+def test_more_workers_than_cores_are_capped_with_a_word(tmp_path, random_graph, caplog):
+    """Hardening round 3, G: --workers 99 loaded 99 engines (1.86 GB) that could only take turns."""
+    root = tmp_path / "photos"
+    image_tree(root, count=2)
+    cores = len(os.sched_getaffinity(0))
+    assert upscale.main([str(root), "-o", str(tmp_path / "out"), "--recursive", "--model", str(random_graph),
+                         "--workers", "99"]) == 1  # the tree's broken files
+    assert f"--workers 99 is more than the {cores} CPU cores here; using {cores}" in caplog.text
+
+
+def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(tmp_path, random_graph, caplog):
+    """Hardening round 3, #2: two jobs at once both exited 0, one's pixels under the other's records."""
+    from engines.jobs.manifest import Manifest
+
+    root = tmp_path / "photos"
+    names = image_tree(root, count=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_graph)]
+    running = Manifest(out / MANIFEST_NAME, claim=True)  # as a job in another process holds it
+    try:
+        assert upscale.main(args) == 2
+        assert f"another job is writing into {out}" in caplog.text and not outputs_under(out)
+    finally:
+        running.close()
+    assert upscale.main(args) == 1 and outputs_under(out) == {output_key(n) for n in names}
+
+
 def job_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "engines.upscale", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -302,3 +330,17 @@ def test_the_library_refuses_what_the_command_refuses(tmp_path, photo):
 
     with pytest.raises(UsageError, match="workers must be 1 or more"):
         run_folder_job(FolderJob(inputs=[photo], output=tmp_path / "out", workers=0))
+
+
+def test_hidden_folders_are_skipped_like_hidden_files(tmp_path):
+    """Hardening round 3, G: hidden folders (.thumbnails, .git) were walked while hidden files were not."""
+    import cv2
+    import numpy as np
+
+    from engines.jobs.tree import walk_images
+
+    root = tmp_path / ".photos"  # the root itself is walked whatever its name
+    for rel in ("a.png", ".hidden.png", ".thumbnails/b.png", "sub/c.png", "sub/.cache/d.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), np.zeros((32, 32, 3), np.uint8))
+    assert [p.as_posix() for p in walk_images(root, None)] == ["a.png", "sub/c.png"]

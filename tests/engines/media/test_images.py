@@ -120,6 +120,14 @@ def test_a_huge_header_is_refused_before_decoding():
         decode_image(pil_bytes(Image.fromarray(gradient()), "PNG"), max_pixels=1000)
 
 
+def test_our_limit_not_pillows_decides_what_is_too_large():
+    """Hardening round 3, #21: a 14000x13000 image under our default limit was refused by Pillow's
+    own (179 M pixels), worded as ours, and --max-pixels could not raise it."""
+    assert read_header(png_claiming(14000, 13000), "x").width == 14000
+    assert read_header(png_claiming(20000, 20000), "x", max_pixels=10**9).height == 20000
+    assert Image.MAX_IMAGE_PIXELS == 89478485  # Pillow's own, as it was: only set while a header is read
+
+
 def test_a_header_over_our_limit_but_under_pillows_is_refused_unread():
     """1000x1000 claimed by a few bytes: refused by size (not by a failed decode of its pixels)."""
     small_bomb = png_claiming(1000, 1000)
@@ -150,3 +158,32 @@ def test_floating_point_tiffs_name_what_is_supported(tmp_path):
     Image.fromarray(np.full((32, 32), 0.5, np.float32), mode="F").save(one)
     with pytest.raises(ImageError, match="float32 pixels; convert it to PNG"):
         read_image(one)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_a_cmyk_image_comes_out_rgb_without_its_cmyk_profile(fmt):
+    """Hardening round 3, #5 and #7: a CMYK TIFF came out RGBA with an all-255 alpha (its inks read as
+    BGRA), a CMYK JPEG's RGB output carried the CMYK profile."""
+    cmyk = Image.new("CMYK", (32, 32), (0, 255, 255, 0))  # full magenta and yellow: red
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # not a CMYK profile
+    image = decode_image(pil_bytes(cmyk, fmt, icc_profile=srgb), "cmyk")
+    assert image.alpha is None and image.icc_profile is None and not image.grayscale
+    red, green, blue = image.rgb[16, 16]
+    assert red > 0.9 and green < 0.1 and blue < 0.1
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_an_8_bit_tiff_keeps_its_icc_profile(grayscale):
+    """Hardening round 3, #6: OpenCV writes no ICC profile into TIFF; it was dropped without a word."""
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    back = decode_image(encode_image(".tiff", rgb, None, grayscale, 255, icc))
+    assert back.icc_profile == icc and back.grayscale == grayscale
+    expected = np.round(rgb.mean(axis=2, keepdims=True) * 255) / 255 if grayscale else np.round(rgb * 255) / 255
+    assert np.abs(back.rgb - expected).max() < 1e-6
+
+
+def test_a_profile_a_tiff_cannot_hold_here_is_dropped_with_a_word(caplog):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    encode_image(".tiff", np.zeros((8, 8, 3), np.float32), None, False, 65535, icc)
+    assert "write PNG (--format png) to keep it" in caplog.text

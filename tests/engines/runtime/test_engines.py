@@ -271,3 +271,12 @@ def test_bad_devices_and_sidecars(photo, tmp_path, random_ckpt, random_graph, ca
     (tmp_path / "e.plan.json").write_text("[]")
     with pytest.raises(ArtifactError, match="a JSON list"):
         EngineSidecar.read(plan)
+
+
+def test_a_load_error_names_the_users_file_not_the_temporary_copy(random_graph):
+    """Hardening round 3, #17: workers and replicas load a copy; its /tmp/msn-model-XXXX name was shown."""
+    from engines.runtime.model_files import ModelFiles
+
+    with pytest.raises(UsageError) as info:
+        ModelFiles.read(str(random_graph)).load("onnxruntime", precision="fp16")
+    assert str(random_graph) in str(info.value) and "msn-model-" not in str(info.value)

@@ -63,6 +63,8 @@ def upscale(server: ServeProcess, body, headers=None) -> requests.Response:
 def test_health_is_open_and_info_needs_the_token(server, random_graph):
     health = requests.get(server.url + "/v1/health", timeout=10)
     assert health.status_code == 200 and health.json() == {"status": "ok"}
+    probe = requests.head(server.url + "/v1/health", timeout=10)  # as load balancers ask (hardening round 3, G)
+    assert probe.status_code == 200 and probe.content == b""
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         denied = requests.get(server.url + "/v1/info", headers=headers, timeout=10)
         assert denied.status_code == 401 and "bearer token" in denied.json()["error"]
