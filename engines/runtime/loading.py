@@ -102,8 +102,10 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", pr
         path = cached_graph(artifact, precision or "fp32")
     engine = _load_artifact(path, backend, device, options)
     if precision is not None and precision != engine.precision:
+        export = "python export/to_onnx.py --fp16" if precision == "fp16" else "python export/to_onnx.py (no --fp16)"
         raise UsageError(f"{path} is an {engine.precision.upper()} artifact, not {precision.upper()}; precision "
-                         "applies to checkpoints (export an FP16 graph with python export/to_onnx.py --fp16)")
+                         f"applies to checkpoints (export an {precision.upper()} graph with {export}, or leave out "
+                         "--precision)")
     return engine
 
 

@@ -124,6 +124,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
             colour = _first(first_frame, decoder)
             if colour is None:
                 raise VideoError(f"{src} has no decodable video frames")
+            warn_if_depth_is_lost(src, colour, options.pix_fmt)
             out_video = add_video_stream(output, in_video, engine.scale, options, colour)
             report.rotation = colour.rotation
             copied = copy_streams(container, output, in_video, dst) if window is None else {}
@@ -240,3 +241,13 @@ def _encode(output, out_video, pts_time_base: Fraction, copied, frames_out, pass
         return
     output.mux(out_video.encode(None))
     mux_passthrough()
+
+
+def warn_if_depth_is_lost(src: Path, colour: Colour, pix_fmt: str) -> None:
+    """A 10-bit (or deeper) source written in an 8-bit pixel format loses its depth: say so, with the flag."""
+    import av
+
+    bits = max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    if colour.deep and bits <= 8:
+        log.warning("%s has more than 8 bits per sample; --pix-fmt %s writes 8: pass --pix-fmt yuv420p10le (x264, "
+                    "x265, AV1) to keep the depth", src, pix_fmt)

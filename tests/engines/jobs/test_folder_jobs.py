@@ -221,6 +221,33 @@ def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(
     assert upscale.main(args) == 1 and outputs_under(out) == {output_key(n) for n in names}
 
 
+def test_a_rerun_sees_an_input_rewritten_at_the_same_size_and_a_new_target(tmp_path, random_graph, caplog):
+    """Hardening round 3, H: no rerun covered an input changed in place (same size, new mtime) or
+    another --target; every field of the job's digest and of the input's state is a reason to redo."""
+    import cv2
+
+    root = tmp_path / "photos"
+    names = image_tree(root, count=3)
+    out = tmp_path / "out"
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_graph)]
+    assert upscale.main(args) == 1
+    changed = root / names[0]
+    pixels = cv2.imread(str(changed))
+    before_size, before_mtime = changed.stat().st_size, changed.stat().st_mtime_ns
+    cv2.imwrite(str(changed), 255 - pixels)  # PNG of the inverse: same dimensions; sizes may differ, so pad
+    data = changed.read_bytes()
+    changed.write_bytes(data[:before_size] if len(data) >= before_size else data + b"\0" * (before_size - len(data)))
+    os.utime(changed, ns=(before_mtime + 10**9, before_mtime + 10**9))
+    assert changed.stat().st_size == before_size
+    records = len(manifest_records(out))
+    upscale.main(args)
+    redone = [r["output"] for r in manifest_records(out)[records:] if r["output"] == output_key(names[0])]
+    assert redone, "an input rewritten at the same size was taken as done"
+    caplog.clear()
+    assert upscale.main([*args, "--target", "256x256"]) == 2
+    assert "target none, now 256x256" in caplog.text
+
+
 def job_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "engines.upscale", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})

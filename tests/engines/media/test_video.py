@@ -163,6 +163,17 @@ def test_colour_tags_and_a_known_colour_survive(tmp_path, random_ckpt, random_ms
     assert np.abs(decoded - model_output(random_msn, lr_rgb)).mean() < 1.5
 
 
+def test_a_10_bit_source_written_8_bit_says_how_to_keep_the_depth(tmp_path, random_ckpt, caplog):
+    """Hardening round 3, #8: a 10-bit clip came out 8-bit with the default settings and no word."""
+    src = make_clip(tmp_path / "in.mkv", frames_rgb(1), codec="ffv1", pix_fmt="yuv444p10le")
+    assert upscale.main([str(src), "-o", str(tmp_path / "out.mkv"), "--model", str(random_ckpt)]) == 0
+    assert "--pix-fmt yuv420p writes 8: pass --pix-fmt yuv420p10le" in caplog.text
+    caplog.clear()
+    assert upscale.main([str(src), "-o", str(tmp_path / "out10.mkv"), "--model", str(random_ckpt), "--pix-fmt",
+                         "yuv420p10le"]) == 0
+    assert "writes 8" not in caplog.text
+
+
 def test_rotation_is_carried_over(tmp_path, random_ckpt):
     src = make_clip(tmp_path / "in.mp4", frames_rgb(2), codec="libx264", pix_fmt="yuv420p", rotation=90)
     dst = tmp_path / "out.mp4"

@@ -145,6 +145,9 @@ def test_precision_of_an_artifact_is_its_own(random_graph, random_fp16_graph, ph
     assert engines.load(random_fp16_graph, backend="onnxruntime", precision="fp16").precision == "fp16"
     with pytest.raises(UsageError, match="is an FP32 artifact, not FP16.*--fp16"):
         engines.load(random_graph, backend="onnxruntime", precision="fp16")
+    # The other way round, the hint says to export without --fp16 (hardening round 3, #17: it said --fp16).
+    with pytest.raises(UsageError, match=r"is an FP16 artifact, not FP32.*to_onnx.py \(no --fp16\)"):
+        engines.load(random_fp16_graph, backend="onnxruntime", precision="fp32")
     assert upscale.main([str(photo), "-o", str(tmp_path / "a.png"), "--model", str(random_graph),
                          "--precision", "fp16"]) == 2
     assert "is an FP32 artifact" in caplog.text and not (tmp_path / "a.png").exists()

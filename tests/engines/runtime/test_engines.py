@@ -280,3 +280,4 @@ def test_a_load_error_names_the_users_file_not_the_temporary_copy(random_graph):
     with pytest.raises(UsageError) as info:
         ModelFiles.read(str(random_graph)).load("onnxruntime", precision="fp16")
     assert str(random_graph) in str(info.value) and "msn-model-" not in str(info.value)
+    assert "export an FP16 graph with python export/to_onnx.py --fp16" in str(info.value)  # the hint fits the ask
