@@ -57,18 +57,21 @@ def stop(started_here: bool) -> None:
     def _already_stopping(_signum: int, _frame: object) -> None:
         log.warning("already stopping; waiting for requests in flight")
 
-    signal.signal(signal.SIGINT, _already_stopping)
-    signal.signal(signal.SIGTERM, _already_stopping)
-    if not ray.is_initialized():
-        return
+    previous = {signum: signal.signal(signum, _already_stopping) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        serve.delete(APP_NAME)
-        if started_here:
-            serve.shutdown()
-    except RayServeException as exc:  # stopped before Serve itself was up
-        log.debug("nothing to delete: %s", exc)
-    finally:
-        ray.shutdown()
+        if not ray.is_initialized():
+            return
+        try:
+            serve.delete(APP_NAME)
+            if started_here:
+                serve.shutdown()
+        except RayServeException as exc:  # stopped before Serve itself was up
+            log.debug("nothing to delete: %s", exc)
+        finally:
+            ray.shutdown()
+    finally:  # the caller's handlers again: a program that goes on after serving keeps its Ctrl-C
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def run_until_stopped(settings: ServeSettings, model: ModelFiles, host: str, port: int, address: str | None,
