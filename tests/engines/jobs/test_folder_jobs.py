@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,11 +127,7 @@ def test_overwrite_replaces_outputs_made_otherwise(tmp_path, random_ckpt, caplog
 
 
 def test_a_torn_last_line_is_ignored(tmp_path, random_ckpt, caplog):
-    root = tmp_path / "photos"
-    names = image_tree(root, count=3)
-    out = tmp_path / "out"
-    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
-    assert upscale.main(args) == 1
+    names, out, args = finished_job(tmp_path, random_ckpt, 3)
     with open(out / MANIFEST_NAME, "a") as manifest:
         manifest.write('{"kind": "image", "output": "d0/img0')  # a crash in the middle of a write
     caplog.set_level(logging.INFO)
@@ -139,44 +136,45 @@ def test_a_torn_last_line_is_ignored(tmp_path, random_ckpt, caplog):
     assert "not a manifest record" not in caplog.text
 
 
+def finished_job(tmp_path, model, count: int) -> tuple[list[str], Path, list[str]]:
+    """A tree of `count` images (and the three broken files) upscaled once: (names, output, args)."""
+    root = tmp_path / "photos"
+    names = image_tree(root, count=count)
+    out = tmp_path / "out"
+    args = [str(root), "-o", str(out), "--recursive", "--model", str(model)]
+    assert upscale.main(args) == 1
+    return names, out, args
+
+
+def done_since(out, before: int) -> list[str]:
+    """The outputs recorded as done after the first `before` records."""
+    return [r["output"] for r in manifest_records(out)[before:] if r["status"] == "done"]
+
+
 def test_an_output_damaged_or_deleted_after_the_job_is_made_again(tmp_path, random_ckpt, caplog):
     """Hardening round 3, #1: the manifest's word was trusted ("4 of 4 done, 0 to do")."""
-    root = tmp_path / "photos"
-    names = image_tree(root, count=4)
-    out = tmp_path / "out"
-    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
-    assert upscale.main(args) == 1
+    names, out, args = finished_job(tmp_path, random_ckpt, 4)
     good = (out / output_key(names[0])).read_bytes()
     (out / output_key(names[0])).write_bytes(good[: len(good) // 2])  # damaged
     (out / output_key(names[1])).unlink()  # deleted
     before = len(manifest_records(out))
     caplog.set_level(logging.INFO)
     assert upscale.main(args) == 1
-    redone = [r["output"] for r in manifest_records(out)[before:] if r["status"] == "done"]
-    assert sorted(redone) == sorted(output_key(n) for n in names[:2])
+    assert sorted(done_since(out, before)) == sorted(output_key(n) for n in names[:2])
     assert (out / output_key(names[0])).read_bytes() == good
 
 
 def test_overwrite_makes_every_output_again(tmp_path, random_ckpt):
     """Hardening round 3, #1: --overwrite only replaced outputs made otherwise."""
-    root = tmp_path / "photos"
-    names = image_tree(root, count=3)
-    out = tmp_path / "out"
-    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
-    assert upscale.main(args) == 1
+    names, out, args = finished_job(tmp_path, random_ckpt, 3)
     before = len(manifest_records(out))
     assert upscale.main([*args, "--overwrite"]) == 1
-    redone = [r["output"] for r in manifest_records(out)[before:] if r["status"] == "done"]
-    assert sorted(redone) == sorted(output_key(n) for n in names)
+    assert sorted(done_since(out, before)) == sorted(output_key(n) for n in names)
 
 
 def test_an_output_whose_record_a_crash_cut_off_is_made_again_and_recorded(tmp_path, random_ckpt, caplog):
     """Hardening round 3, #3: every later run said "exists; skipping" and never recorded it."""
-    root = tmp_path / "photos"
-    names = image_tree(root, count=3)
-    out = tmp_path / "out"
-    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]
-    assert upscale.main(args) == 1
+    names, out, args = finished_job(tmp_path, random_ckpt, 3)
     lines = (out / MANIFEST_NAME).read_text().splitlines(keepends=True)
     last = max(i for i, line in enumerate(lines) if f'"output": "{output_key(names[-1])}"' in line)
     cut = lines[last][: lines[last].index('"output": "') + len('"output": "') + 4]  # the output is on disk
@@ -226,12 +224,8 @@ def test_a_rerun_sees_an_input_rewritten_at_the_same_size_and_a_new_target(tmp_p
     another --target; every field of the job's digest and of the input's state is a reason to redo."""
     import cv2
 
-    root = tmp_path / "photos"
-    names = image_tree(root, count=3)
-    out = tmp_path / "out"
-    args = [str(root), "-o", str(out), "--recursive", "--model", str(random_graph)]
-    assert upscale.main(args) == 1
-    changed = root / names[0]
+    names, out, args = finished_job(tmp_path, random_graph, 3)
+    changed = tmp_path / "photos" / names[0]
     pixels = cv2.imread(str(changed))
     before_size, before_mtime = changed.stat().st_size, changed.stat().st_mtime_ns
     cv2.imwrite(str(changed), 255 - pixels)  # PNG of the inverse: same dimensions; sizes may differ, so pad
