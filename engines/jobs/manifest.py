@@ -98,19 +98,20 @@ class Manifest:
 
     def _read(self) -> None:
         try:
-            lines = self.path.read_text().splitlines()
+            text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{self.path} cannot be read as a job manifest ({exc}); move it away to start "
                                 "afresh") from None
+        lines = text.splitlines()
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
                 kind = record["kind"]
             except (ValueError, KeyError, TypeError):
-                if number < len(lines):  # only the last line can be torn by a crash
-                    log.warning("%s line %d is not a manifest record; ignored", self.path, number)
-                else:
+                if number == len(lines) and not text.endswith("\n"):  # a crash cut the last write short
                     self.torn = line
+                else:
+                    log.warning("%s line %d is not a manifest record; ignored", self.path, number)
                 continue
             if kind == "settings":
                 self.settings[record["digest"]] = record["settings"]
@@ -120,15 +121,8 @@ class Manifest:
     def open(self, settings: JobSettings) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if self.torn:  # drop the torn line: the next record would be glued to it and lost
-            size, torn = os.fstat(self._fd).st_size, self.torn.encode()
-            with open(self.path, "rb") as manifest:
-                manifest.seek(max(0, size - len(torn) - 1))
-                tail = manifest.read()
-            if tail.endswith(torn):
-                os.ftruncate(self._fd, size - len(torn))
-            else:  # not at the very end after all (it ended in a newline): end what follows it
-                os.write(self._fd, b"\n")
+        if self.torn:  # drop the torn line, which ends the file: the next record would be glued to it
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - len(self.torn.encode()))
             self.torn = ""
         if settings.digest not in self.settings:
             self._append({"kind": "settings", "digest": settings.digest, "settings": asdict(settings)})

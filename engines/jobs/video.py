@@ -45,7 +45,7 @@ class VideoJob:
     overwrite: bool = False
     segment_seconds: float | None = None  # None: one process; else segments of about this length
     workers: int | None = None  # segment workers (local processes or Ray tasks)
-    ray: str | None = None  # "auto", or a cluster address, for segments on Ray
+    ray: str | None = None  # LOCAL ("local": a Ray of this machine) or HOST:PORT, for segments on Ray
 
 
 @dataclass
@@ -94,15 +94,15 @@ def plan_video_job(job: VideoJob) -> Path:
     options = job.options
     if options.tile is not None:
         check_tiling(options.tile, options.overlap)
-    if is_video(job.output):
-        check_video_options(options, job.output)
+    check_video_options(options, job.output)  # before the model is read; a folder's name has no muxer
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     if not is_video(job.output) and not job.output.suffix:
         prepare_output(job.output, to_file=False)
     header = read_artifact_header(job.model, job.precision)
     check_target(job.src, header.scale, options)
     dst = video_output_path(job.src, job.output, header.scale)
-    check_video_options(options, dst)
+    if dst != job.output:  # named after the input in that folder: its container is known only now
+        check_video_options(options, dst)
     check_writable(dst)
     refuse_overwriting_inputs([dst], [job.src])
     if dst.exists() and not job.overwrite:

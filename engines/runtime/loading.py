@@ -61,10 +61,12 @@ def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
             return chosen
     else:
         chosen = backend
-        if (artifact_kind(artifact) is ENGINE) != (chosen == "tensorrt"):
-            raise UsageError(f"{artifact} is a TensorRT engine: it runs on --backend tensorrt (or auto), not {chosen}"
-                             if chosen != "tensorrt" else f"--backend tensorrt runs TensorRT engines "
-                             f"({', '.join(ENGINE.suffixes)}), not {artifact}; build one with msn-build-trt")
+        is_engine = artifact_kind(artifact) is ENGINE
+        if is_engine and chosen != "tensorrt":
+            raise UsageError(f"{artifact} is a TensorRT engine: it runs on --backend tensorrt (or auto), not {chosen}")
+        if chosen == "tensorrt" and not is_engine:
+            raise UsageError(f"--backend tensorrt runs TensorRT engines ({', '.join(ENGINE.suffixes)}), not "
+                             f"{artifact}; build one with msn-build-trt")
     check_device(chosen, device)
     return chosen
 
