@@ -6,7 +6,9 @@ every photo viewer does, so the output (which carries no EXIF) displays the same
 
 OpenCV decodes and encodes the pixels (Pillow cannot hold 16-bit colour); Pillow reads the
 header first (size, frames, orientation, mode) so that limits are checked before any pixel is
-decoded; pypng writes gray+alpha, which OpenCV cannot encode.
+decoded; pypng writes gray+alpha, which OpenCV cannot encode. JPEGs are decoded by simplejpeg
+(the same libjpeg-turbo, the same pixels) because it refuses damaged data, which OpenCV pads
+with gray.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import png
+import simplejpeg
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from msn import UsageError
@@ -183,6 +186,8 @@ def decode_image(encoded: bytes, name: str = "the image", max_pixels: int = MAX_
     header = read_header(encoded, name, max_pixels)
     if header.cmyk:
         data, header = _cmyk_as_bgr(encoded, name, header)
+    elif header.format == "JPEG":
+        data = _jpeg_as_bgr(encoded, name)
     else:
         data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None:
@@ -196,6 +201,17 @@ def decode_image(encoded: bytes, name: str = "the image", max_pixels: int = MAX_
         image.rgb = orient(image.rgb, header.orientation)
         image.alpha = orient(image.alpha, header.orientation) if image.alpha is not None else None
     return image
+
+
+def _jpeg_as_bgr(encoded: bytes, name: str) -> np.ndarray:
+    """A JPEG's pixels (HxW gray or HxWx3 BGR uint8); ImageError when its data is damaged or
+    shorter than its header says (libjpeg would fill the rest with gray and only warn)."""
+    try:
+        gray = simplejpeg.decode_jpeg_header(encoded)[2] == "Gray"
+        return simplejpeg.decode_jpeg(encoded, colorspace="GRAY" if gray else "BGR", strict=True)
+    except ValueError as exc:
+        raise ImageError(f"{name} is a damaged JPEG ({exc}): its data is cut off or does not match its header; "
+                         "use an intact copy") from None
 
 
 def _cmyk_as_bgr(encoded: bytes, name: str, header: ImageHeader) -> tuple[np.ndarray, ImageHeader]:

@@ -187,3 +187,33 @@ def test_a_profile_a_tiff_cannot_hold_here_is_dropped_with_a_word(caplog):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     encode_image(".tiff", np.zeros((8, 8, 3), np.float32), None, False, 65535, icc)
     assert "write PNG (--format png) to keep it" in caplog.text
+
+
+def _jpeg_claiming(width: int, height: int, pixels: np.ndarray) -> bytes:
+    """A real JPEG of `pixels` whose frame header (SOF0) says width x height."""
+    encoded = bytearray(cv2.imencode(".jpg", pixels)[1].tobytes())
+    sof = encoded.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    encoded[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(encoded)
+
+
+def test_a_jpeg_holding_less_than_its_header_says_is_refused():
+    """Hardening round 3, #13: a header saying 400x400 over 40x40 of data was decoded gray-padded (exit 0)."""
+    liar = _jpeg_claiming(400, 400, gradient(40, 40))
+    with pytest.raises(ImageError, match="liar.jpg is a damaged JPEG .*premature end of data.*intact copy"):
+        decode_image(liar, "liar.jpg")
+    cut_off = cv2.imencode(".jpg", gradient(400, 400))[1].tobytes()
+    with pytest.raises(ImageError, match="is a damaged JPEG"):
+        decode_image(cut_off[:len(cut_off) // 2] + b"\xff\xd9", "cut.jpg")
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_jpeg_pixels_are_libjpegs_own(gray):
+    """The strict JPEG decoder gives exactly the pixels OpenCV's libjpeg gives (colour and gray)."""
+    pixels = gradient(37, 53)
+    pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if gray else pixels
+    encoded = cv2.imencode(".jpg", pixels)[1].tobytes()
+    expected = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+    image = decode_image(encoded)
+    assert image.grayscale == gray and image.max_value == 255
+    assert np.array_equal(image.rgb, np.repeat(expected[..., None], 3, 2) if gray else expected[..., ::-1])
