@@ -90,11 +90,16 @@ def encoder_options(options: VideoOptions) -> dict[str, str]:
     return crf | options.encoder_options
 
 
-def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoOptions) -> tuple[int, int]:
-    """(height, width) of the output frames: the model's scale, or the target's fit (even sizes,
-    which chroma-subsampled formats need)."""
+def output_frame_size(lr_height: int, lr_width: int, scale: int, options: VideoOptions,
+                      rotation: int = 0) -> tuple[int, int]:
+    """(height, width) of the output frames as stored: the model's scale, or the target's fit (even
+    sizes, which chroma-subsampled formats need). A target is in display orientation, as for EXIF
+    images: frames stored a quarter turn from how they display (`rotation`) fit it turned."""
     if options.target is None:
         return lr_height * scale, lr_width * scale
+    if rotation % 180:
+        width, height = options.target.output_size(lr_width, lr_height, scale, even=True)
+        return height, width
     return options.target.output_size(lr_height, lr_width, scale, even=True)
 
 

@@ -203,7 +203,8 @@ def _infer_frames(engine: Engine, frames_in, frames_out, options: VideoOptions, 
             out = repeats.output_for(frame, upscaled)
             picture = out.transpose(1, 2, 0)
             if options.target is not None:
-                picture = resize_to(picture, *output_frame_size(*frame.rgb.shape[:2], engine.scale, options))
+                picture = resize_to(picture, *output_frame_size(*frame.rgb.shape[:2], engine.scale, options,
+                                                                     report.rotation))
             if not put(frames_out, Frame(frame.index, frame.pts, picture), stop):
                 return
         report.frames += len(batch)

@@ -27,13 +27,25 @@ def open_video(path: Path):
 
 
 def check_target(src: Path, scale: int, options: VideoOptions) -> None:
-    """Refuse a target the video's frames cannot reach, before the model loads."""
+    """Refuse a target the video's frames cannot reach, before the model loads (the first frame
+    says how the frames display: the target is in display orientation)."""
     if options.target is not None:
         container, stream = open_video(src)
         try:
-            output_frame_size(stream.codec_context.height, stream.codec_context.width, scale, options)
+            output_frame_size(stream.codec_context.height, stream.codec_context.width, scale, options,
+                              _display_rotation(container, stream))
         finally:
             container.close()
+
+
+def _display_rotation(container, stream) -> int:
+    """The rotation the stream's first frame declares (degrees counter-clockwise; 0 when none decodes)."""
+    import av
+
+    try:
+        return int(next(container.decode(stream)).rotation or 0)
+    except (StopIteration, av.error.FFmpegError):
+        return 0
 
 
 def sequential_step(container, stream) -> int | None:

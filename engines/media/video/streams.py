@@ -18,7 +18,7 @@ def add_video_stream(output, in_video, scale: int, options: VideoOptions, colour
     rate = in_video.average_rate or in_video.guessed_rate or Fraction(25)
     stream = output.add_stream(options.codec, rate=rate)
     stream.height, stream.width = output_frame_size(in_video.codec_context.height, in_video.codec_context.width,
-                                                    scale, options)
+                                                    scale, options, colour.rotation)
     stream.pix_fmt = options.pix_fmt
     stream.time_base = in_video.time_base
     context = stream.codec_context

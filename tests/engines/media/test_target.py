@@ -81,3 +81,22 @@ def test_target_through_the_video_cli(tmp_path, random_ckpt):
     assert upscale.main([str(src), "-o", str(tmp_path / "big.mkv"), "--model", str(random_ckpt), "--target",
                          "400x400"]) == 2
     assert av is not None and not (tmp_path / "big.mkv").exists()
+
+
+def test_a_rotated_clips_target_is_in_display_orientation(tmp_path, random_ckpt):
+    """Hardening round 3, #26: a portrait clip stored landscape (rotation 90) had its target taken as
+    landscape: 120x150 --exact was refused. Targets are in display orientation, as for EXIF images."""
+    pytest.importorskip("av", reason="PyAV is not installed")
+    from tests.engines.media.test_video import frames_rgb, make_clip, read_video
+
+    src = make_clip(tmp_path / "in.mp4", frames_rgb(2), codec="libx264", pix_fmt="yuv420p", rotation=90)
+    dst = tmp_path / "out.mp4"  # stored 40x32, displayed 32x40: the x4 output displays as 128x160
+    assert upscale.main([str(src), "-o", str(dst), "--model", str(random_ckpt), "--target", "120x150",
+                         "--exact"]) == 0
+    frames, info = read_video(dst)
+    assert (info["width"], info["height"], frames[0].rotation) == (150, 120, 90)
+    assert frames[0].to_ndarray(format="rgb24").shape == (120, 150, 3)
+    big = tmp_path / "big.mp4"
+    assert upscale.main([str(src), "-o", str(big), "--model", str(random_ckpt), "--target", "150x120",
+                         "--exact"]) == 2  # landscape 150x120 needs more than x4 of a 32x40 picture
+    assert not big.exists()
