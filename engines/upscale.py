@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 from engines import runtime
 from engines.jobs.folder import FolderJob, run_folder_job
@@ -32,6 +32,7 @@ from msn import MIN_INPUT_SIZE, UsageError
 from msn.cli import (
     EXIT_FAILED,
     display_size,
+    exit_process,
     host_port,
     key_value,
     non_negative_float,
@@ -154,5 +155,10 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
     return 0 if report.complete else EXIT_FAILED
 
 
+def cli() -> NoReturn:
+    """The msn-upscale command: `main` in a process of its own (see msn.cli.exit_process)."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -17,11 +17,13 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 from msn import MIN_INPUT_SIZE, MSNError
 
@@ -74,6 +76,29 @@ def run_cli(work: Callable[[], int | None], *, verbose: bool = False) -> int:
         log.error("%s", exc)
         return EXIT_FAILED
     return EXIT_OK if code is None else code
+
+
+class WorkerThread(threading.Thread):
+    """A daemon thread that may be inside an engine's native code, which Python cannot interrupt:
+    a command stopped by Ctrl-C or SIGTERM does not wait for it (see `exit_process`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a command's process with `code`: what a command's entry point calls with its `main()`.
+
+    After Ctrl-C, a worker thread may still be inside an engine call (a large image takes tens of
+    seconds). Python's own exit would run the engines' C++ destructors under it ("terminate called
+    without an active exception", exit -6), so the process then ends at once: the outputs, their
+    records and the temporary files were settled by the thread that was interrupted."""
+    if any(isinstance(thread, WorkerThread) and thread.is_alive() for thread in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @contextlib.contextmanager

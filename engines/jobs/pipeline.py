@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from engines.jobs.tree import Task
 from engines.jobs.work import ImageOptions, failure, upscale_image
@@ -58,14 +59,19 @@ def run_pipelined(tasks: list[Task], engines_: list[Engine], options: ImageOptio
         for _ in engines_:
             put(decoded, END, stop)
 
+    in_engine: set[Path] = set()  # inputs inside an engine call now
+
     def infer(engine: Engine) -> None:
         while (entry := get(decoded, stop)) is not END:
             task, item, started = entry
             if not isinstance(item, _Failed):
+                in_engine.add(task.src)
                 try:
                     item = upscale_image(engine, item, options)
                 except MSNError as exc:
                     item = _Failed(failure(task.src, exc))
+                finally:
+                    in_engine.discard(task.src)
             put(done, (task, item, started), stop)
         put(done, END, stop)
 
@@ -86,10 +92,17 @@ def run_pipelined(tasks: list[Task], engines_: list[Engine], options: ImageOptio
             task, item, started = entry
             _finish(task, item, started, finish)
         raise_stage_error(threads)
-    finally:
+    except BaseException:
+        # Not joined: an inference thread ends after its current image, and an engine call cannot
+        # be cut short (a large image takes tens of seconds; Ctrl-C must not wait for it).
         stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        busy = sorted(map(str, list(in_engine)))  # list(): one atomic copy of a set other threads change
+        if busy:
+            log.warning("dropped %d image(s) still in the engine, not waiting for them (an engine call cannot be cut "
+                        "short): %s", len(busy), ", ".join(busy))
+        raise
+    for thread in threads:
+        thread.join()
 
 
 def _finish(task: Task, item: Upscaled | _Failed, started: float, finish: Finish) -> None:

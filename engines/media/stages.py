@@ -8,12 +8,14 @@ import queue
 import threading
 from collections.abc import Callable
 
+from msn.cli import WorkerThread
+
 END = object()  # put after a stage's last item; what `get` returns once the pipeline stops
 
 
-class Stage(threading.Thread):
+class Stage(WorkerThread):
     def __init__(self, name: str, target: Callable[[], None]) -> None:
-        super().__init__(name=name, daemon=True)
+        super().__init__(name)
         self._work = target
         self.error: BaseException | None = None
 

@@ -8,9 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -282,6 +285,29 @@ def test_ctrl_c_then_a_rerun_does_only_the_missing_images(tree, random_ckpt, tmp
     new = manifest_records(out)[before:]
     assert sum(r["status"] == "done" for r in new) == len(names) - done  # only the missing ones
     assert outputs_under(out) == {output_key(n) for n in names}
+
+
+def test_ctrl_c_with_a_large_image_in_the_engine_exits_at_once(random_ckpt, tmp_path):
+    """Hardening round 3, #27: Ctrl-C while a large image was inside the engine waited 30 s for it,
+    then could abort in the engine's destructors ("terminate called", exit -6). The job now drops
+    the image in flight (the log says so: the exit did not wait) and exits 130."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    smooth = cv2.resize(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8), (1024, 1024))
+    cv2.imwrite(str(photos / "large.png"), smooth)  # seconds in the engine on any CPU
+    job = job_process([str(photos), "-o", str(tmp_path / "out"), "--model", str(random_ckpt)])
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(job.stdout), daemon=True)
+    reader.start()
+    wait_for(lambda: any("compiled for 1x3x1024x1024" in line for line in lines) or job.poll() is not None,
+             SUBPROCESS_TIMEOUT_S, "the large image to reach the engine")
+    job.send_signal(signal.SIGINT)
+    assert job.wait(timeout=SUBPROCESS_TIMEOUT_S) == 130, "".join(lines)
+    reader.join(timeout=10)
+    log = "".join(lines)
+    assert "dropped 1 image(s) still in the engine" in log and "large.png" in log, log
+    assert "terminate called" not in log and "Traceback" not in log
+    assert visible_names(tmp_path / "out") == []
 
 
 def test_an_output_folder_inside_the_input_tree_is_never_an_input(tmp_path, random_ckpt, caplog):
