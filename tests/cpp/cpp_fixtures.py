@@ -6,7 +6,9 @@ OUT_DIR gets a random-weight MSN graph (`msn_random.onnx`; `msn_random_b2.onnx` 
 network with its batch fixed to 2 and its size to the first case's), a 16-bit RGB input as PNG and raw
 little-endian uint16 (HWC), and the Python OpenVINO runtime's output for it, whole and tiled, in
 the same two forms. `cases.txt` lists each case as: name height width channels tile overlap.
-The C++ tests (ctest) run the same graph through libmsn_infer and must match these pixels.
+`palette_in.png` is a palette PNG with partly transparent entries (tRNS) and `palette_expected.png`
+what msn-upscale writes for it (RGBA: the alpha resized bicubically). The C++ tests (ctest) run the
+same graph through libmsn_infer and the msn_upscale CLI and must match these pixels.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from engines.jobs.work import ImageOptions, upscale_image
 from engines.media.images import read_image, write_image
+from engines.media.upscaled import encode_upscaled
 from engines.runtime.openvino_engine import OpenVINOEngine
 from export import ExportOptions, export_onnx
 from export.verify import smooth_test_image
@@ -54,7 +59,20 @@ def main(out_dir: Path) -> None:
             np.round(pixels * 65535).astype("<u2").tofile(out_dir / f"{name}_{suffix}.u16")
         lines.append(f"{name} {h} {w} 3 {tile} {overlap}")
     (out_dir / "cases.txt").write_text("\n".join(lines) + "\n")
+    write_palette_case(out_dir, engine)
     (out_dir / "not_a_graph.onnx").write_text("a file that is not an ONNX graph\n")
+
+
+def write_palette_case(out_dir: Path, engine: OpenVINOEngine) -> None:
+    """A 16-colour palette image whose entries are opaque, half and fully transparent in blocks:
+    hard alpha edges, where one resize filter differs from another by tens of levels."""
+    rng = np.random.default_rng(7)
+    indices = np.kron(rng.integers(0, 16, (9, 12)), np.ones((5, 5), int)).astype(np.uint8)  # 45x60
+    palette = Image.fromarray(indices, "P")
+    palette.putpalette(rng.integers(0, 256, 48, dtype=np.uint8).tobytes())
+    palette.save(out_dir / "palette_in.png", transparency=bytes([255, 0, 128, 64] * 4))
+    sr = upscale_image(engine, read_image(out_dir / "palette_in.png"), ImageOptions())
+    (out_dir / "palette_expected.png").write_bytes(encode_upscaled(".png", sr))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "errors.hpp"
 #include "half.hpp"
@@ -77,23 +78,54 @@ void from_planes(const void* planes, msn_plane_type type, msn_image& img) {
     }
 }
 
+// OpenCV's bicubic kernel (A = -0.75) for a sample at fraction t past the second of four taps.
+void cubic_weights(float t, float weight[4]) {
+  constexpr float A = -0.75f;
+  weight[0] = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A;
+  weight[1] = ((A + 2) * t - (A + 3)) * t * t + 1;
+  weight[2] = ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1;
+  weight[3] = 1.0f - weight[0] - weight[1] - weight[2];
+}
+
+struct CubicTaps {
+  int32_t index[4];
+  float weight[4];
+};
+
+// Where each output sample along an axis reads, as cv::resize(INTER_CUBIC) places it: pixel
+// centres aligned, taps past the border repeating the edge.
+std::vector<CubicTaps> cubic_taps(int32_t src_len, int32_t dst_len) {
+  const double step = static_cast<double>(src_len) / dst_len;
+  std::vector<CubicTaps> taps(dst_len);
+  for (int32_t d = 0; d < dst_len; ++d) {
+    float at = static_cast<float>((d + 0.5) * step - 0.5);
+    const auto first = static_cast<int32_t>(std::floor(at));
+    cubic_weights(at - first, taps[d].weight);
+    for (int32_t k = 0; k < 4; ++k) taps[d].index[k] = std::clamp(first - 1 + k, 0, src_len - 1);
+  }
+  return taps;
+}
+
+// Alpha is not what MSN was trained on: it is resized bicubically, in [0, 1] floats and clamped,
+// exactly as the Python runtime does (engines.media.images.upscale_alpha), so both write the same levels.
 template <class Pixel>
 void resize_alpha(const msn_image& src, msn_image& dst) {
-  const float sy = static_cast<float>(src.height) / dst.height, sx = static_cast<float>(src.width) / dst.width;
-  for (int32_t y = 0; y < dst.height; ++y) {
-    const float fy = std::fmax((y + 0.5f) * sy - 0.5f, 0.0f);
-    const int32_t y0 = std::min(static_cast<int32_t>(fy), src.height - 1), y1 = std::min(y0 + 1, src.height - 1);
-    const float wy = fy - y0;
+  const float peak = max_value(src.type);
+  const std::vector<CubicTaps> across = cubic_taps(src.width, dst.width), down = cubic_taps(src.height, dst.height);
+  std::vector<float> rows(static_cast<size_t>(src.height) * dst.width);  // the horizontal pass
+  for (int32_t y = 0; y < src.height; ++y)
     for (int32_t x = 0; x < dst.width; ++x) {
-      const float fx = std::fmax((x + 0.5f) * sx - 0.5f, 0.0f);
-      const int32_t x0 = std::min(static_cast<int32_t>(fx), src.width - 1), x1 = std::min(x0 + 1, src.width - 1);
-      const float wx = fx - x0;
-      auto a = [&](int32_t yy, int32_t xx) { return static_cast<float>(pixel_at<Pixel>(src, yy, xx, 3)); };
-      const float top = a(y0, x0) + (a(y0, x1) - a(y0, x0)) * wx;
-      const float bottom = a(y1, x0) + (a(y1, x1) - a(y1, x0)) * wx;
-      set_pixel<Pixel>(dst, y, x, 3, static_cast<Pixel>(std::nearbyint(top + (bottom - top) * wy)));
+      float sum = 0.0f;
+      for (int32_t k = 0; k < 4; ++k)
+        sum += across[x].weight[k] * (static_cast<float>(pixel_at<Pixel>(src, y, across[x].index[k], 3)) / peak);
+      rows[static_cast<size_t>(y) * dst.width + x] = sum;
     }
-  }
+  for (int32_t y = 0; y < dst.height; ++y)
+    for (int32_t x = 0; x < dst.width; ++x) {
+      float sum = 0.0f;
+      for (int32_t k = 0; k < 4; ++k) sum += down[y].weight[k] * rows[static_cast<size_t>(down[y].index[k]) * dst.width + x];
+      set_pixel<Pixel>(dst, y, x, 3, static_cast<Pixel>(std::nearbyint(std::fmin(std::fmax(sum, 0.0f), 1.0f) * peak)));
+    }
 }
 
 }  // namespace
