@@ -45,6 +45,7 @@ from engines.media.video import (
     copy_streams,
     log_reuse,
     muxer_for,
+    muxer_options,
     open_video,
     truncation,
     upscale_video,
@@ -359,7 +360,7 @@ def join_parts(src: Path, parts: list[Path], pts_of_parts: list[list[int]], dst:
     first = av.open(str(parts[0]))
     try:
         with atomic_output(dst) as tmp:
-            output = av.open(str(tmp), "w", format=muxer_for(dst))
+            output = av.open(str(tmp), "w", format=muxer_for(dst), options=muxer_options(dst))
             try:
                 out_video = output.add_stream_from_template(first.streams.video[0])
                 out_video.time_base = in_video.time_base

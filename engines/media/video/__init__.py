@@ -18,6 +18,7 @@ from engines.media.video.options import (
     encoder_options,
     is_video,
     muxer_for,
+    muxer_options,
     output_frame_size,
 )
 from engines.media.video.pipeline import upscale_video
@@ -27,4 +28,4 @@ from engines.media.video.streams import copy_streams
 
 __all__ = ["OUTPUT_SUFFIXES", "VIDEO_SUFFIXES", "VideoError", "VideoOptions", "VideoReport", "Window", "check_encoder",
            "check_output_name", "check_target", "check_video_options", "copy_streams", "encoder_options", "is_video",
-           "log_reuse", "muxer_for", "open_video", "output_frame_size", "truncation", "upscale_video"]
+           "log_reuse", "muxer_for", "muxer_options", "open_video", "output_frame_size", "truncation", "upscale_video"]

@@ -84,6 +84,13 @@ def muxer_for(dst: Path) -> str | None:
         dst.suffix.lower())
 
 
+def muxer_options(dst: Path) -> dict[str, str]:
+    """Matroska and WebM would shift every stream so that none starts before 0: AAC copied from an
+    MP4 starts 1024 samples early (its priming, which MP4 marks as skipped), so every video frame
+    came out ~21 ms late. The input's times are kept instead, negative ones included."""
+    return {"avoid_negative_ts": "disabled"} if muxer_for(dst) in ("matroska", "webm") else {}
+
+
 def encoder_options(options: VideoOptions) -> dict[str, str]:
     """The encoder's options: the CRF where the encoder has one, then the user's own."""
     crf = {"crf": str(options.crf)} if options.crf is not None and options.codec in CRF_RANGES else {}

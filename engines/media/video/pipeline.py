@@ -37,6 +37,7 @@ from engines.media.video.options import (
     check_video_options,
     encoder_options,
     muxer_for,
+    muxer_options,
     output_frame_size,
 )
 from engines.media.video.probing import frame_count, open_video, sequential_step, truncation
@@ -117,7 +118,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
         put(frames_in, END, stop)
 
     with atomic_output(dst) as tmp:
-        output = av.open(str(tmp), "w", format=muxer_for(dst))
+        output = av.open(str(tmp), "w", format=muxer_for(dst), options=muxer_options(dst))
         try:
             decoder = Stage("decode", decode)
             decoder.start()

@@ -18,7 +18,7 @@ from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install -e '.[video]')")
 
-from tests.engines.media.test_video import H, W, coded_clip, frames_rgb, make_clip  # noqa: E402
+from tests.engines.media.test_video import H, W, coded_clip, frame_times, frames_rgb, make_clip  # noqa: E402
 
 FFV1 = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
 
@@ -51,6 +51,24 @@ def decoded(path) -> tuple[list[Fraction], list[np.ndarray]]:
 def audio_packets(path) -> list[bytes]:
     with av.open(str(path)) as container:
         return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def packet_times(path, kind: str) -> list[float]:
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [float(p.pts * stream.time_base) for p in container.demux(stream) if p.size]
+
+
+@pytest.mark.parametrize("split", [[], ["--segment-seconds", "0.4"]], ids=["one-process", "segments"])
+def test_aac_from_an_mp4_into_matroska_moves_no_time(tmp_path, tiny_ckpt, split):
+    """Hardening round 3, #10: AAC copied from an MP4 starts 1024 samples before 0 (its priming);
+    Matroska shifted every stream to start at 0, so each video frame came out 21 ms late."""
+    src = make_clip(tmp_path / "in.mp4", frames_rgb(12), codec="libx264", pix_fmt="yuv420p", audio=True)
+    assert packet_times(src, "audio")[0] == pytest.approx(-1024 / 48000)
+    out = tmp_path / "out.mkv"
+    assert upscale.main([str(src), "-o", str(out), "--model", str(tiny_ckpt), *FFV1, *split]) == 0
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
+    assert packet_times(out, "audio") == pytest.approx(packet_times(src, "audio"), abs=1e-3)
 
 
 @pytest.fixture(scope="module")
