@@ -1,10 +1,18 @@
-"""Checking an encoder, its pixel format and its options before any frame is decoded."""
+"""Checking an encoder, its pixel format and its options before any frame is decoded; the
+options that carry the input's HDR10 metadata."""
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 
+from engines.media.video.frames import Hdr10
 from engines.media.video.options import VideoError
+
+log = logging.getLogger(__name__)
+
+# Encoders that take HDR10 metadata, and the option that holds their parameters (KEY=VALUE:...).
+HDR10_PARAMS = {"libx265": "x265-params", "libsvtav1": "svtav1-params"}
 
 
 def check_encoder(codec: str, pix_fmt: str, options: dict[str, str] | None = None) -> None:
@@ -48,3 +56,37 @@ def _probe_encoder(codec: str, pix_fmt: str, options: dict[str, str]) -> None:
     unused = sorted(context.options)
     if unused:
         raise VideoError(f"encoder {codec} has no option {', '.join(unused)}; see `ffmpeg -h encoder={codec}`")
+
+
+def with_hdr10(codec: str, options: dict[str, str], hdr: Hdr10 | None) -> dict[str, str]:
+    """The encoder's options with the input's HDR10 metadata added (FFmpeg passes frame metadata to
+    no encoder: the encoders' own parameters carry it); the user's own values of it are kept."""
+    key = HDR10_PARAMS.get(codec)
+    if hdr is None:
+        return options
+    if key is None:
+        log.warning("the input's HDR10 metadata (mastering display, light levels) cannot be written by %s; it is "
+                    "dropped (use --codec libx265 or libsvtav1 with --pix-fmt yuv420p10le to keep it)", codec)
+        return options
+    given = [p for p in options.get(key, "").split(":") if p]
+    names = {p.split("=", 1)[0] for p in given}
+    params = [p for p in _hdr10_params(codec, hdr) if p.split("=", 1)[0] not in names]
+    return options | {key: ":".join(given + params)} if params else options
+
+
+def _hdr10_params(codec: str, hdr: Hdr10) -> list[str]:
+    x265 = codec == "libx265"
+    params = []
+    if hdr.display is not None:
+        rx, ry, gx, gy, bx, by, wx, wy, low, high = hdr.display
+        if x265:  # whole numbers: chromaticity in 0.00002 units, luminance in 0.0001 cd/m2
+            xy = lambda x, y: f"({round(x * 50000)},{round(y * 50000)})"  # noqa: E731
+            luminance = f"L({round(high * 10000)},{round(low * 10000)})"
+        else:  # SVT-AV1: decimals
+            xy = lambda x, y: f"({x:.5f},{y:.5f})"  # noqa: E731
+            luminance = f"L({high:.4f},{low:.4f})"
+        name = "master-display" if x265 else "mastering-display"
+        params.append(f"{name}=G{xy(gx, gy)}B{xy(bx, by)}R{xy(rx, ry)}WP{xy(wx, wy)}{luminance}")
+    if hdr.light is not None:
+        params.append(f"{'max-cll' if x265 else 'content-light'}={hdr.light[0]},{hdr.light[1]}")
+    return params

@@ -3,9 +3,35 @@ range and tags the stream declares."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Hdr10:
+    """HDR10's static metadata, either part possibly absent: the mastering display (SMPTE ST 2086)
+    and the content light levels (CTA-861.3)."""
+
+    # CIE 1931 xy of red, green, blue and the white point, then min and max luminance (cd/m2).
+    display: tuple[float, float, float, float, float, float, float, float, float, float] | None
+    light: tuple[int, int] | None  # MaxCLL, MaxFALL (cd/m2)
+
+
+def hdr10_of(frame) -> Hdr10 | None:
+    """A decoded frame's HDR10 metadata (FFmpeg's side data, from the bitstream or the container)."""
+    display = light = None
+    for side in frame.side_data:
+        if side.type.name == "MASTERING_DISPLAY_METADATA":
+            # AVMasteringDisplayMetadata: 8 rationals (r, g, b, white: x and y), min and max
+            # luminance as rationals, then has_primaries and has_luminance.
+            *rationals, has_primaries, has_luminance = struct.unpack("<22i", bytes(side)[:88])
+            values = [num / den if den else 0.0 for num, den in zip(rationals[::2], rationals[1::2])]
+            display = tuple(values) if has_primaries and has_luminance else None
+        elif side.type.name == "CONTENT_LIGHT_LEVEL":
+            light = struct.unpack("<2I", bytes(side)[:8])
+    return Hdr10(display, light) if display or light else None
 
 
 @dataclass(frozen=True)
@@ -18,6 +44,7 @@ class Colour:
     trc: int
     deep: bool  # more than 8 bits per sample: work in 16-bit RGB
     rotation: int  # display rotation, degrees counter-clockwise
+    hdr10: Hdr10 | None = None
 
 
 def colour_of(frame) -> Colour:
@@ -28,7 +55,7 @@ def colour_of(frame) -> Colour:
     color_range = int(frame.color_range) or int(ColorRange.MPEG)
     deep = any(c.bits > 8 for c in frame.format.components)
     return Colour(colorspace, color_range, int(frame.color_primaries), int(frame.color_trc), deep,
-                   int(frame.rotation or 0))
+                   int(frame.rotation or 0), hdr10_of(frame))
 
 
 def to_rgb(frame, colour: Colour) -> np.ndarray:
@@ -47,8 +74,12 @@ def from_rgb(rgb: np.ndarray, colour: Colour, pix_fmt: str):
     peak, fmt, dtype = (65535.0, "rgb48le", np.uint16) if colour.deep else (255.0, "rgb24", np.uint8)
     pixels = np.round(np.clip(rgb, 0.0, 1.0) * peak).astype(dtype)
     frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
+    # The RGB is in the input's own primaries and transfer (to_rgb converts no gamut): tagged as such,
+    # swscale converts the matrix only. Untagged, FFmpeg 8 took it for BT.709 and mapped it into
+    # the tags asked for: BT.2020/PQ colours came out ~100 levels off, 10,000x slower.
+    frame.color_primaries, frame.color_trc = colour.primaries, colour.trc
     return frame.reformat(format=pix_fmt, dst_colorspace=colour.colorspace, dst_color_range=colour.color_range,
-                          dst_color_primaries=colour.primaries or None, dst_color_trc=colour.trc or None, threads=1)
+                          threads=1)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import logging
 from fractions import Fraction
 from pathlib import Path
 
+from engines.media.video.encoders import with_hdr10
 from engines.media.video.frames import Colour
 from engines.media.video.options import VideoOptions, encoder_options, output_frame_size
 
@@ -28,7 +29,7 @@ def add_video_stream(output, in_video, scale: int, options: VideoOptions, colour
         context.color_primaries = colour.primaries
     if colour.trc:
         context.color_trc = colour.trc
-    context.options = encoder_options(options)
+    context.options = with_hdr10(options.codec, encoder_options(options), colour.hdr10)
     stream.metadata.update({k: v for k, v in in_video.metadata.items() if k in ("language", "title")})
     if colour.rotation:
         stream.set_display_rotation(colour.rotation)

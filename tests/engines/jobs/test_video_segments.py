@@ -7,6 +7,7 @@ import logging
 import signal
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -69,6 +70,60 @@ def test_aac_from_an_mp4_into_matroska_moves_no_time(tmp_path, tiny_ckpt, split)
     assert upscale.main([str(src), "-o", str(out), "--model", str(tiny_ckpt), *FFV1, *split]) == 0
     assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-3)
     assert packet_times(out, "audio") == pytest.approx(packet_times(src, "audio"), abs=1e-3)
+
+
+MASTERING = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"  # P3-D65, 1000 cd/m2
+
+
+def hdr10_clip(path, count: int = 12):
+    """A 10-bit HEVC clip in BT.2020 / PQ with HDR10 metadata: mastering display and MaxCLL 1000,
+    MaxFALL 400. 64x64: x265 corrupts its heap on some smaller frames (40x32, 48x48)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx265", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p10le"
+        context = video.codec_context
+        context.color_primaries, context.color_trc, context.colorspace = 9, 16, 9  # BT.2020, PQ, BT.2020 NCL
+        context.options = {"x265-params": f"master-display={MASTERING}:max-cll=1000,400:keyint=6:log-level=error"}
+        for i, rgb in enumerate(frames_rgb(count)):
+            rgb = cv2.resize(rgb, (64, 64))
+            frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint16) * 257, format="rgb48le")
+            frame = frame.reformat(format="yuv420p10le", dst_colorspace=9, threads=1)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def hdr10_of(path):
+    from engines.media.video.frames import hdr10_of
+
+    with av.open(str(path)) as container:
+        return hdr10_of(next(container.decode(container.streams.video[0])))
+
+
+@pytest.mark.parametrize(("codec", "split"), [("libx265", []), ("libx265", ["--segment-seconds", "0.24"]),
+                                              ("libsvtav1", [])], ids=["x265", "x265-segments", "svt-av1"])
+def test_hdr10_metadata_is_carried_to_the_encoders_that_take_it(tmp_path, tiny_ckpt, codec, split, caplog):
+    """Hardening round 3, #9: HDR10 to x265 10-bit dropped the mastering display and light levels."""
+    src = hdr10_clip(tmp_path / "hdr10.mkv")
+    expected = hdr10_of(src)
+    assert expected.light == (1000, 400) and expected.display[-1] == pytest.approx(1000)
+    out = tmp_path / "out.mkv"
+    caplog.set_level(logging.INFO)
+    assert upscale.main([str(src), "-o", str(out), "--model", str(tiny_ckpt), "--codec", codec, "--pix-fmt",
+                         "yuv420p10le", *split]) == 0
+    if split:
+        assert "in 2 segments" in caplog.text
+    got = hdr10_of(out)
+    assert got.light == expected.light
+    assert got.display == pytest.approx(expected.display, abs=2e-5 if codec == "libx265" else 1e-4)
+
+
+def test_an_encoder_that_cannot_carry_hdr10_says_so(tmp_path, tiny_ckpt, caplog):
+    src = hdr10_clip(tmp_path / "hdr10.mkv", count=2)
+    assert upscale.main([str(src), "-o", str(tmp_path / "out.mkv"), "--model", str(tiny_ckpt), *FFV1]) == 0
+    assert "HDR10 metadata (mastering display, light levels) cannot be written by ffv1" in caplog.text
+    assert hdr10_of(tmp_path / "out.mkv") is None
 
 
 @pytest.fixture(scope="module")

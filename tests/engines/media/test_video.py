@@ -41,7 +41,7 @@ def frames_rgb(count: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def make_clip(path, frames, *, codec="ffv1", pix_fmt="bgr0", pts=None, audio=False, subtitle=False,
-              time_base=Fraction(1, 1000), rate=25, colorspace=None, color_range=None, rotation=0):
+              time_base=Fraction(1, 1000), rate=25, colorspace=None, color_range=None, rotation=0, primaries=0, trc=0):
     with av.open(str(path), "w") as out:
         video = out.add_stream(codec, rate=rate)
         video.width, video.height, video.pix_fmt = W, H, pix_fmt
@@ -49,6 +49,8 @@ def make_clip(path, frames, *, codec="ffv1", pix_fmt="bgr0", pts=None, audio=Fal
         video.codec_context.time_base = time_base
         if colorspace is not None:
             video.codec_context.colorspace, video.codec_context.color_range = colorspace, color_range
+        if primaries or trc:
+            video.codec_context.color_primaries, video.codec_context.color_trc = primaries, trc
         if rotation:
             video.set_display_rotation(rotation)
         sound = out.add_stream("aac", rate=48000) if audio else None
@@ -137,27 +139,34 @@ def test_subtitles_are_copied(tmp_path, random_ckpt):
     assert cues == [(b"first line", 0), (b"second line", 100)]
 
 
-def test_colour_tags_and_a_known_colour_survive(tmp_path, random_ckpt, random_msn):
-    """BT.709 full-range 10-bit in, 10-bit out with the same tags; a flat colour comes back as
-    the model's output for that colour (not shifted by a wrong matrix or range)."""
-    from av.video.reformatter import ColorRange, Colorspace
+# (matrix, range, primaries, transfer) by FFmpeg's numbers.
+BT709_FULL = (1, 2, 2, 2)  # primaries and transfer unspecified
+BT2020_PQ = (9, 1, 9, 16)  # HDR10: BT.2020 non-constant luminance, limited range, BT.2020 primaries, PQ
+BT601 = (6, 1, 6, 6)  # SMPTE 170M: standard-definition video
 
+
+@pytest.mark.parametrize("tags", [BT709_FULL, BT2020_PQ, BT601], ids=["bt709-full", "bt2020-pq", "bt601"])
+def test_colour_tags_and_a_known_colour_survive(tmp_path, random_ckpt, random_msn, tags):
+    """10-bit in, 10-bit out with the same tags; a flat colour comes back as the model's output for
+    that colour (not shifted by a wrong matrix or range, nor mapped into other primaries: BT.2020/PQ
+    came out ~100 levels off when the frames handed to FFmpeg were untagged)."""
+    colorspace, color_range, primaries, trc = tags
     flat = np.zeros((H, W, 3), np.uint8)
     flat[...] = (200, 60, 30)
     src = make_clip(tmp_path / "in.mkv", [flat] * 3, codec="ffv1", pix_fmt="yuv444p10le",
-                    colorspace=Colorspace.ITU709, color_range=ColorRange.JPEG)
+                    colorspace=colorspace, color_range=color_range, primaries=primaries, trc=trc)
     dst = tmp_path / "out.mkv"
     assert upscale.main([str(src), "-o", str(dst), "--model", str(random_ckpt), "--codec", "ffv1",
                          "--pix-fmt", "yuv444p10le"]) == 0
     frames, info = read_video(dst)
     assert info["pix_fmt"] == "yuv444p10le"
     frame = frames[0]
-    assert int(frame.colorspace) == int(Colorspace.ITU709) and int(frame.color_range) == int(ColorRange.JPEG)
-    decoded = frame.reformat(format="rgb24", src_colorspace=Colorspace.ITU709, src_color_range=ColorRange.JPEG,
+    assert (int(frame.colorspace), int(frame.color_range), int(frame.color_primaries), int(frame.color_trc)) == tags
+    decoded = frame.reformat(format="rgb24", src_colorspace=colorspace, src_color_range=color_range,
                              threads=1).to_ndarray().astype(np.float64)
     # The input frame as the decoder sees it (10-bit YUV of (200, 60, 30)), through the model.
     lr, _ = read_video(src)
-    lr_rgb = lr[0].reformat(format="rgb24", src_colorspace=Colorspace.ITU709, src_color_range=ColorRange.JPEG,
+    lr_rgb = lr[0].reformat(format="rgb24", src_colorspace=colorspace, src_color_range=color_range,
                             threads=1).to_ndarray()
     assert np.abs(lr_rgb.astype(int) - flat).max() <= 2
     assert np.abs(decoded - model_output(random_msn, lr_rgb)).mean() < 1.5
