@@ -114,6 +114,26 @@ def test_outputs_of_other_settings_are_refused_before_work(tree, local_run, rand
     assert first.stat().st_mtime_ns == stamp  # nothing was touched
 
 
+def test_an_output_folder_with_images_but_no_manifest_inside_the_input_tree(tmp_path, random_ckpt, caplog):
+    """Hardening round 3, H: the output folder is never an input because it is -o, not because it
+    holds a manifest (this one holds images left by hand): its images are not upscaled, and one
+    named like an output is kept, not replaced."""
+    root = tmp_path / "photos"
+    names = image_tree(root, count=3)
+    out = root / "upscaled"
+    out.mkdir()
+    (out / "by_hand.png").write_bytes((root / names[1]).read_bytes())
+    stale = out / output_key(names[0])
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older file the user keeps")
+    caplog.set_level(logging.INFO)
+    assert upscale.main([str(root), "-o", str(out), "--recursive", "--model", str(random_ckpt)]) == 1
+    assert "is this job's output folder; its files are not inputs" in caplog.text
+    assert f"{stale} exists; skipping (use --overwrite)" in caplog.text
+    assert stale.read_bytes() == b"an older file the user keeps"
+    assert outputs_under(out) == {output_key(n) for n in names} | {"by_hand.png"}  # nothing of by_hand.png
+
+
 def test_overwrite_replaces_outputs_made_otherwise(tmp_path, random_ckpt, caplog):
     root = tmp_path / "photos"
     names = image_tree(root, count=4)

@@ -187,7 +187,13 @@ def test_b_frame_segments_keep_every_input_timestamp(tmp_path, tiny_ckpt, suffix
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_a_rerun_keeps_the_finished_segments(vfr_clip, one_process, tiny_ckpt, tmp_path, caplog):
+@pytest.mark.parametrize("rerun_seconds", ["0.2", "0.3", "0.8"],
+                         ids=["same-command", "same-cuts", "other-segment-seconds"])
+def test_ctrl_c_then_a_rerun_keeps_the_finished_segments(vfr_clip, one_process, tiny_ckpt, tmp_path, caplog,
+                                                         rerun_seconds):
+    """A rerun keeps the parts done when it cuts the video where the first run did (the same command,
+    or another --segment-seconds that falls on the same keyframes); one that cuts elsewhere (0.8 s:
+    every other keyframe) can use none of them and starts afresh (hardening round 3, H)."""
     out = tmp_path / "seg.mkv"
     args = [str(vfr_clip), "-o", str(out), "--model", str(tiny_ckpt), *FFV1, "--segment-seconds", "0.2",
             "--workers", "1"]
@@ -204,8 +210,12 @@ def test_ctrl_c_then_a_rerun_keeps_the_finished_segments(vfr_clip, one_process, 
     kept = len(list(parts.glob("[0-9]*.json")))
     assert kept >= 1 and not out.exists() and not list(parts.glob(".*.tmp"))
     caplog.set_level(logging.INFO)
-    assert upscale.main(args) == 0
-    assert f"{kept} of " in caplog.text and "segments are done already" in caplog.text
+    assert upscale.main([*args[:-3], rerun_seconds, *args[-2:]]) == 0
+    if rerun_seconds != "0.8":
+        assert f"{kept} of " in caplog.text and "segments are done already" in caplog.text
+    else:
+        assert "starting afresh" in caplog.text and "done already" not in caplog.text
+        assert "48 frames in 2 segments" in caplog.text
     pts, frames = decoded(out)
     want_pts, want_frames = decoded(one_process)
     assert pts == want_pts and all(np.array_equal(a, b) for a, b in zip(frames, want_frames))
@@ -233,6 +243,23 @@ def test_held_frames_reuse_their_output_and_change_nothing(tmp_path, tiny_ckpt, 
     segmented = tmp_path / "segmented.mkv"
     assert upscale.main([*base, "-o", str(segmented), "--reuse-repeats", "--segment-seconds", "0.3"]) == 0
     assert all(np.array_equal(a, b) for a, b in zip(decoded(plain)[1], decoded(segmented)[1]))
+
+
+def test_a_slow_fade_is_upscaled_again_each_time_it_passes_the_threshold(tmp_path, tiny_ckpt, caplog):
+    """A fade of 1 level a frame under a threshold of 2.5: compared with the frame just before, every
+    frame would repeat and the output would stay on the first picture (15 levels off by the end);
+    compared with the last upscaled frame, every third frame is upscaled (hardening round 3, H)."""
+    base_picture = (frames_rgb(1)[0] * 0.8).astype(np.uint8)
+    fade = [base_picture + step for step in range(16)]
+    src = make_clip(tmp_path / "fade.mkv", fade)
+    plain, reused = tmp_path / "plain.mkv", tmp_path / "reused.mkv"
+    args = [str(src), "--model", str(tiny_ckpt), *FFV1]
+    assert upscale.main([*args, "-o", str(plain)]) == 0
+    caplog.set_level(logging.INFO)
+    assert upscale.main([*args, "-o", str(reused), "--reuse-repeats", "2.5"]) == 0
+    assert "10 of 16 frames repeated the one before" in caplog.text  # upscaled: 0, 3, 6, 9, 12, 15
+    want, got = decoded(plain)[1], decoded(reused)[1]
+    assert all(np.array_equal(want[i], got[i]) for i in (0, 3, 6, 9, 12, 15))
 
 
 def test_a_threshold_counts_near_repeats(tmp_path, tiny_ckpt, caplog):
