@@ -51,7 +51,6 @@ from engines.media.video import (
     upscale_video,
 )
 from engines.runtime.model_files import ModelFiles
-from msn.cli import exit_on_sigterm
 from msn.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger("msn.upscale")
@@ -193,7 +192,11 @@ _WORKER: tuple[SegmentJob, object] | None = None
 def _start_worker(job: SegmentJob, threads: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    exit_on_sigterm()  # SIGTERM from the parent: leave through `finally`, so no temporary file stays
+    # SIGTERM from the parent ends a worker at once: a Python handler runs only in the main thread,
+    # and the kernel may hand the signal to another (OpenVINO's, tqdm's) while the main thread
+    # waits for a task where no signal reaches it, so the worker never ended. The parent removes
+    # the part that was being written.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _WORKER = job, _load_engine(job, threads)
 
@@ -218,10 +221,12 @@ def _run_local(job: SegmentJob, src: Path, folder: Path, todo: list[tuple[int, W
             bar.update(frames_of.get(index, 0))
         pool.close()
     except BaseException:
-        pool.terminate()  # SIGTERM: each worker removes the part it was writing
-        raise
-    finally:
+        pool.terminate()  # SIGTERM: the workers end where they are
         pool.join()
+        for unfinished in folder.glob(".*.tmp"):  # the parts (and records) they were writing
+            unfinished.unlink(missing_ok=True)
+        raise
+    pool.join()
 
 
 def _part_on_ray(job: SegmentJob, src: str, window: Window) -> tuple[bytes, dict]:

@@ -49,6 +49,7 @@ from msn.files import atomic_output
 log = logging.getLogger(__name__)
 
 QUEUE_BATCHES = 4  # bounded hand-over between stages: memory stays flat whatever the length
+STAGE_JOIN_S = 30  # a stage notices a stop within one frame; this bounds a stage stuck in FFmpeg
 
 
 def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, window: Window | None = None,
@@ -119,8 +120,10 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
 
     with atomic_output(dst) as tmp:
         output = av.open(str(tmp), "w", format=muxer_for(dst), options=muxer_options(dst))
+        stages: list[Stage] = []
         try:
             decoder = Stage("decode", decode)
+            stages.append(decoder)
             decoder.start()
             colour = _first(first_frame, decoder)
             if colour is None:
@@ -132,6 +135,7 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
             report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
             encoder = Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
                                                        passthrough, colour, options.pix_fmt, stop))
+            stages.append(encoder)
             encoder.start()
             started = time.perf_counter()
             with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True, disable=not progress) as bar:
@@ -144,12 +148,16 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
                     raise
                 finally:
                     report.seconds = time.perf_counter() - started
-            for stage in (decoder, encoder):
-                stage.join(timeout=30)
+            for stage in stages:
+                stage.join(timeout=STAGE_JOIN_S)
                 if stage.error is not None:
                     raise stage.error
         except BaseException as exc:
             stop.set()
+            # The stages use both containers: closing one under a thread still inside FFmpeg crashed
+            # the process (a segment worker stopped by SIGTERM then left its temporary part behind).
+            for stage in stages:
+                stage.join(timeout=STAGE_JOIN_S)
             log.error("stopped at frame %d of %s (%s); no output was written", report.frames, src,
                       type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else exc)
             raise

@@ -208,7 +208,7 @@ def test_ctrl_c_then_a_rerun_keeps_the_finished_segments(vfr_clip, one_process, 
     log, _ = job.communicate(timeout=SUBPROCESS_TIMEOUT_S)
     assert job.returncode == 130, log
     kept = len(list(parts.glob("[0-9]*.json")))
-    assert kept >= 1 and not out.exists() and not list(parts.glob(".*.tmp"))
+    assert kept >= 1 and not out.exists() and not list(parts.glob(".*.tmp")), log
     caplog.set_level(logging.INFO)
     assert upscale.main([*args[:-3], rerun_seconds, *args[-2:]]) == 0
     if rerun_seconds != "0.8":
