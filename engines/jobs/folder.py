@@ -185,10 +185,6 @@ def _still_to_do(tasks: list[Task], job: FolderJob, settings: JobSettings, manif
     return todo
 
 
-def _threads_per_engine(workers: int) -> int | None:
-    return None if workers == 1 else max(1, len(os.sched_getaffinity(0)) // workers)
-
-
 def load_engines(job: FolderJob, model: ModelFiles, backend: str) -> list[Engine]:
     """One engine per worker; OpenVINO and ONNX Runtime engines share the cores between them."""
     workers = job.workers or 1
@@ -198,7 +194,7 @@ def load_engines(job: FolderJob, model: ModelFiles, backend: str) -> list[Engine
         # more engines than cores only take turns.
         log.warning("--workers %d is more than the %d CPU cores here; using %d", workers, cores, cores)
         workers = cores
-    options = runtime.thread_options(backend, _threads_per_engine(workers))
+    options = runtime.thread_options(backend, runtime.share_of_cores(workers) if workers > 1 else None)
     return [model.load(backend, device=job.device, precision=job.precision, **options) for _ in range(workers)]
 
 

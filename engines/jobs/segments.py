@@ -24,7 +24,6 @@ import heapq
 import json
 import logging
 import multiprocessing
-import os
 import shutil
 import signal
 import tempfile
@@ -213,7 +212,7 @@ def _run_part(args: tuple[Path, Path, int, Window]) -> int:
 def _run_local(job: SegmentJob, src: Path, folder: Path, todo: list[tuple[int, Window]], bar: tqdm,
                frames_of: dict[int, int]) -> None:
     workers = min(job.workers, len(todo))
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    threads = runtime.share_of_cores(workers)
     context = multiprocessing.get_context("spawn")  # torch and OpenVINO threads do not survive fork
     pool = context.Pool(workers, initializer=_start_worker, initargs=(job, threads))
     try:

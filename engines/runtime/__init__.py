@@ -9,8 +9,9 @@ from engines.runtime.loading import (
     check_device,
     load,
     resolve_backend,
+    share_of_cores,
     thread_options,
 )
 
 __all__ = ["BACKENDS", "DEVICES", "DeviceError", "Engine", "EngineError", "ShapeProfile",
-           "auto_backend", "check_device", "load", "resolve_backend", "thread_options"]
+           "auto_backend", "check_device", "load", "resolve_backend", "share_of_cores", "thread_options"]

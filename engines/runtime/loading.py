@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from engines.runtime.base import Engine
@@ -69,6 +70,12 @@ def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
                              f"{artifact}; build one with msn-build-trt")
     check_device(chosen, device)
     return chosen
+
+
+def share_of_cores(workers: int) -> int:
+    """Threads for each of `workers` engines that run side by side on this process's cores (the
+    folder job's workers, the video segment processes): at least one."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
 def thread_options(backend: str, threads: int | None) -> dict[str, int]:
