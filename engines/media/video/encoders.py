@@ -3,7 +3,10 @@ options that carry the input's HDR10 metadata."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from fractions import Fraction
 
 from engines.media.video.frames import Hdr10
@@ -48,7 +51,8 @@ def _probe_encoder(codec: str, pix_fmt: str, options: dict[str, str]) -> None:
     context.time_base, context.framerate = Fraction(1, 25), Fraction(25)
     context.options = dict(options)
     try:
-        context.open()
+        with scheduling_kept():
+            context.open()
     except (av.error.FFmpegError, ValueError) as exc:
         given = " ".join(f"{k}={v}" for k, v in options.items())
         hint = f"see `ffmpeg -h encoder={codec}`"
@@ -90,3 +94,16 @@ def _hdr10_params(codec: str, hdr: Hdr10) -> list[str]:
     if hdr.light is not None:
         params.append(f"{'max-cll' if x265 else 'content-light'}={hdr.light[0]},{hdr.light[1]}")
     return params
+
+
+@contextlib.contextmanager
+def scheduling_kept() -> Iterator[None]:
+    """Put back the calling thread's scheduling policy after opening encoders: SVT-AV1 run as root
+    makes the thread that opens it real-time (SCHED_FIFO 99), and every process started from it
+    afterwards inherits that; a real-time process on a busy core never yields it (a test hung so)."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy or os.sched_getparam(0) != param:
+            os.sched_setscheduler(0, policy, param)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from engines.media.stages import END, Stage, get, put, raise_stage_error
 from engines.media.target import resize_to
-from engines.media.video.encoders import check_encoder
+from engines.media.video.encoders import check_encoder, scheduling_kept
 from engines.media.video.frames import Colour, Frame, colour_of, from_rgb, to_rgb
 from engines.media.video.options import (
     VideoError,
@@ -133,6 +133,8 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
             report.rotation = colour.rotation
             copied = copy_streams(container, output, in_video, dst) if window is None else {}
             report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
+            with scheduling_kept():  # the encoder opens here, in this thread, rather than in the stage
+                output.start_encoding()
             encoder = Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
                                                        passthrough, colour, options.pix_fmt, stop))
             stages.append(encoder)

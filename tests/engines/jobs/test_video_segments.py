@@ -4,6 +4,7 @@ the one-process output, every input timestamp is kept, a rerun keeps the finishe
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from fractions import Fraction
 
@@ -110,8 +111,12 @@ def test_hdr10_metadata_is_carried_to_the_encoders_that_take_it(tmp_path, tiny_c
     assert expected.light == (1000, 400) and expected.display[-1] == pytest.approx(1000)
     out = tmp_path / "out.mkv"
     caplog.set_level(logging.INFO)
+    policy = os.sched_getscheduler(0), os.sched_getparam(0)
     assert upscale.main([str(src), "-o", str(out), "--model", str(tiny_ckpt), "--codec", codec, "--pix-fmt",
                          "yuv420p10le", *split]) == 0
+    # SVT-AV1 as root made the thread that opened it real-time (SCHED_FIFO 99), and with it every
+    # process started later: a busy core then never yielded and the suite hung.
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == policy
     if split:
         assert "in 2 segments" in caplog.text
     got = hdr10_of(out)
