@@ -25,7 +25,7 @@ from pathlib import Path
 import onnx
 
 from msn import MissingFileError, UsageError
-from msn.checkpoint import SAFETENSORS_SUFFIX
+from msn.checkpoint import SAFETENSORS_SUFFIX, resolve_checkpoint
 from msn.files import atomic_write_bytes
 
 # TensorRT's own names (float, half) and numpy's (float32, float16) for the two dtypes MSN uses.
@@ -333,6 +333,17 @@ def artifact_kind(artifact: str | os.PathLike) -> ArtifactKind:
     suffix, anything else a checkpoint (a pickled file under any name, or a known name)."""
     suffix = Path(artifact).suffix.lower()
     return next((kind for kind in (GRAPH, ENGINE, SAFETENSORS) if suffix in kind.suffixes), CHECKPOINT)
+
+
+def locate_artifact(artifact: str | os.PathLike) -> Path:
+    """The file of an artifact: an existing file as it is, a known checkpoint name from the cache
+    (downloaded once); MissingFileError for anything else."""
+    path = Path(artifact)
+    if path.is_file():
+        return path
+    if not artifact_kind(path).weights:
+        raise MissingFileError(f"model {artifact} does not exist")
+    return resolve_checkpoint(artifact)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export import defaults
-from export.artifacts import ENGINE, GRAPH, EngineSidecar, MSNGraph, artifact_kind, sidecar_path
-from msn import MissingFileError, UsageError, read_checkpoint, resolve_checkpoint
+from export.artifacts import ENGINE, GRAPH, EngineSidecar, MSNGraph, artifact_kind, locate_artifact, sidecar_path
+from msn import MissingFileError, UsageError, read_checkpoint
 from msn.cli import non_negative_int, positive_int, run_cli
 from msn.files import make_output_folder
 
@@ -92,10 +92,7 @@ def spec_for_python(path: Path) -> ModelSpec:
     """A model for engines.load: a graph keeps its own dims; a checkpoint or engine is served as
     float32 NCHW with a dynamic batch (engines.load converts)."""
     kind = artifact_kind(path)
-    if kind.weights and not path.is_file():
-        path = resolve_checkpoint(path)  # a known name, as everywhere else: from the cache, or downloaded once
-    if not path.is_file():
-        raise MissingFileError(f"model {path} does not exist")
+    path = locate_artifact(path)
     if kind is GRAPH:
         graph = spec_from_graph(path, "python")
         return ModelSpec("python", path, graph.input, graph.output, 0)

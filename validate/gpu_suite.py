@@ -43,17 +43,16 @@ from export.verify import smooth_test_image
 from msn import load_model, random_model
 from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
-from msn.metrics import max_abs, psnr
-from msn.validation import inputs_checked
 from validate.machine import machine_info, machine_line
-from validate.reference import ReferenceCase, load_reference_cases
+from validate.ntire import ntire_protocol, ntire_table
+from validate.parity import compare, parity_images, parity_table
 from validate.tables import markdown_table
-from validate.timing import measure_cold, measure_interleaved
+from validate.timing import measure_interleaved
 from validate.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger("msn.gpu_suite")
 
-SCHEMA = "msn-gpu-suite/1"
+SCHEMA = "msn-gpu-suite/2"
 CHECKPOINT = "checkpoints/team28_MSN.pth"
 REFERENCES = "reference"
 
@@ -113,8 +112,7 @@ class Suite:
         self.weights = str(checkpoint) if checkpoint.is_file() else "random (no checkpoint in the take-along folder)"
         self.model = load_model(checkpoint) if checkpoint.is_file() else random_model()
         references = take_along / REFERENCES
-        self.cases: list[ReferenceCase] = load_reference_cases(references) if checkpoint.is_file() and \
-            references.is_dir() else []
+        self.images = parity_images(references) if checkpoint.is_file() and references.is_dir() else []
         self.engines: dict[str, TorchEngine] = {}
         # The exported graphs on ONNX Runtime's CPU provider (the only one such machines have):
         # parity only, and a device tensor crossing to a host runtime and back.
@@ -141,39 +139,16 @@ class Suite:
     # --- sections ---------------------------------------------------------------------------
 
     def parity(self) -> list[dict]:
-        """Every variant against eager FP32 and the float64 references, on the reference photos
-        (or, with random weights, on a synthetic image against eager FP32 only)."""
-        images = [(c.name, c.input_tensor().to(self.device), c.sr) for c in self.cases] or \
-            [("synthetic 64x80", self.input(1, 64, 80), None)]
-        rows = []
-        for name, x, reference in images:
-            eager = self.engines[BASELINE](x)[0].permute(1, 2, 0).double().cpu().numpy()
-            for variant, engine in {**self.engines, **self.graph_engines}.items():
-                if not self.budget.allows(f"parity of {variant} on {name}", 5):
-                    continue
-                out = engine(x)[0].permute(1, 2, 0).double().cpu().numpy()
-                rows.append({
-                    "variant": variant, "image": name, "precision": engine.precision,
-                    "finite": bool(np.isfinite(out).all()),
-                    "psnr_vs_eager_db": psnr(out, eager),
-                    "psnr_vs_fp64_db": psnr(out, reference) if reference is not None else None,
-                    "max_abs_vs_fp64": max_abs(out, reference) if reference is not None else None,
-                })
-        return rows
+        """Every variant and graph against eager FP32 and the float64 references, on the reference
+        photos (or, with random weights, on a synthetic image against eager FP32 only)."""
+        images = self.images or parity_images(None)
+        engines_here = {**self.engines, **self.graph_engines}
+        return [row for row, _, _ in compare(engines_here, images, feed=lambda x: x.to(self.device),
+                                             allows=lambda what: self.budget.allows(what, 5))]
 
     def ntire(self) -> list[dict]:
-        """The challenge's protocol: the training form as published, no warm-up, every run counted."""
-        torch.backends.cudnn.benchmark = False
-        model = self.engines[BASELINE].model
-        rows = []
-        for h, w in self.plan.ntire_sizes:
-            if not self.budget.allows(f"NTIRE protocol at {h}x{w}", 10):
-                continue
-            x = self.input(1, h, w)
-            with torch.no_grad(), inputs_checked():  # the published model has no input check
-                timing = measure_cold(lambda x=x: model(x), self.plan.ntire_runs, cuda=self.cuda)
-            rows.append({"lr": f"{h}x{w}", "runs": timing.runs, "mean_ms": timing.mean_ms, "cv": timing.cv})
-        return rows
+        sizes = [hw for hw in self.plan.ntire_sizes if self.budget.allows(f"NTIRE protocol at {hw[0]}x{hw[1]}", 10)]
+        return ntire_protocol(self.engines[BASELINE].model, sizes, self.plan.ntire_runs, self.device)
 
     def speed(self, shapes: list[tuple[int, int, int]], names: list[str]) -> list[dict]:
         """On-device time of each variant per shape, round-robin; peak memory of one call each."""
@@ -364,7 +339,7 @@ def goals(report: dict) -> list[dict]:
          best and eager and eager["median_ms"] / best["median_ms"], 12, ">="),
         ("fastest FP16 <= 2 ms per frame on-device at 360x640", best and best["median_ms"], 2.0, "<="),
         ("1080x1920 LR (8K out) >= 30 fps", big and big["frames_per_s"], 30, ">="),
-        ("FP16 >= 60 dB vs eager FP32 on every photo", fp16_rows and min(r["psnr_vs_eager_db"] for r in fp16_rows),
+        ("FP16 >= 60 dB vs eager FP32 on every photo", fp16_rows and min(r["vs_eager"]["psnr_db"] for r in fp16_rows),
          FP16_MIN_PSNR_DB, ">="),
         ("numpy in/out within 1.5x of on-device at 360x640", e2e and e2e["numpy_over_device"], 1.5, "<="),
         ("video pipeline >= 90% of inference fps (x264 veryfast)", video and video["pipeline_share"], 0.9, ">="),
@@ -394,7 +369,7 @@ def markdown(report: dict) -> str:
              f"Machine: {machine_line(report['machine'])}", f"Weights: {report['weights']}; device {report['device']}",
              "", "## Goals", *table(report["goals"], ["goal", "value", "met"]),
              "", "## NTIRE protocol (eager FP32 training form, batch 1, no warm-up, mean)",
-             *table(report["ntire"], ["lr", "runs", "mean_ms", "cv"]),
+             *ntire_table(report["ntire"]),
              "", "## Warm, on-device (input already on the device), batch 1",
              *table(report["speed"], ["variant", "shape", "median_ms", "p95_ms", "cv", "speedup_vs_eager",
                                       "frames_per_s", "peak_memory_mb"]),
@@ -405,8 +380,7 @@ def markdown(report: dict) -> str:
              "", f"## End to end ({report['fastest_fp16']}): numpy in and out vs on-device, and the copies alone (ms)",
              *table(report["end_to_end"], ["lr", "on_device_ms", "numpy_in_out_ms", "numpy_over_device",
                                            "h2d_pinned_ms", "h2d_pageable_ms", "d2h_pinned_ms", "d2h_pageable_ms"]),
-             "", "## Parity", *table(report["parity"], ["variant", "image", "finite", "psnr_vs_eager_db",
-                                                       "psnr_vs_fp64_db", "max_abs_vs_fp64"]),
+             "", "## Parity (errors vs eager FP32 training form)", *parity_table(report["parity"]),
              "", "## Video pipeline", *table(report["video"], ["encoder", "lr", "frames", "batch", "inference_fps",
                                                               "pipeline_fps", "pipeline_share", "encoder_alone_fps"]),
              "", f"TensorRT: {report['tensorrt']}", ""]

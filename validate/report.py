@@ -13,9 +13,11 @@ import numpy as np  # noqa: E402
 
 from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
 from validate.machine import machine_line  # noqa: E402
-from validate.tables import markdown_table
+from validate.ntire import ntire_table  # noqa: E402
+from validate.parity import parity_table  # noqa: E402
+from validate.tables import markdown_table  # noqa: E402
 
-SCHEMA = "msn-validate/1"
+SCHEMA = "msn-validate/2"
 
 
 def write_json(report: dict, path: Path) -> None:
@@ -46,15 +48,7 @@ def markdown(report: dict) -> str:
         "## Parity (per backend and image; errors vs eager FP32 training form)",
         "",
     ]
-    parity = []
-    for row in report["parity"]:
-        e, ref = row["vs_eager"], row["vs_reference"]
-        parity.append((row["backend"], row["image"], f"{e['max_abs']:.2e}", f"{e['mean_abs']:.2e}",
-                       f"{e['p99_abs']:.2e}", f"{e['psnr_db']:.1f}", f"{100 * e['over_1_lsb']:.3f}%", e["nonfinite"],
-                       _fmt(ref and ref["max_abs"], ".2e"), _fmt(row["psnr_y_hr"], ".2f"),
-                       "yes" if row["passed"] else "NO"))
-    lines += markdown_table(["backend", "image", "max abs", "mean abs", "p99 abs", "PSNR dB", ">1 LSB", "non-finite",
-                             "max abs vs fp64 ref", "PSNR-Y vs HR", "pass"], parity)
+    lines += parity_table(report["parity"])
     lines += [
         "",
         f"## Speed (median of timed runs after {report['settings']['warmup']:g} s warm-up, backends interleaved "
@@ -71,8 +65,8 @@ def markdown(report: dict) -> str:
                              "out MP/s", "speed-up vs eager"], speed)
     lines += ["", "On-device ms: PyTorch backends on GPU-resident tensors (CUDA events), so the host<->device "
               "copies are the difference to the median; — where not applicable (CPU, other runtimes).", ""]
-    lines += ["NTIRE protocol (eager FP32 training form, no warm-up, mean):", ""]
-    lines += [f"- {row['size']}: {row['mean_ms']:.1f} ms over {row['runs']} runs" for row in report["ntire_protocol"]]
+    lines += ["## NTIRE protocol (eager FP32 training form, batch 1, no warm-up, mean)", ""]
+    lines += ntire_table(report["ntire_protocol"])
     explained = [row for row in report["parity"] if row.get("layerwise")]
     if explained:
         lines += ["", "## Where FP16 went wrong (first node below the layerwise bound)", ""]

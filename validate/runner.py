@@ -32,7 +32,6 @@ from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
 from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
 from msn.files import make_output_folder
-from msn.metrics import error_stats, psnr_y
 from validate import layerwise
 from validate import report as reporting
 from validate.backends import (
@@ -44,8 +43,9 @@ from validate.backends import (
     torch_candidates,
 )
 from validate.machine import machine_info, machine_line
-from validate.reference import load_reference_cases
-from validate.timing import measure_cold, measure_interleaved
+from validate.ntire import ntire_protocol
+from validate.parity import ParityImage, compare, parity_images
+from validate.timing import measure_interleaved
 from validate.variants import BASELINE
 
 log = logging.getLogger("msn.validate")
@@ -99,13 +99,6 @@ class ValidationReport:
         return reporting.markdown(self.data)
 
 
-def parity_images(settings: ValidationSettings) -> list[tuple[str, torch.Tensor, np.ndarray | None, np.ndarray | None]]:
-    """(name, 1x3xHxW input, float64 reference HxWx3 or None, HR uint8 or None)."""
-    if settings.reference:
-        return [(c.name, c.input_tensor(), c.sr, c.hr) for c in load_reference_cases(settings.reference)]
-    return [("smooth-random-96x120", smooth_test_image(1, 96, 120), None, None)]
-
-
 def check_arguments(settings: ValidationSettings) -> None:
     """Everything that can be wrong with the arguments, found before any model runs."""
     for number in ("batch", "runs", "ntire_runs", "threads"):
@@ -157,42 +150,27 @@ def passes(stats_vs_eager: dict, out: np.ndarray, eager: np.ndarray, precision: 
     return bool(np.all(np.abs(out.astype(np.float64) - eager) <= settings.atol + settings.rtol * np.abs(eager)))
 
 
-def hwc(batch: np.ndarray) -> np.ndarray:
-    return batch[0].transpose(1, 2, 0).astype(np.float64)
-
-
-def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], images, settings: ValidationSettings,
+def run_parity(engines: dict[str, Engine], images: list[ParityImage], settings: ValidationSettings,
                out_dir: Path | None) -> list[dict]:
-    """Every engine on every image vs eager FP32 (and the float64 reference); plots into out_dir."""
+    """Every engine on every image vs eager FP32 (and the float64 reference), judged by the
+    settings' tolerances; plots into out_dir."""
     rows, outputs = [], {}
-    for image_name, x, ref, hr in images:
-        eager = hwc(engines[BASELINE](x.numpy()))
-        outputs[(BASELINE, image_name)] = eager
-        for name, engine in engines.items():
-            out = eager if name == BASELINE else hwc(engine(x.numpy()))
-            outputs[(name, image_name)] = out
-            vs_eager = error_stats(out, eager)
-            rows.append({
-                "backend": name,
-                "image": image_name,
-                "precision": candidates[name].precision,
-                "vs_eager": vs_eager,
-                "vs_reference": error_stats(out, ref) if ref is not None else None,
-                "psnr_y_hr": psnr_y(out, hr) if hr is not None else None,
-                "passed": passes(vs_eager, out, eager, candidates[name].precision, settings),
-            })
-            log.info("parity %-22s %-22s max abs %.2e  PSNR %.1f dB  %s", name, image_name, vs_eager["max_abs"],
-                     vs_eager["psnr_db"], "ok" if rows[-1]["passed"] else "FAIL")
+    for row, out, eager in compare(engines, images):
+        outputs[(row["backend"], row["image"])] = out
+        row["passed"] = passes(row["vs_eager"], out, eager, row["precision"], settings)
+        rows.append(row)
+        log.info("parity %-22s %-22s max abs %.2e  PSNR %.1f dB  %s", row["backend"], row["image"],
+                 row["vs_eager"]["max_abs"], row["vs_eager"]["psnr_db"], "ok" if row["passed"] else "FAIL")
     worst = max((r for r in rows if r["backend"] != BASELINE), key=lambda r: r["vs_eager"]["max_abs"], default=None)
     if worst is not None and out_dir is not None:
         worst_out = np.nan_to_num(outputs[(worst["backend"], worst["image"])], nan=10.0)
         err = np.abs(worst_out - outputs[(BASELINE, worst["image"])])
         reporting.plot_error_heatmap(err.max(axis=2), f"worst: {worst['backend']} on {worst['image']} "
                                      f"(max {worst['vs_eager']['max_abs']:.2e})", out_dir / "error_heatmap.png")
-        image_name, _, _, hr = images[0]
-        crops = {name: crop_centre(outputs[(name, image_name)]) for name in engines}
-        if hr is not None:
-            crops["ground truth"] = crop_centre(hr.astype(np.float64) / 255)
+        first = images[0]
+        crops = {name: crop_centre(outputs[(name, first.name)]) for name in engines}
+        if first.ground_truth is not None:
+            crops["ground truth"] = crop_centre(first.ground_truth.astype(np.float64) / 255)
         reporting.plot_crops(crops, out_dir / "crops.png")
     return rows
 
@@ -203,16 +181,12 @@ def crop_centre(img: np.ndarray, size: int = 96) -> np.ndarray:
     return img[y : y + size, x : x + size]
 
 
-def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate],
-              settings: ValidationSettings) -> tuple[list[dict], list[dict]]:
+def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate], settings: ValidationSettings) -> list[dict]:
     cuda = torch.cuda.is_available()
-    rows, ntire = [], []
+    rows = []
     for h, w in settings.sizes:
         size = f"{h}x{w}"
         x = smooth_test_image(settings.batch, h, w).numpy()
-        baseline = engines[BASELINE]
-        cold = measure_cold(lambda b=baseline, x=x: b(x), settings.ntire_runs, cuda=cuda)
-        ntire.append({"size": size, "mean_ms": cold.mean_ms, "runs": cold.runs})
         timed = {name: (lambda e=engine, x=x: e(x)) for name, engine in engines.items() if candidates[name].timed}
         budget = {"warmup_s": settings.warmup, "runs": settings.runs, "max_s": settings.max_seconds}
         timings = measure_interleaved(timed, **budget, cuda=cuda)
@@ -233,7 +207,7 @@ def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate],
             })
             log.info("speed  %-22s %-9s median %8.2f ms  (%d runs, CV %.3f)", name, size, timing.median_ms,
                      timing.runs, timing.cv)
-    return rows, ntire
+    return rows
 
 
 def device_only(engine: Engine, x: np.ndarray):
@@ -254,7 +228,7 @@ def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], 
     """For each FP16 graph that failed parity, find its first failing node against the FP32 graph
     (validate/layerwise.py) on the image it failed on, and note it in the row (and the report)."""
     fp32 = next((c.graph for c in candidates.values() if c.graph is not None and c.precision == "fp32"), None)
-    inputs = {name: x for name, x, _, _ in images}
+    inputs = {image.name: image.input for image in images}
     looked_at: dict[tuple[Path, str], dict] = {}
     for row in parity:
         candidate = candidates[row["backend"]]
@@ -321,7 +295,7 @@ def run(settings: ValidationSettings) -> ValidationReport:
     report (also written to settings.out when set). Raises UsageError for bad settings before any
     model runs, NothingToCompare when no backend besides the baseline could run."""
     check_arguments(settings)
-    images = parity_images(settings)
+    images = parity_images(settings.reference)
     if settings.out is not None:
         make_output_folder(settings.out)
     if settings.threads:
@@ -333,9 +307,12 @@ def run(settings: ValidationSettings) -> ValidationReport:
             raise NothingToCompare(f"nothing to compare: no backend besides {BASELINE} could run here "
                                    "(see the reasons above)")
         by_name = {c.name: c for c in candidates}
-        parity = run_parity(engines, by_name, images, settings, settings.out)
+        parity = run_parity(engines, images, settings, settings.out)
         explain_fp16_failures(parity, by_name, images, settings.out)
-        speed, ntire = ([], []) if settings.no_speed else run_speed(engines, by_name, settings)
+        speed = [] if settings.no_speed else run_speed(engines, by_name, settings)
+        baseline = engines[BASELINE]
+        ntire = [] if settings.no_speed else ntire_protocol(baseline.model, settings.sizes, settings.ntire_runs,
+                                                            baseline.tensor_device)
     listed = ("onnx", "engine")
     data = {
         "schema": reporting.SCHEMA,

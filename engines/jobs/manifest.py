@@ -32,6 +32,12 @@ MANIFEST_NAME = ".msn-upscale.jsonl"
 DONE, FAILED = "done", "failed"
 
 
+def settings_digest(fields: object) -> str:
+    """The one digest of the settings an output was made with (folder records, video segment plans):
+    16 hex digits of the SHA-256 of their canonical JSON."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class JobSettings:
     """Everything that shapes an output's pixels and format."""
@@ -47,7 +53,7 @@ class JobSettings:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return settings_digest(asdict(self))
 
     def describe(self) -> str:
         return (f"model sha256 {self.model_sha256[:12]}, {self.backend} {self.precision}, tile {self.tile or 'off'}"

@@ -19,7 +19,6 @@ encoder's reordering depth, so they increase across the joins.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import heapq
 import json
 import logging
@@ -35,7 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engines import runtime
-from engines.jobs.manifest import InputState
+from engines.jobs.manifest import InputState, settings_digest
 from engines.media.video import (
     VideoError,
     VideoOptions,
@@ -90,7 +89,7 @@ class SegmentJob:
         options = asdict(self.options) | {"target": repr(self.options.target)}
         fields = {"model": self.model.sha256, "backend": self.backend, "precision": self.precision,
                   "options": options, "windows": [[w.start, w.end] for w in windows]}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return settings_digest(fields)
 
 
 @dataclass

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from engines.runtime.base import Engine
 from engines.runtime.loading import load
-from export.artifacts import artifact_kind, sidecar_path
-from msn import MissingFileError, MSNError, UsageError
-from msn.checkpoint import resolve_checkpoint
+from export.artifacts import locate_artifact, sidecar_path
+from msn import MSNError, UsageError
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,7 @@ class ModelFiles:
 
     @classmethod
     def read(cls, model: str) -> ModelFiles:
-        path = Path(model)
-        if not path.is_file():
-            if not artifact_kind(path).weights:
-                raise MissingFileError(f"model {model} does not exist")
-            path = resolve_checkpoint(model)  # a known name: from the cache, or downloaded once
+        path = locate_artifact(model)
         data = path.read_bytes()
         if not data:
             raise UsageError(f"model {path} is empty")

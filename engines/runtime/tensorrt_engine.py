@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
+from engines.runtime.cuda_graphs import GraphReplay
 from engines.runtime.shape_cache import ShapeCache
 from export.artifacts import EngineSidecar
 from export.trt_build import current_gpu
@@ -80,7 +81,7 @@ class TensorRTEngine(Engine):
         self.sidecar, self.torch = sidecar, torch
         self.cuda_graph = cuda_graph
         self.cache_size = cache_size
-        self._graphs: ShapeCache[tuple[object, object, object]] = ShapeCache(cache_size, "CUDA graph")  # (graph, x, y)
+        self._graphs: ShapeCache[GraphReplay] = ShapeCache(cache_size, "CUDA graph")
 
     def _bind(self, x):
         """Bind input tensor `x` and a new output tensor to the execution context; returns the output.
@@ -102,28 +103,15 @@ class TensorRTEngine(Engine):
         if not self.context.execute_async_v3(self.torch.cuda.current_stream().cuda_stream):
             raise EngineError("TensorRT execution failed (see TensorRT's log above)")
 
-    def _graph_for(self, batch):
-        return self._graphs.get(tuple(batch.shape), lambda: self._capture(batch))
-
-    def _capture(self, batch):
-        torch = self.torch
-        x = torch.zeros_like(batch)
+    def _run(self, x):
         y = self._bind(x)
-        self._enqueue()  # TensorRT allocates lazily on the first run; never inside a capture
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._enqueue()
-        return graph, x, y
+        self._enqueue()
+        return y
 
     def describe(self) -> dict[str, object]:
         return super().describe() | {"flavour": self.flavour, "cuda_graph": self.cuda_graph}
 
     def _infer(self, batch):
         if not self.cuda_graph:
-            y = self._bind(batch)
-            self._enqueue()
-            return y
-        graph, x, y = self._graph_for(batch)
-        x.copy_(batch)
-        graph.replay()
-        return y.clone()  # y is the graph's static output, overwritten by the next replay
+            return self._run(batch)
+        return self._graphs.get(tuple(batch.shape), lambda: GraphReplay(self._run, batch))(batch)

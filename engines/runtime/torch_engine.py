@@ -17,12 +17,12 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
+from engines.runtime.cuda_graphs import GraphReplay
 from engines.runtime.shape_cache import ShapeCache
 from export.artifacts import PRECISIONS
 from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
@@ -59,30 +59,6 @@ def _warn_spinning_threads() -> None:
     log.warning("torch was imported before msn, so its %d CPU threads spin while they wait and run many times "
                 "slower when another process is busy: set %s=PASSIVE before importing torch, or use threads=1",
                 torch.get_num_threads(), WAIT_POLICY_VARIABLE)
-
-
-class GraphReplay:
-    """One input shape's CUDA graph: a static input, the captured forward, its static output."""
-
-    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
-        self.input = torch.zeros_like(example)
-        # Warm up on a side stream first, as capture requires: cuDNN picks its algorithms, lazy
-        # initialisation and compilation happen here, never inside the capture.
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                forward(self.input)
-        torch.cuda.current_stream(example.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        # thread_local: other threads (a video encoder, a server's decoders) may use CUDA meanwhile.
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self.output = forward(self.input)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        self.input.copy_(batch)
-        self.graph.replay()
-        return self.output.clone()  # the static output is overwritten by the next replay
 
 
 class TorchEngine(Engine):

@@ -23,8 +23,10 @@ from export.artifacts import (
     TensorIO,
     artifact_kind,
     canonical_dtype,
+    locate_artifact,
     read_artifact_header,
 )
+from msn import MissingFileError
 
 SIDECAR = EngineSidecar(
     flavour="tensorrt", version="10.9.0", compute_capabilities=[], gpu={"name": "L4", "compute_capability": "SM89"},
@@ -139,3 +141,14 @@ def test_the_header_of_each_kind_gives_scale_and_precision(random_ckpt, random_g
     assert read_artifact_header(random_ckpt) == ArtifactHeader(4, "fp32")
     assert read_artifact_header(random_ckpt, "fp16") == ArtifactHeader(4, "fp16")
     assert read_artifact_header(random_graph) == ArtifactHeader(4, "fp32")
+
+
+def test_an_artifact_is_found_as_a_file_or_a_known_name(tmp_path, seeded_cache):
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"x")
+    assert locate_artifact(graph) == graph and locate_artifact(str(graph)) == graph
+    assert locate_artifact("official") == seeded_cache / "team28_MSN.pth"  # a known name: from the cache
+    with pytest.raises(MissingFileError, match="model .*missing.onnx does not exist"):
+        locate_artifact(tmp_path / "missing.onnx")  # compiled kinds have no known names
+    with pytest.raises(MissingFileError, match="neither a file nor a known name"):
+        locate_artifact(tmp_path / "missing.pth")
