@@ -32,8 +32,9 @@ def channel_layer_norm(x: torch.Tensor, eps: float = LAYER_NORM_EPS) -> torch.Te
     centred = F.conv2d(wide, centring)
     var = F.conv2d(centred * centred, averaging)
     # Expanding the 1-channel factor explicitly (a view in PyTorch) keeps the ONNX Mul
-    # same-shaped: OpenCV DNN's default engine mis-handles a C-by-1 channel broadcast.
-    return (centred * torch.rsqrt(var + eps).expand_as(centred)).to(x.dtype)
+    # same-shaped: OpenCV DNN's default engine mis-handles a C-by-1 channel broadcast. Expanded
+    # to (-1, C, -1, -1), not `expand_as`, which pnnx cannot turn into an ncnn layer.
+    return (centred * torch.rsqrt(var + eps).expand(-1, c, -1, -1)).to(x.dtype)
 
 
 def contrast_plus_mean(x: torch.Tensor) -> torch.Tensor:
