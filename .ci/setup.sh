@@ -9,7 +9,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null; then
   # chromium and its driver: the tests drive the service's web page in a real headless browser.
-  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver"
+  # mesa-vulkan-drivers (lavapipe, a Vulkan device on the CPU) and the loader: ncnn's Vulkan path.
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1"
   python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
   echo "setup: installing system packages: $packages"
   $SUDO apt-get update -qq
@@ -23,7 +24,7 @@ python3 -m venv .venv
 echo "setup: installing Python packages into .venv"
 # torch 2.13.0 is the CPU build here; pin it before anything pulls a CUDA build.
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs]"
+python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs,ncnn]"
 # A real tritonserver (2.51, CPU-capable) for the Triton tests, from the nvidia-pytriton wheel. It
 # pins numpy<2, so it goes into its own folder without its dependencies; its Python-backend stub
 # for this interpreter is put where the backend looks for it.

@@ -51,14 +51,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (or image file name, for one input); end it in / to force a folder")
-    p.add_argument("--model", default="official", help="checkpoint, .onnx or .plan (default: official checkpoint)")
+    p.add_argument("--model", default="official",
+                   help="checkpoint, .onnx, .plan or ncnn .param (default: official checkpoint)")
     p.add_argument("--backend", default="auto", choices=runtime.BACKENDS,
                    help="auto (default): on a CPU, OpenVINO (a checkpoint as its graph, exported once into the cache); "
                         "torch: eager PyTorch")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (torch / onnxruntime backends)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda (torch / onnxruntime / tensorrt) or vulkan (an ncnn .param on any GPU)")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU); "
-                        "graphs and engines have their own")
+                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU), or how ncnn "
+                        "computes; ONNX graphs and engines have their own")
     p.add_argument("--tile", type=non_negative_int, default=0,
                    help=f"tile size in LR px, at least {MIN_INPUT_SIZE} (bounds memory; default 0: whole image)")
     p.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,

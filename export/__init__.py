@@ -1,4 +1,4 @@
-"""Export of MSN's inference form: ONNX graphs, TensorRT engines, Triton model repositories.
+"""Export of MSN's inference form: ONNX graphs, ncnn graphs, TensorRT engines, Triton model repositories.
 
     import export
     graph = export.export_onnx("best.pth", "msn_x4_fp16.onnx", export.ExportOptions(fp16=True))
@@ -24,6 +24,9 @@ _API = {
     "ExportResult": "export.onnx_export",
     "export_onnx": "export.onnx_export",
     "VerificationError": "export.verify",
+    "NcnnExportOptions": "export.ncnn_export",
+    "NcnnExportResult": "export.ncnn_export",
+    "export_ncnn": "export.ncnn_export",
     "BuildSettings": "export.trt_build",
     "BuildError": "export.trt_build",
     "EngineResult": "export.trt_build",

@@ -10,7 +10,8 @@ and the standard library, so reading an artifact never loads the exporter.
     GraphMetadata   the metadata_props of an exported ONNX graph (scale, precision, I/O dtype, ...)
     MSNGraph        an ONNX file checked to be an MSN graph: its metadata plus its I/O shape
     EngineSidecar   the JSON beside a TensorRT plan (what built it, for which GPU and shapes)
-    ArtifactKind    checkpoint, safetensors, ONNX graph, engine: `artifact_kind(path)` says which
+    ArtifactKind    checkpoint, safetensors, ONNX graph, engine, ncnn graph: `artifact_kind(path)` says which
+                    (the ncnn text graph itself is export.ncnn_param's)
     ArtifactHeader  scale and precision of any artifact, from its header (`read_artifact_header`)
 """
 
@@ -325,14 +326,26 @@ CHECKPOINT = ArtifactKind("checkpoint", (".pth", ".pt"), weights=True)  # and kn
 SAFETENSORS = ArtifactKind("safetensors", (SAFETENSORS_SUFFIX,), weights=True)
 GRAPH = ArtifactKind("graph", (".onnx",), weights=False)
 ENGINE = ArtifactKind("engine", (".plan", ".engine"), weights=False)  # a TensorRT plan with its JSON sidecar
-ARTIFACT_KINDS = (CHECKPOINT, SAFETENSORS, GRAPH, ENGINE)
+NCNN = ArtifactKind("ncnn", (".param",), weights=False)  # an ncnn graph, its weights in NAME.bin beside it
+ARTIFACT_KINDS = (CHECKPOINT, SAFETENSORS, GRAPH, ENGINE, NCNN)
 
 
 def artifact_kind(artifact: str | os.PathLike) -> ArtifactKind:
     """The kind of an artifact, judged by its name: a graph or engine by suffix, safetensors by
     suffix, anything else a checkpoint (a pickled file under any name, or a known name)."""
     suffix = Path(artifact).suffix.lower()
-    return next((kind for kind in (GRAPH, ENGINE, SAFETENSORS) if suffix in kind.suffixes), CHECKPOINT)
+    return next((kind for kind in (GRAPH, ENGINE, NCNN, SAFETENSORS) if suffix in kind.suffixes), CHECKPOINT)
+
+
+def ncnn_weights_path(param: str | os.PathLike) -> Path:
+    """The weights of an ncnn graph: NAME.param -> NAME.bin beside it."""
+    return Path(param).with_suffix(".bin")
+
+
+def companion_path(artifact: str | os.PathLike) -> Path | None:
+    """The second file an artifact needs beside it (an engine's sidecar, an ncnn graph's weights)."""
+    kind = artifact_kind(artifact)
+    return sidecar_path(artifact) if kind is ENGINE else ncnn_weights_path(artifact) if kind is NCNN else None
 
 
 def locate_artifact(artifact: str | os.PathLike) -> Path:
@@ -364,4 +377,25 @@ def read_artifact_header(artifact: str | os.PathLike, precision: str | None = No
     if kind is ENGINE:
         sidecar = EngineSidecar.read(artifact)
         return ArtifactHeader(sidecar.scale, sidecar.precision)
+    if kind is NCNN:
+        return ArtifactHeader(_ncnn_scale(Path(artifact)), precision or "fp32")
     return ArtifactHeader(read_checkpoint(artifact).config.upscale, precision or "fp32")
+
+
+def _ncnn_scale(param: Path) -> int:
+    from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+
+    if not param.is_file():
+        raise MissingFileError(f"model {param} does not exist")
+    if not ncnn_weights_path(param).is_file():
+        raise MissingFileError(f"{param} has no weights {ncnn_weights_path(param).name} beside it; copy both files "
+                               "(msn-export-ncnn writes them together)")
+    graph = NcnnParam.read(param)
+    scale = graph.upscale()
+    if scale is None:
+        raise ArtifactError(f"{param} is not an MSN ncnn graph (msn-export-ncnn writes those); export one with "
+                            "msn-export-ncnn --ckpt CHECKPOINT")
+    if graph.inputs() != [INPUT_BLOB] or OUTPUT_BLOB not in graph.outputs():
+        raise ArtifactError(f"{param} lacks the blobs {INPUT_BLOB!r} (input) and {OUTPUT_BLOB!r} (it has "
+                            f"{graph.inputs()} and {graph.outputs()}); export it again with msn-export-ncnn")
+    return scale

@@ -43,7 +43,8 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # `bash tests/run_all.sh --quick` leaves it out without a mark of its own.
 SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
 BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
-                  "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt"}
+                  "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt",
+                  "official_ncnn"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -112,6 +113,18 @@ def random_fp16_graph(tmp_path_factory, random_ckpt) -> Path:
     """Its FP16 graph (verified): the one TensorRT-RTX builds on a machine without a GPU."""
     path = tmp_path_factory.mktemp("random_fp16_graph") / "msn_fp16.onnx"
     return export.export_onnx(random_ckpt, path, export.ExportOptions(fp16=True)).path
+
+
+@pytest.fixture(scope="session")
+def random_ncnn(tmp_path_factory, random_ckpt):
+    """The random-weight model as a verified ncnn graph (NcnnExportResult: .param, .bin; ~6 s)."""
+    return export.export_ncnn(random_ckpt, tmp_path_factory.mktemp("random_ncnn") / "msn_x4.param")
+
+
+@pytest.fixture(scope="session")
+def official_ncnn(tmp_path_factory, official_ckpt):
+    """The official weights as a verified ncnn graph, FP32 weights."""
+    return export.export_ncnn(official_ckpt, tmp_path_factory.mktemp("official_ncnn") / "msn_x4.param")
 
 
 @pytest.fixture(scope="session")

@@ -117,6 +117,7 @@ def plan_job(job: FolderJob) -> _Plan:
             raise MissingFileError(f"input {path} does not exist")
     to_file = _single_input(job.inputs) and writes_one_file(job.output, 1, job.output_is_folder)
     prepare_output(job.output, to_file, as_folder=job.output_is_folder)
+    backend = runtime.resolve_backend(job.backend, job.model, job.device)  # by name: before a model is read
     header = read_artifact_header(job.model, job.precision)
     tasks = find_tasks(job.inputs, job.output, recursive=job.recursive, suffix=job.suffix, scale=header.scale,
                        to_file=to_file)
@@ -127,7 +128,6 @@ def plan_job(job: FolderJob) -> _Plan:
         job.options.target.output_size(image.width if swapped else image.height,
                                        image.height if swapped else image.width, header.scale)
     model = ModelFiles.read(job.model)
-    backend = runtime.resolve_backend(job.backend, model.name, job.device)
     settings = JobSettings(model.sha256, backend, header.precision, header.scale, job.options.tile,
                            job.options.overlap, job.suffix, _target_text(job))
     manifest = None if to_file else Manifest(job.output / MANIFEST_NAME, claim=True)

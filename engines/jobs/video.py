@@ -98,6 +98,7 @@ def plan_video_job(job: VideoJob) -> Path:
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     if not is_video(job.output) and not job.output.suffix:
         prepare_output(job.output, to_file=False)
+    runtime.resolve_backend(job.backend, job.model, job.device)  # by name: before a model is read or downloaded
     header = read_artifact_header(job.model, job.precision)
     check_target(job.src, header.scale, options)
     dst = video_output_path(job.src, job.output, header.scale)

@@ -7,19 +7,21 @@ import os
 from pathlib import Path
 
 from engines.runtime.base import Engine
-from export.artifacts import ENGINE, GRAPH, ArtifactKind, artifact_kind
+from export.artifacts import ENGINE, GRAPH, NCNN, ArtifactKind, artifact_kind
 from msn import MissingFileError, UsageError
 
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt", "ncnn")
 # The devices each backend runs on; "cuda" also as "cuda:N" for torch, "gpu" as "gpu.N" for OpenVINO.
 DEVICES = {
     "torch": ("cpu", "cuda"),
     "onnxruntime": ("cpu", "cuda", "tensorrt"),  # tensorrt: ONNX Runtime's TensorRT provider, on the GPU
     "openvino": ("cpu", "gpu", "npu"),  # gpu, npu: an Intel GPU or NPU
     "tensorrt": ("cuda",),
+    "ncnn": ("cpu", "vulkan"),  # vulkan: any GPU with a Vulkan driver (AMD, Intel, Apple, NVIDIA); also vulkan:N
 }
 _DEVICE_HINTS = {"gpu": "gpu is an Intel GPU for --backend openvino; an NVIDIA GPU is cuda",
                  "cuda": "cuda is an NVIDIA GPU for the torch, onnxruntime and tensorrt backends",
+                 "vulkan": "vulkan runs ncnn graphs (export one with msn-export-ncnn)",
                  "cpu": "a TensorRT engine runs on an NVIDIA GPU only: use --device cuda, or run the ONNX graph "
                         "on a CPU backend"}
 
@@ -36,6 +38,8 @@ def auto_backend(kind: ArtifactKind, device: str) -> str:
     """
     if kind is ENGINE:
         return "tensorrt"
+    if kind is NCNN:
+        return "ncnn"
     if device != "cpu":
         return "onnxruntime" if kind is GRAPH else "torch"
     return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
@@ -44,7 +48,8 @@ def auto_backend(kind: ArtifactKind, device: str) -> str:
 def check_device(backend: str, device: str) -> None:
     """UsageError unless `backend` runs on `device` (whether this machine has it is the backend's
     check, when it loads)."""
-    family = device.split(":")[0] if backend == "torch" else device.split(".")[0] if backend == "openvino" else device
+    separator = {"torch": ":", "ncnn": ":", "openvino": "."}.get(backend)
+    family = device.split(separator)[0] if separator else device
     if family.lower() not in DEVICES[backend]:
         hint = _DEVICE_HINTS.get(family.lower(), "")
         raise UsageError(f"unknown device {device!r} for --backend {backend}, which runs on "
@@ -62,12 +67,15 @@ def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
             return chosen
     else:
         chosen = backend
-        is_engine = artifact_kind(artifact) is ENGINE
-        if is_engine and chosen != "tensorrt":
-            raise UsageError(f"{artifact} is a TensorRT engine: it runs on --backend tensorrt (or auto), not {chosen}")
-        if chosen == "tensorrt" and not is_engine:
-            raise UsageError(f"--backend tensorrt runs TensorRT engines ({', '.join(ENGINE.suffixes)}), not "
-                             f"{artifact}; build one with msn-build-trt")
+        kind = artifact_kind(artifact)
+        for runtime, own_kind, how in (("tensorrt", ENGINE, "build one with msn-build-trt"),
+                                       ("ncnn", NCNN, "export one with msn-export-ncnn")):
+            if kind is own_kind and chosen != runtime:
+                raise UsageError(f"{artifact} is {'a TensorRT engine' if runtime == 'tensorrt' else 'an ncnn graph'}: "
+                                 f"it runs on --backend {runtime} (or auto), not {chosen}")
+            if chosen == runtime and kind is not own_kind:
+                raise UsageError(f"--backend {runtime} runs {own_kind.name} files ({', '.join(own_kind.suffixes)}), "
+                                 f"not {artifact}; {how}")
     check_device(chosen, device)
     return chosen
 
@@ -80,13 +88,14 @@ def share_of_cores(workers: int) -> int:
 
 def thread_options(backend: str, threads: int | None) -> dict[str, int]:
     """The `load` option that gives an engine a thread budget, for the backends that take one
-    (PyTorch, OpenVINO, ONNX Runtime); empty for the others or without a budget."""
-    return {"threads": threads} if threads and backend in ("torch", "openvino", "onnxruntime") else {}
+    (PyTorch, OpenVINO, ONNX Runtime, ncnn); empty for the others or without a budget."""
+    return {"threads": threads} if threads and backend in ("torch", "openvino", "onnxruntime", "ncnn") else {}
 
 
 def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
          **options) -> Engine:
-    """Load a checkpoint (.pth, .safetensors or known name), ONNX graph (.onnx) or engine (.plan/.engine).
+    """Load a checkpoint (.pth, .safetensors or known name), ONNX graph (.onnx), engine (.plan/.engine)
+    or ncnn graph (.param, with its .bin beside it).
 
     `backend="auto"` picks by file type and device (see `auto_backend`): on a CPU a checkpoint
     runs as its ONNX graph on OpenVINO (exported into the cache on first use); `backend="torch"`
@@ -97,7 +106,8 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", pr
     `options` go to the backend: e.g. `threads`, `hint`, `cache_size` for OpenVINO; `threads` for
     ONNX Runtime; `threads`, `cuda_graphs`, `compile`, `channels_last`, `cache_size` for torch (on a
     CUDA device `precision="fp16"` is the fastest path: see engines.runtime.torch_engine); `cuda_graph` for
-    TensorRT. Raises UsageError subclasses for unknown backends, missing or foreign files and
+    TensorRT; `threads` for ncnn (device "cpu" or "vulkan", precision "fp16" for its half-precision
+    arithmetic). Raises UsageError subclasses for unknown backends, missing or foreign files and
     devices this machine lacks."""
     path = Path(artifact)
     backend = resolve_backend(backend, path, device)
@@ -105,6 +115,12 @@ def load(artifact: str | Path, backend: str = "auto", *, device: str = "cpu", pr
         from engines.runtime.torch_engine import TorchEngine
 
         return TorchEngine(str(artifact), device=device, precision=precision or "fp32", **options)
+    if backend == "ncnn":  # the precision of an ncnn graph is how ncnn computes, chosen when it loads
+        from engines.runtime.ncnn_engine import NcnnEngine
+
+        if not path.is_file():
+            raise MissingFileError(f"{path} does not exist")
+        return NcnnEngine(path, device, precision=precision or "fp32", **options)
     if artifact_kind(path).weights and backend in ("onnxruntime", "openvino"):
         from engines.runtime.graph_cache import cached_graph
 

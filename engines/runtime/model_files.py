@@ -10,17 +10,17 @@ from pathlib import Path
 
 from engines.runtime.base import Engine
 from engines.runtime.loading import load
-from export.artifacts import locate_artifact, sidecar_path
+from export.artifacts import companion_path, locate_artifact
 from msn import MSNError, UsageError
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The artifact's bytes (and a TensorRT plan's sidecar)."""
+    """The artifact's bytes, and those of the file it needs beside it (export.artifacts.companion_path)."""
 
     name: str
     data: bytes
-    sidecar: bytes | None = None
+    companion: bytes | None = None
     source: str = ""  # where it was read, on the machine that read it
 
     @classmethod
@@ -29,18 +29,22 @@ class ModelFiles:
         data = path.read_bytes()
         if not data:
             raise UsageError(f"model {path} is empty")
-        side = sidecar_path(path)
-        return cls(path.name, data, side.read_bytes() if side.is_file() else None, str(path))
+        side = companion_path(path)
+        return cls(path.name, data, side.read_bytes() if side is not None and side.is_file() else None, str(path))
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        """Of the artifact and its companion (an ncnn graph's weights are all in its .bin)."""
+        digest = hashlib.sha256(self.data)
+        if self.companion is not None:
+            digest.update(self.companion)
+        return digest.hexdigest()
 
     def write_to(self, folder: Path) -> Path:
         path = folder / self.name
         path.write_bytes(self.data)
-        if self.sidecar is not None:
-            sidecar_path(path).write_bytes(self.sidecar)
+        if self.companion is not None:
+            companion_path(path).write_bytes(self.companion)
         return path
 
     def load(self, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,

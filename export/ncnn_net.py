@@ -1,0 +1,97 @@
+"""Running an ncnn graph (`.param` + `.bin`) on ncnn's CPU path or a Vulkan device: the one place
+that calls ncnn, for the exporter's verification and the engines' ncnn backend."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.artifacts import ncnn_weights_path as weights_path
+from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB
+from msn import MSNError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+
+class NoVulkanDevice(UsageError):
+    """device="vulkan" on a machine where ncnn finds no Vulkan device."""
+
+
+@functools.cache
+def vulkan_devices() -> tuple[str, ...]:
+    """The Vulkan devices ncnn sees here (empty without a Vulkan loader or driver). ncnn writes
+    what it finds to stderr, line by line: that goes to the debug log instead."""
+    import ncnn
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as said:
+        os.dup2(said.fileno(), 2)
+        try:
+            devices = tuple(ncnn.get_gpu_info(i).device_name() for i in range(ncnn.get_gpu_count()))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        said.seek(0)
+        log.debug("ncnn's Vulkan probe: %s", said.read().decode(errors="replace").strip())
+    return devices
+
+
+@dataclass(frozen=True)
+class NcnnSettings:
+    vulkan: bool = False  # False: ncnn's CPU path
+    fp16: bool = False  # fp16 storage and arithmetic where the device has them; fp32 otherwise
+    threads: int | None = None  # CPU threads (None: ncnn's default, the machine's big cores)
+    gpu_index: int = 0
+
+
+class NcnnNet:
+    """One loaded graph; `run` upscales one CHW float32 image in [0, 1]."""
+
+    def __init__(self, param: Path, settings: NcnnSettings = NcnnSettings()) -> None:
+        import ncnn
+
+        devices = vulkan_devices() if settings.vulkan else ()
+        if settings.vulkan and not devices:
+            raise NoVulkanDevice("ncnn finds no Vulkan device here; install the GPU's Vulkan driver (Debian: "
+                                 "mesa-vulkan-drivers and libvulkan1), or use --device cpu")
+        if settings.vulkan and settings.gpu_index >= len(devices):
+            listed = ", ".join(f"vulkan:{i} {name}" for i, name in enumerate(devices))
+            raise NoVulkanDevice(f"no Vulkan device {settings.gpu_index}; ncnn finds {listed}")
+        self.settings = settings
+        self.net = ncnn.Net()
+        opt = self.net.opt
+        opt.use_vulkan_compute = settings.vulkan
+        # ncnn turns fp16 (and bf16) storage on by default where a CPU has it: FP32 must mean FP32.
+        opt.use_fp16_storage = opt.use_fp16_arithmetic = opt.use_fp16_packed = settings.fp16
+        opt.use_bf16_storage = False
+        if settings.threads:
+            opt.num_threads = settings.threads
+        if settings.vulkan:
+            self.net.set_vulkan_device(settings.gpu_index)
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights_path(param))) != 0:
+            raise UsageError(f"ncnn could not load {param} with {weights_path(param).name}; export them again with "
+                             "msn-export-ncnn")
+
+    def run(self, chw: np.ndarray) -> np.ndarray:
+        import ncnn
+
+        # A Mat made from an array only borrows its memory (keep the array alive until the copy),
+        # with a channel stride ncnn's Vulkan upload does not expect for odd sizes: clone() copies
+        # it into a Mat of ncnn's own layout.
+        array = np.ascontiguousarray(chw, dtype=np.float32)
+        image = ncnn.Mat(array).clone()
+        extractor = self.net.create_extractor()
+        extractor.input(INPUT_BLOB, image)
+        status, out = extractor.extract(OUTPUT_BLOB)
+        if status != 0:
+            raise MSNError(f"ncnn failed to run the graph (status {status})")
+        return np.array(out, copy=True)

@@ -1,0 +1,134 @@
+"""ncnn's text graph (`.param`): read, rewritten where MSN needs it, written.
+
+The format: a magic line, "LAYERS BLOBS", then one layer per line: type, name, bottom count, top
+count, the bottom and top blob names, then `key=value` parameters. Every blob is produced once
+and consumed once (ncnn's Split layer fans a blob out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.artifacts import ArtifactError
+
+MAGIC = "7767517"
+INPUT_BLOB, OUTPUT_BLOB = "data", "output"  # Real-ESRGAN-ncnn-vulkan's names, which its forks' apps load
+UPSAMPLER = "msn_upsampler"  # the name msn-export-ncnn gives MSN's PixelShuffle: what marks an MSN graph
+SQRT_HALF = 0.7071067811865476
+# BinaryOp's op_type values (ncnn/src/layer/binaryop.h)
+ADD, MUL = 0, 2
+
+
+@dataclass
+class Layer:
+    type: str
+    name: str
+    bottoms: list[str]
+    tops: list[str]
+    params: list[str] = field(default_factory=list)  # "key=value", in ncnn's order
+
+    def line(self) -> str:
+        head = f"{self.type:<24} {self.name:<24} {len(self.bottoms)} {len(self.tops)}"
+        return " ".join([head, *self.bottoms, *self.tops, *self.params])
+
+    def param(self, key: str) -> str | None:
+        return next((p.split("=", 1)[1] for p in self.params if p.split("=", 1)[0] == key), None)
+
+
+@dataclass
+class NcnnParam:
+    layers: list[Layer]
+
+    @classmethod
+    def parse(cls, text: str, source: str = "param") -> NcnnParam:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2 or lines[0].strip() != MAGIC:
+            raise ArtifactError(f"{source} is not an ncnn text param file (it does not start with {MAGIC})")
+        try:
+            n_layers, n_blobs = (int(v) for v in lines[1].split())
+        except ValueError:
+            raise ArtifactError(f"{source} line 2 is not 'LAYERS BLOBS': {lines[1][:80]!r}") from None
+        if len(lines) - 2 != n_layers:
+            raise ArtifactError(f"{source} holds {len(lines) - 2} layers, but its header says {n_layers}: the file is "
+                                "cut off or edited; export it again")
+        layers = []
+        for number, line in enumerate(lines[2:], start=3):
+            words = line.split()
+            try:
+                n_bottom, n_top = int(words[2]), int(words[3])
+                names = words[4 : 4 + n_bottom + n_top]
+                if len(names) != n_bottom + n_top:
+                    raise ValueError
+            except (IndexError, ValueError):
+                raise ArtifactError(f"{source} line {number} is not an ncnn layer: {line[:80]!r}") from None
+            layers.append(Layer(words[0], words[1], names[:n_bottom], names[n_bottom:],
+                                words[4 + n_bottom + n_top :]))
+        return cls(layers)
+
+    @classmethod
+    def read(cls, path: Path) -> NcnnParam:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"cannot read {path} as an ncnn param file: {exc}") from None
+        return cls.parse(text, str(path))
+
+    def blobs(self) -> list[str]:
+        return list(dict.fromkeys(blob for layer in self.layers for blob in layer.tops))
+
+    def text(self) -> str:
+        lines = [MAGIC, f"{len(self.layers)} {len(self.blobs())}", *(layer.line() for layer in self.layers)]
+        return "\n".join(lines) + "\n"
+
+    def inputs(self) -> list[str]:
+        return [blob for layer in self.layers if layer.type == "Input" for blob in layer.tops]
+
+    def outputs(self) -> list[str]:
+        consumed = {blob for layer in self.layers for blob in layer.bottoms}
+        return [blob for blob in self.blobs() if blob not in consumed]
+
+    def rename_blob(self, old: str, new: str) -> None:
+        if new in self.blobs():
+            raise ArtifactError(f"blob {new!r} exists already")
+        for layer in self.layers:
+            layer.bottoms = [new if b == old else b for b in layer.bottoms]
+            layer.tops = [new if t == old else t for t in layer.tops]
+            if layer.type == "Input" and layer.name == old:
+                layer.name = new
+
+    def upscale(self) -> int | None:
+        """The scale of MSN's upsampler (its PixelShuffle's parameter 0); None in a graph that has
+        none, i.e. one msn-export-ncnn did not write."""
+        ups = [layer for layer in self.layers if layer.type == "PixelShuffle" and layer.name == UPSAMPLER]
+        return int(ups[0].param("0") or 1) if len(ups) == 1 else None
+
+    def mark_upsampler(self) -> None:
+        (shuffle,) = [layer for layer in self.layers if layer.type == "PixelShuffle"]
+        shuffle.name = UPSAMPLER
+
+    def exact_gelu(self) -> int:
+        """Replace every GELU layer by 0.5 * x * (1 + erf(x / sqrt 2)); returns how many.
+
+        ncnn's Vulkan GELU is the tanh approximation whatever its parameters (up to 4.7e-4 from
+        PyTorch's erf GELU, measured), while its Erf layer is exact to 4e-7 on CPU and Vulkan alike.
+        """
+        rewritten: list[Layer] = []
+        count = 0
+        for layer in self.layers:
+            if layer.type != "GELU":
+                rewritten.append(layer)
+                continue
+            (x,), (y,) = layer.bottoms, layer.tops
+            n = f"{layer.name}_erf"
+            rewritten += [
+                Layer("Split", f"{n}_split", [x], [f"{n}_a", f"{n}_b"]),
+                Layer("BinaryOp", f"{n}_scale", [f"{n}_a"], [f"{n}_t"], [f"0={MUL}", "1=1", f"2={SQRT_HALF:.9e}"]),
+                Layer("Erf", n, [f"{n}_t"], [f"{n}_e"]),
+                Layer("BinaryOp", f"{n}_plus1", [f"{n}_e"], [f"{n}_p"], [f"0={ADD}", "1=1", "2=1.0"]),
+                Layer("BinaryOp", f"{n}_times_x", [f"{n}_b", f"{n}_p"], [f"{n}_m"], [f"0={MUL}"]),
+                Layer("BinaryOp", f"{n}_half", [f"{n}_m"], [y], [f"0={MUL}", "1=1", "2=0.5"]),
+            ]
+            count += 1
+        self.layers = rewritten
+        return count

@@ -1,0 +1,43 @@
+"""Export MSN to ncnn for Vulkan apps (a thin command over export.export_ncnn).
+
+    python export/to_ncnn.py --ckpt best.pth            # msn_x4.param + msn_x4.bin, FP32 weights
+    python export/to_ncnn.py --ckpt official --fp16     # half-precision weights (half the size)
+
+Drop both files into the app's models folder (upscayl, Video2X, chaiNNer) and pick "msn_x4".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.ncnn_export import NcnnExportOptions, export_ncnn
+from msn.cli import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="msn-export-ncnn", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default="official", help="checkpoint path or known name (default: official)")
+    p.add_argument("-o", "--output", type=Path, help="output NAME.param, NAME.bin beside it (default: msn_x4.param)")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check the files on ncnn's CPU path against the PyTorch model (default: on)")
+    p.add_argument("--params", action="store_true", help="use `params` instead of `params_ema`")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def work() -> None:
+        options = NcnnExportOptions(fp16=args.fp16, verify=args.verify, ema=not args.params)
+        print(export_ncnn(args.ckpt, args.output, options).summary())
+
+    return run_cli(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
