@@ -18,7 +18,7 @@ import pytest
 
 from engines import upscale
 from engines.serve import __main__ as serve_cli
-from export import build_trt, to_onnx, triton_repo
+from export import build_trt, to_ncnn, to_onnx, triton_repo
 from msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
@@ -26,6 +26,7 @@ from validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams,
 
 COMMANDS = {
     "msn-export": to_onnx.main,
+    "msn-export-ncnn": to_ncnn.main,
     "msn-build-trt": build_trt.main,
     "msn-triton": triton_repo.main,
     "msn-upscale": upscale.main,
@@ -55,6 +56,7 @@ def free_port() -> int:
 
 BAD_ARGUMENTS = {
     "msn-export": ["--static", "10x10"],
+    "msn-export-ncnn": ["--fp16=yes"],
     "msn-build-trt": ["--max", "1x128"],
     "msn-triton": ["--onnx", "g.onnx", "-o", "repo", "--instances", "0"],
     "msn-upscale": ["in.png", "-o", "out", "--tile", "-1"],
@@ -79,6 +81,7 @@ def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
     missing = str(tmp_path / "missing")
     return {
         "msn-export": ["--ckpt", missing + ".pth", "-o", str(tmp_path / "x.onnx")],
+        "msn-export-ncnn": ["--ckpt", missing + ".pth", "-o", str(tmp_path / "x.param")],
         "msn-build-trt": ["--onnx", missing + ".onnx", "-o", str(tmp_path / "e.plan")],
         "msn-triton": ["--onnx", missing + ".onnx", "-o", str(tmp_path / "repo")],
         "msn-upscale": [missing + ".png", "-o", str(tmp_path / "out")],
@@ -142,6 +145,8 @@ def test_the_layerwise_search_on_an_image_below_29x29_says_so(tmp_path, random_g
 # (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/engines/serve.)
 WORK = {
     "msn-export": ("export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
+    "msn-export-ncnn": ("export.to_ncnn.export_ncnn", lambda p: ["--ckpt", str(p["ckpt"]), "-o",
+                                                                  str(p["tmp"] / "x.param")]),
     "msn-build-trt": ("export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
     "msn-triton": ("export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
     "msn-upscale": ("engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
