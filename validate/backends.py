@@ -21,11 +21,16 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(
     r"eager-fp32|torch-fp(32|16)(-compiled)?(-cuda-graphs)?(-channels-last)?"
     r"|(ort-(cpu|cuda|tensorrt)|openvino-cpu)-fp(32|16)(-.+)?|tensorrt(_rtx)?(-fp(32|16)(-cudagraph)?)?(:.+)?"
+    r"|ncnn-(cpu-fp32|vulkan-fp(32|16))(-.+)?"
 )
 
 
 def needs_graphs(names: set[str]) -> bool:
     return any(n.startswith(("ort-", "openvino-")) for n in names)
+
+
+def needs_ncnn(names: set[str]) -> bool:
+    return any(n.startswith("ncnn-") for n in names)
 
 
 @dataclass
@@ -96,6 +101,30 @@ def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
             candidates.append(Candidate(f"ort-{device}-{precision}{tag}", precision,
                                         lambda g=graph, d=device: OnnxRuntimeEngine(g, device=d),
                                         skip_reason=_ort_provider_reason(provider), graph=graph))
+    return candidates
+
+
+def ncnn_candidates(params: list[Path]) -> list[Candidate]:
+    """ncnn's CPU path (FP32; CPUs without fp16 arithmetic compute FP32 whatever is asked) and a
+    Vulkan device in FP32 and FP16. lavapipe, Debian's Vulkan on the CPU, is checked for parity
+    but not timed: its speed says nothing about a GPU."""
+    from engines.runtime.ncnn_engine import NcnnEngine
+    from export.ncnn_net import vulkan_devices
+
+    devices = vulkan_devices()
+    no_vulkan = None if devices else "ncnn finds no Vulkan device here (Debian: mesa-vulkan-drivers libvulkan1)"
+    emulated = devices and all("llvmpipe" in name for name in devices)
+    note = f"{devices[0] if devices else ''} emulates Vulkan on the CPU: its speed says nothing about a GPU"
+    candidates = []
+    for param in params:
+        tag = f"-{param.stem}" if len(params) > 1 else ""
+        candidates.append(Candidate(f"ncnn-cpu-fp32{tag}", "fp32",
+                                    lambda p=param: NcnnEngine(p, threads=torch.get_num_threads())))
+        for precision in ("fp32", "fp16"):
+            candidates.append(Candidate(f"ncnn-vulkan-{precision}{tag}", precision,
+                                        lambda p=param, q=precision: NcnnEngine(p, "vulkan", precision=q),
+                                        skip_reason=no_vulkan, timed=not emulated,
+                                        speed_note=note if emulated else None))
     return candidates
 
 

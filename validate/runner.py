@@ -25,6 +25,7 @@ import torch
 
 from engines.runtime.base import Engine
 from export.artifacts import read_artifact_header
+from export.ncnn_export import NcnnExportOptions, export_ncnn
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.parity import FP16_MIN_PSNR_DB
@@ -37,7 +38,9 @@ from validate import report as reporting
 from validate.backends import (
     NAME_PATTERN,
     Candidate,
+    ncnn_candidates,
     needs_graphs,
+    needs_ncnn,
     onnx_candidates,
     tensorrt_candidates,
     torch_candidates,
@@ -65,6 +68,7 @@ class ValidationSettings:
     ckpt: str | Path = "official"  # the eager reference (and the source of exported graphs)
     onnx: list[Path] = field(default_factory=list)  # empty: export FP32 and FP16 graphs here
     engine: list[Path] = field(default_factory=list)  # TensorRT plans with sidecars
+    ncnn: list[Path] = field(default_factory=list)  # ncnn .param files (.bin beside); empty: export one here
     reference: Path | None = None  # folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases
     sizes: list[tuple[int, int]] = field(default_factory=lambda: list(DEFAULT_SIZES))  # LR HxW to time
     batch: int = 1
@@ -111,10 +115,11 @@ def check_arguments(settings: ValidationSettings) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
     if settings.max_seconds <= 0:
         raise UsageError(f"--max-seconds must be > 0, got {settings.max_seconds}")
-    missing = [str(p) for p in [*settings.onnx, *settings.engine] if not Path(p).is_file()]
+    missing = [str(p) for p in [*settings.onnx, *settings.engine, *settings.ncnn] if not Path(p).is_file()]
     if missing:
         raise MissingFileError(f"not found: {', '.join(missing)}")
-    for artifact in [*settings.onnx, *settings.engine]:  # named, so read, even where --backends leaves it out
+    # named, so read, even where --backends leaves it out
+    for artifact in [*settings.onnx, *settings.engine, *settings.ncnn]:
         read_artifact_header(artifact)
     if settings.reference is not None and not settings.reference.is_dir():
         raise UsageError(f"reference folder {settings.reference} does not exist")
@@ -123,8 +128,8 @@ def check_arguments(settings: ValidationSettings) -> None:
         unknown = sorted(n for n in names if not NAME_PATTERN.fullmatch(n))
         if not names or unknown:
             raise UsageError(f"unknown --backends {', '.join(unknown) or repr(settings.backends)}; names look like "
-                             "eager-fp32, torch-fp32, ort-cpu-fp32, openvino-cpu-fp16, tensorrt_rtx-fp16 "
-                             "(a run without --backends lists every name)")
+                             "eager-fp32, torch-fp32, ort-cpu-fp32, openvino-cpu-fp16, ncnn-vulkan-fp16, "
+                             "tensorrt_rtx-fp16 (a run without --backends lists every name)")
 
 
 def wanted_backends(settings: ValidationSettings) -> set[str]:
@@ -251,23 +256,27 @@ def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], 
 
 def collect_candidates(settings: ValidationSettings, tmp: Path) -> list[Candidate]:
     model = build_model(read_checkpoint(settings.ckpt))
-    graphs = list(settings.onnx)
+    graphs, params = list(settings.onnx), list(settings.ncnn)
     wanted = wanted_backends(settings)
     if not graphs and (not wanted or needs_graphs(wanted)):
         for fp16, name in ((False, "msn_fp32.onnx"), (True, "msn_fp16.onnx")):
             graphs.append(export_onnx(settings.ckpt, tmp / name, ExportOptions(fp16=fp16, verify=False)).path)
-    candidates = [*torch_candidates(model), *onnx_candidates(graphs), *tensorrt_candidates(settings.engine)]
+    if not params and (not wanted or needs_ncnn(wanted)):
+        params.append(export_ncnn(settings.ckpt, tmp / "msn_x4.param", NcnnExportOptions(verify=False)).param)
+    candidates = [*torch_candidates(model), *onnx_candidates(graphs), *ncnn_candidates(params),
+                  *tensorrt_candidates(settings.engine)]
     return select_candidates(candidates, wanted)
 
 
 def asked_but_missing(settings: ValidationSettings, backends: list[dict]) -> list[str]:
-    """Backends the user asked for by name, by --onnx or by --engine that did not run: an artifact
+    """Backends the user asked for by name, by --onnx, --ncnn or --engine that did not run: an artifact
     the user named that cannot run is a failure, never a skip."""
     not_run = [b for b in backends if b["status"] != "ok"]
     if settings.backends:
         return [f"{b['name']} ({b['reason']})" for b in not_run]
     named = [b for b in not_run if (b["name"].startswith("tensorrt") and settings.engine)
-             or (b["name"].startswith("ort-cpu:") and settings.onnx)]
+             or (b["name"].startswith("ort-cpu:") and settings.onnx)
+             or (b["name"].startswith("ncnn-cpu") and settings.ncnn)]
     return [f"{b['name']} ({b['reason']})" for b in named]
 
 
@@ -313,7 +322,7 @@ def run(settings: ValidationSettings) -> ValidationReport:
         baseline = engines[BASELINE]
         ntire = [] if settings.no_speed else ntire_protocol(baseline.model, settings.sizes, settings.ntire_runs,
                                                             baseline.tensor_device)
-    listed = ("onnx", "engine")
+    listed = ("onnx", "engine", "ncnn")
     data = {
         "schema": reporting.SCHEMA,
         "machine": machine_info(),
@@ -343,6 +352,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ckpt", default="official", help="checkpoint path or known name (the eager reference)")
     p.add_argument("--onnx", type=Path, action="append", default=[], help="ONNX graph(s); default: export FP32+FP16")
     p.add_argument("--engine", type=Path, action="append", default=[], help="TensorRT engine(s) with sidecar")
+    p.add_argument("--ncnn", type=Path, action="append", default=[],
+                   help="ncnn graph(s), NAME.param with NAME.bin beside; default: export one")
     p.add_argument("--reference", type=Path, help="folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases")
     p.add_argument("--sizes", type=hw_sizes, default=list(DEFAULT_SIZES),
                    help="LR sizes to time, comma-separated HxW (default 128x128,256x256,360x640)")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from export.ncnn_net import vulkan_devices
 from export.verify import smooth_test_image
 from msn import UsageError, read_checkpoint
 from msn.cli import hw_sizes
@@ -50,6 +51,23 @@ def test_report_files(report):
     assert data["schema"] == "msn-validate/2" and data["passed"] is True
     assert data["machine"]["torch"] == torch.__version__
     assert "| ort-cpu-fp32 | astronaut |" in (report / "report.md").read_text()
+
+
+def test_the_ncnn_rows_hold_the_references(report):
+    data = json.loads((report / "report.json").read_text())
+    rows = {(r["backend"], r["image"]): r for r in data["parity"] if r["backend"].startswith("ncnn-")}
+    backends = {b["name"]: b for b in data["backends"]}
+    expected = ["ncnn-cpu-fp32"] + (["ncnn-vulkan-fp32", "ncnn-vulkan-fp16"] if vulkan_devices() else [])
+    assert sorted({name for name, _ in rows}) == sorted(expected)
+    assert all(row["passed"] for row in rows.values())
+    for image in ("astronaut", "chelsea_crop"):
+        assert rows[("ncnn-cpu-fp32", image)]["vs_reference"]["max_abs"] <= 3e-5  # measured 1.2e-5
+        if vulkan_devices():
+            assert rows[("ncnn-vulkan-fp32", image)]["vs_reference"]["max_abs"] <= 1e-5  # measured 2.3e-6
+            assert rows[("ncnn-vulkan-fp16", image)]["vs_reference"]["psnr_db"] >= 50
+    if vulkan_devices() and "llvmpipe" in vulkan_devices()[0]:  # lavapipe: parity, never a speed figure
+        assert "says nothing about a GPU" in backends["ncnn-vulkan-fp32"]["speed_note"]
+        assert not [r for r in data["speed"] if r["backend"].startswith("ncnn-vulkan")]
 
 
 def test_parity_numbers_match_an_independent_computation(report, official_model, fp32_graph, reference_cases):
