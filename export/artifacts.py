@@ -25,6 +25,7 @@ from pathlib import Path
 
 import onnx
 
+from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
 from msn import MissingFileError, UsageError
 from msn.checkpoint import SAFETENSORS_SUFFIX, resolve_checkpoint
 from msn.files import atomic_write_bytes
@@ -383,8 +384,6 @@ def read_artifact_header(artifact: str | os.PathLike, precision: str | None = No
 
 
 def _ncnn_scale(param: Path) -> int:
-    from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
-
     if not param.is_file():
         raise MissingFileError(f"model {param} does not exist")
     if not ncnn_weights_path(param).is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.artifacts import ArtifactError
+from msn import UsageError
 
 MAGIC = "7767517"
 INPUT_BLOB, OUTPUT_BLOB = "data", "output"  # Real-ESRGAN-ncnn-vulkan's names, which its forks' apps load
@@ -18,6 +18,10 @@ UPSAMPLER = "msn_upsampler"  # the name msn-export-ncnn gives MSN's PixelShuffle
 SQRT_HALF = 0.7071067811865476
 # BinaryOp's op_type values (ncnn/src/layer/binaryop.h)
 ADD, MUL = 0, 2
+
+
+class NcnnParamError(UsageError):
+    """A file that is not an ncnn text graph, or one cut off or edited."""
 
 
 @dataclass
@@ -44,13 +48,13 @@ class NcnnParam:
     def parse(cls, text: str, source: str = "param") -> NcnnParam:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2 or lines[0].strip() != MAGIC:
-            raise ArtifactError(f"{source} is not an ncnn text param file (it does not start with {MAGIC})")
+            raise NcnnParamError(f"{source} is not an ncnn text param file (it does not start with {MAGIC})")
         try:
             n_layers, n_blobs = (int(v) for v in lines[1].split())
         except ValueError:
-            raise ArtifactError(f"{source} line 2 is not 'LAYERS BLOBS': {lines[1][:80]!r}") from None
+            raise NcnnParamError(f"{source} line 2 is not 'LAYERS BLOBS': {lines[1][:80]!r}") from None
         if len(lines) - 2 != n_layers:
-            raise ArtifactError(f"{source} holds {len(lines) - 2} layers, but its header says {n_layers}: the file is "
+            raise NcnnParamError(f"{source} holds {len(lines) - 2} layers, but its header says {n_layers}: the file is "
                                 "cut off or edited; export it again")
         layers = []
         for number, line in enumerate(lines[2:], start=3):
@@ -61,7 +65,7 @@ class NcnnParam:
                 if len(names) != n_bottom + n_top:
                     raise ValueError
             except (IndexError, ValueError):
-                raise ArtifactError(f"{source} line {number} is not an ncnn layer: {line[:80]!r}") from None
+                raise NcnnParamError(f"{source} line {number} is not an ncnn layer: {line[:80]!r}") from None
             layers.append(Layer(words[0], words[1], names[:n_bottom], names[n_bottom:],
                                 words[4 + n_bottom + n_top :]))
         return cls(layers)
@@ -71,7 +75,7 @@ class NcnnParam:
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"cannot read {path} as an ncnn param file: {exc}") from None
+            raise NcnnParamError(f"cannot read {path} as an ncnn param file: {exc}") from None
         return cls.parse(text, str(path))
 
     def blobs(self) -> list[str]:
@@ -90,7 +94,7 @@ class NcnnParam:
 
     def rename_blob(self, old: str, new: str) -> None:
         if new in self.blobs():
-            raise ArtifactError(f"blob {new!r} exists already")
+            raise NcnnParamError(f"blob {new!r} exists already")
         for layer in self.layers:
             layer.bottoms = [new if b == old else b for b in layer.bottoms]
             layer.tops = [new if t == old else t for t in layer.tops]
