@@ -22,9 +22,11 @@ fi
 python3 -m venv .venv
 . .venv/bin/activate
 echo "setup: installing Python packages into .venv"
-# torch 2.13.0 is the CPU build here; pin it before anything pulls a CUDA build.
+# torch 2.13.0 is the CPU build here; pin it before anything pulls a CUDA build. (Not the spandrel
+# extra: spandrel needs torchvision, and the registries here hold only CUDA torchvision builds,
+# which do not load against the CPU torch; its tests skip with that reason.)
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs,ncnn,spandrel]"
+python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs,ncnn]"
 # A real tritonserver (2.51, CPU-capable) for the Triton tests, from the nvidia-pytriton wheel. It
 # pins numpy<2, so it goes into its own folder without its dependencies; its Python-backend stub
 # for this interpreter is put where the backend looks for it.

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-spandrel = pytest.importorskip("spandrel", reason="spandrel is not installed (pip install -e '.[spandrel]')")
+try:
+    import spandrel
+except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
+    pytest.skip(f"spandrel does not import here ({exc}); it needs torchvision built for this torch "
+                "(pip install -e '.[spandrel]' where one exists)", allow_module_level=True)
 
 import msn.spandrel  # noqa: E402  (registers MSN)
 from msn import CheckpointError, load_model  # noqa: E402
