@@ -4,7 +4,8 @@ that ncnn-on-Vulkan apps (upscayl, Video2X, chaiNNer, Real-ESRGAN-ncnn-vulkan) l
 pnnx converts the traced inference form; it is traced at two input sizes so that no size is baked
 into the graph (ESA's resize back to the input's size stays tied to the input). The converted
 graph is then fitted to the apps' convention (input blob `data`, output blob `output`, RGB in
-[0, 1] in and out) and its GELUs are rewritten exactly (export.ncnn_param). The files are run on
+[0, 1] in and out), its GELUs are rewritten exactly and its statistics are kept in FP32 when ncnn
+runs the rest in FP16 (export.ncnn_param). The files are run on
 ncnn's CPU path against the PyTorch training form and renamed into place only when they pass.
 """
 
@@ -89,7 +90,8 @@ def export_ncnn(checkpoint: str | os.PathLike, path: str | os.PathLike | None = 
         param.rename_blob(param.inputs()[0], INPUT_BLOB)
         param.rename_blob(param.outputs()[0], OUTPUT_BLOB)
         param.mark_upsampler()
-        log.debug("rewrote %d GELU layers as erf", exact)
+        islands = param.keep_statistics_fp32()
+        log.debug("rewrote %d GELU layers as erf; %d statistics layers kept in FP32", exact, islands)
         staged = Path(tmp) / "msn.param"
         staged.write_text(param.text())
         shutil.move(Path(tmp) / "msn.ncnn.bin", weights_path(staged))

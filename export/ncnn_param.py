@@ -18,6 +18,10 @@ UPSAMPLER = "msn_upsampler"  # the name msn-export-ncnn gives MSN's PixelShuffle
 SQRT_HALF = 0.7071067811865476
 # BinaryOp's op_type values (ncnn/src/layer/binaryop.h)
 ADD, MUL = 0, 2
+# A layer's param 31 ("featmask", ncnn/src/net.cpp): 1 no fp16 arithmetic, 2 no fp16 storage, 16 not on
+# Vulkan. Statistics get all three: with only 1|2 a Vulkan FP16 net gave NaN on lavapipe (per-layer
+# FP32 storage inside a Vulkan FP16 net was not honoured), so they run in FP32 on ncnn's CPU path.
+FEATMASK, FP32_ONLY = "31", 1 | 2 | 16
 
 
 class NcnnParamError(UsageError):
@@ -136,3 +140,45 @@ class NcnnParam:
             count += 1
         self.layers = rewritten
         return count
+
+    def keep_statistics_fp32(self) -> int:
+        """Mark MSN's statistics to run in FP32 when ncnn runs the rest in FP16; returns how many
+        layers. They are the float32 islands of the FP16 ONNX graph: means over the whole image,
+        squares, their averages and roots, which float16 loses on large photos (Vulkan FP16 on
+        lavapipe, a bright 270x480 photo vs float64: 29.8 dB unmarked, 59.7 dB marked).
+
+        Seeds are the reductions, roots, average pools and squares (a MUL of a Split's two
+        copies); the island grows to every layer whose inputs all come from it and every layer
+        whose outputs all go into it, until nothing changes."""
+        producer = {top: layer for layer in self.layers for top in layer.tops}
+        consumers: dict[str, list[Layer]] = {}
+        for layer in self.layers:
+            for bottom in layer.bottoms:
+                consumers.setdefault(bottom, []).append(layer)
+
+        def square(layer: Layer) -> bool:
+            if layer.type != "BinaryOp" or (layer.param("0") or "0") != str(MUL) or len(layer.bottoms) != 2:
+                return False
+            a, b = (producer.get(bottom) for bottom in layer.bottoms)
+            return a is not None and a is b and a.type == "Split"
+
+        seeds = {"Reduction", "UnaryOp"}
+        island = {id(layer) for layer in self.layers if layer.type in seeds or square(layer)
+                  or (layer.type == "Pooling" and layer.param("0") == "1")}
+        grew = True
+        while grew:
+            grew = False
+            for layer in self.layers:
+                if id(layer) in island or layer.type in ("Input", "MemoryData"):
+                    continue
+                inputs = [producer[b] for b in layer.bottoms if producer[b].type != "MemoryData"]
+                outputs = [c for top in layer.tops for c in consumers.get(top, [])]
+                if (inputs and all(id(i) in island for i in inputs)) or \
+                        (outputs and all(id(o) in island for o in outputs)):
+                    island.add(id(layer))
+                    grew = True
+        for layer in self.layers:
+            if id(layer) in island:
+                kept = [p for p in layer.params if not p.startswith(f"{FEATMASK}=")]
+                layer.params = [*kept, f"{FEATMASK}={FP32_ONLY}"]
+        return len(island)

@@ -104,3 +104,21 @@ def test_bad_commands_are_refused_before_any_work(tmp_path, random_ckpt, caplog)
         assert message in caplog.text and "Traceback" not in caplog.text, (args, caplog.text)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.param", "weights.bin"]
     assert weights_named.read_bytes() == random_ckpt.read_bytes()
+
+
+@needs_vulkan
+@pytest.mark.slow
+def test_fp16_on_vulkan_holds_at_1080p_where_unmarked_statistics_do_not(official_ncnn, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import REFERENCE_DIR
+
+    photo = Image.open(REFERENCE_DIR / "astronaut_hr.png").convert("RGB").resize((480, 270), Image.BICUBIC)
+    bright = np.clip(np.asarray(photo, np.float32) / 255 * 1.4 + 0.1, 0, 1)  # where float16 statistics fail
+    x = torch.from_numpy(bright).permute(2, 0, 1)[None].contiguous()
+    expected = run(NcnnNet(official_ncnn.param), x)
+    param = NcnnParam.read(official_ncnn.param)
+    assert {layer.type for layer in param.layers if layer.param("31")} >= {"Reduction", "UnaryOp", "Pooling"}
+    half = run(NcnnNet(official_ncnn.param, NcnnSettings(vulkan=True, fp16=True)), x)
+    assert half.shape == (1080, 1920, 3) and np.isfinite(half).all()
+    assert psnr(half, expected) >= 50  # measured 59.7 dB vs float64 (29.8 dB with the statistics in FP16)
