@@ -150,3 +150,15 @@ def test_damaged_or_foreign_files_and_small_images_are_one_line_errors(random_nc
     caplog.clear()  # a file the model cannot take fails as a file (exit 1), as on every backend
     assert upscale.main([str(small), "-o", str(tmp_path / "small_x4.png"), "--model", str(random_ncnn.param)]) == 1
     assert "input is 20x40 but MSN needs at least 29x29" in caplog.text and not (tmp_path / "small_x4.png").exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("vulkan", marks=needs_vulkan)])
+def test_msn_upscale_gives_the_reference_photos_within_one_level(official_ncnn, reference_cases, tmp_path, device):
+    from msn.metrics import to_uint8
+
+    for case in reference_cases:  # at their own odd sizes (chelsea_crop is 37x53)
+        src, dst = tmp_path / f"{case.name}.png", tmp_path / f"{case.name}_{device}.png"
+        Image.fromarray(case.lr).save(src)
+        assert upscale.main([str(src), "-o", str(dst), "--model", str(official_ncnn.param), "--device", device]) == 0
+        ours = np.asarray(Image.open(dst), np.int16)
+        assert np.abs(ours - to_uint8(case.sr).astype(np.int16)).max() <= 1, case.name
