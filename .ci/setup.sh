@@ -10,7 +10,8 @@ SUDO=""
 if command -v apt-get >/dev/null; then
   # chromium and its driver: the tests drive the service's web page in a real headless browser.
   # mesa-vulkan-drivers (lavapipe, a Vulkan device on the CPU) and the loader: ncnn's Vulkan path.
-  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1"
+  # npm: onnxruntime-web for the in-browser upscaler (engines/web), from the npm registry.
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1 npm"
   python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
   echo "setup: installing system packages: $packages"
   $SUDO apt-get update -qq
@@ -33,4 +34,6 @@ python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs,ncnn]"
 python -m pip install -q --no-deps --upgrade --target .triton "nvidia-pytriton==0.7.0"
 py=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 cp ".triton/pytriton/tritonserver/python_backend_stubs/$py/triton_python_backend_stub" .triton/pytriton/tritonserver/backends/python/
+# onnxruntime-web, pinned (engines.web.ORT_WEB_VERSION), under .web/ (git-ignored)
+npm install --silent --no-audit --no-fund --prefix .web "onnxruntime-web@$(python -c 'from engines.web import ORT_WEB_VERSION; print(ORT_WEB_VERSION)')"
 echo "setup: done; activate with: . .venv/bin/activate"

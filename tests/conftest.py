@@ -44,7 +44,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
 BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
                   "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt",
-                  "official_ncnn"}
+                  "official_ncnn", "site_fp32", "site_fp16"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -152,3 +152,24 @@ def photo(tmp_path):
     rgb = smooth_test_image(1, 40, 48)[0].numpy().transpose(1, 2, 0)
     cv2.imwrite(str(path), np.round(rgb[..., ::-1] * 255).astype(np.uint8))
     return path
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/setup.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,0 +1,111 @@
+"""`export_site`: a folder any static host can serve: the page, its script, MSN's ONNX graph and
+the onnxruntime-web runtime (taken from the npm registry at set-up time, never from a CDN)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from engines.runtime.tiling import TILE_OVERLAP, check_tiling
+from export.onnx_export import export_onnx
+from export.onnx_graph import ExportOptions
+from msn import MissingFileError, UsageError
+from msn.files import check_folder_writable
+
+log = logging.getLogger(__name__)
+
+ORT_WEB_VERSION = "1.31.1"  # pinned in .ci/setup.sh, which installs it under .web/
+ORT_WEB_ENV = "MSN_ORT_WEB_DIR"  # another onnxruntime-web dist/ folder
+# The two builds the page loads: plain wasm (SIMD, threads where the page is cross-origin
+# isolated), and the WebGPU build (with its own wasm, for the CPU parts).
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+             "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+PAGE_FILES = ("index.html", "upscaler.js", "serve.py")
+GRAPH_NAME = "msn_x4.onnx"
+DEFAULT_TILE = 256  # LR px per tile in the browser: bounds its memory, as --tile does for the runtime
+DEFAULT_MAX_PIXELS = 1_000_000  # LR px the page accepts (its output and blend buffers grow 16x that)
+
+
+@dataclass(frozen=True)
+class SiteOptions:
+    precision: str = "fp16"  # the graph the page downloads: fp16 (382 KiB) or fp32
+    tile: int = DEFAULT_TILE
+    overlap: int = TILE_OVERLAP
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class WebSite:
+    folder: Path
+    graph: Path
+    size_bytes: int
+
+    def summary(self) -> str:
+        return (f"Wrote {self.folder} ({self.size_bytes / 2**20:.1f} MiB): serve it from any static host, e.g. "
+                f"python {self.folder / 'serve.py'} (cross-origin isolated, so the wasm backend uses threads)")
+
+
+def ort_web_dist() -> Path:
+    """The onnxruntime-web dist/ folder: $MSN_ORT_WEB_DIR, or the one .ci/setup.sh installed."""
+    configured = os.environ.get(ORT_WEB_ENV)
+    folder = Path(configured) if configured else \
+        Path(__file__).resolve().parents[2] / ".web" / "node_modules" / "onnxruntime-web" / "dist"
+    missing = [name for name in ORT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise MissingFileError(f"onnxruntime-web {ORT_WEB_VERSION} is not at {folder} (missing {', '.join(missing)}); "
+                               f"run: npm install --prefix .web onnxruntime-web@{ORT_WEB_VERSION} "
+                               f"(or set {ORT_WEB_ENV} to its dist/ folder)")
+    return folder
+
+
+def check_options(options: SiteOptions) -> None:
+    if options.precision not in ("fp16", "fp32"):
+        raise UsageError(f"precision must be fp16 or fp32, got {options.precision!r}")
+    check_tiling(options.tile, options.overlap)
+    if options.max_pixels < options.tile * options.tile:
+        raise UsageError(f"max pixels {options.max_pixels} is below one {options.tile}x{options.tile} tile")
+
+
+def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official",
+                options: SiteOptions | None = None) -> WebSite:
+    """Write the in-browser upscaler into `folder` (new, or empty): everything is checked before
+    the graph is exported, and the folder appears complete or not at all."""
+    options = options or SiteOptions()
+    check_options(options)
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"{folder} exists and is not an empty folder; choose a new one")
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not parent.is_dir():
+        raise MissingFileError(f"folder {parent} does not exist")
+    check_folder_writable(parent)
+    dist = ort_web_dist()
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a web server must read it
+    try:
+        graph = export_onnx(model, staging / GRAPH_NAME, ExportOptions(fp16=options.precision == "fp16"))
+        (staging / "ort").mkdir()
+        for name in ORT_FILES:
+            shutil.copyfile(dist / name, staging / "ort" / name)
+        page = resources.files("engines.web") / "page"
+        for name in PAGE_FILES:
+            (staging / name).write_bytes((page / name).read_bytes())
+        config = {**asdict(options), "graph": GRAPH_NAME, "scale": graph.metadata.scale,
+                  "min_size": graph.metadata.min_input_size, "ort_web": ORT_WEB_VERSION}
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        if folder.exists():
+            folder.rmdir()  # empty, checked above
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return WebSite(folder, folder / GRAPH_NAME, size)

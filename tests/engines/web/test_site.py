@@ -1,0 +1,172 @@
+"""The in-browser upscaler: exported, served on 127.0.0.1 by its own serve.py, driven in headless
+Chromium; its pixels, read back from the page, against the Python runtime on the same graph."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import engines
+from engines.web import SiteOptions, export_site
+from engines.web.__main__ import main as web_main
+from msn import MissingFileError, UsageError
+from msn.metrics import to_uint8
+from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
+
+PAGE_TIMEOUT_S = 300  # a bound for hangs on a busy machine; a photo takes seconds
+
+
+@pytest.fixture(scope="module")
+def site_fp32(tmp_path_factory, official_ckpt):
+    return export_site(tmp_path_factory.mktemp("web") / "fp32", official_ckpt, SiteOptions(precision="fp32"))
+
+
+@pytest.fixture(scope="module")
+def site_fp16(tmp_path_factory, official_ckpt):
+    return export_site(tmp_path_factory.mktemp("web") / "fp16", official_ckpt, SiteOptions(precision="fp16"))
+
+
+def serve(site):
+    server = subprocess.Popen([sys.executable, str(site.folder / "serve.py"), "--port", "0"], stdout=subprocess.PIPE,
+                              text=True)
+    return server, server.stdout.readline().split()[1]
+
+
+def in_page(browser, url, image, query="") -> dict:
+    """Open the page, give it `image`, wait until it is done or failed; what it did, with the pixels."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url + query)
+    status = "return window.msn && window.msn.status"
+    WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.execute_script(status) in ("ready", "error"))
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.execute_script(status) in ("done", "error"))
+    page = {"status": browser.execute_script(status), "error": browser.find_element(By.ID, "error").text,
+            "text": browser.find_element(By.ID, "status").text, "limit": browser.find_element(By.ID, "limit").text,
+            "progress": browser.execute_script("const p = document.getElementById('progress'); return [p.value, p.max]")}
+    if page["status"] == "done":
+        width, height, tiles, backend = browser.execute_script(
+            "const r = window.msn.result; return [r.width, r.height, r.tiles, r.backend]")
+        rgba = base64.b64decode(browser.execute_script("return window.msnResultBase64()"))
+        page |= {"pixels": np.frombuffer(rgba, np.uint8).reshape(height, width, 4), "tiles": tiles, "backend": backend}
+    return page
+
+
+def python_result(site, case, **tiling) -> np.ndarray:
+    engine = engines.load(site.graph, backend="onnxruntime")
+    return to_uint8(engine(case.input_tensor().numpy(), **tiling)[0].transpose(1, 2, 0)).astype(np.int16)
+
+
+@pytest.fixture
+def photos(tmp_path, reference_cases):
+    paths = {}
+    for case in reference_cases:
+        paths[case.name] = tmp_path / f"{case.name}.png"
+        Image.fromarray(case.lr).save(paths[case.name])
+    return paths
+
+
+@pytest.mark.parametrize("precision, levels", [("fp32", 1), ("fp16", 2)])
+def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, site_fp32, site_fp16, photos,
+                                                                      reference_cases, precision, levels):
+    site = {"fp32": site_fp32, "fp16": site_fp16}[precision]
+    server, url = serve(site)
+    try:
+        for case in reference_cases:
+            page = in_page(browser, url, photos[case.name], "?backend=wasm")
+            assert page["status"] == "done", page
+            assert page["backend"] == "wasm" and "on wasm" in page["text"]
+            rgb = page["pixels"][..., :3].astype(np.int16)
+            assert rgb.shape == (4 * case.lr.shape[0], 4 * case.lr.shape[1], 3)  # at their own odd sizes
+            assert np.abs(rgb - python_result(site, case)).max() <= levels, case.name
+            assert (page["pixels"][..., 3] == 255).all()
+    finally:
+        server.terminate()
+        server.wait(SUBPROCESS_TIMEOUT_S)
+
+
+def test_a_tiled_photo_matches_the_python_runtimes_tiles(browser, site_fp32, photos, reference_cases):
+    case = max(reference_cases, key=lambda c: c.lr.size)  # astronaut, 128x128: nine 64 px tiles
+    server, url = serve(site_fp32)
+    try:
+        page = in_page(browser, url, photos[case.name], "?backend=wasm&tile=64&overlap=16")
+    finally:
+        server.terminate()
+        server.wait(SUBPROCESS_TIMEOUT_S)
+    assert page["status"] == "done" and page["tiles"] == 9 and page["progress"] == [9, 9], page
+    rgb = page["pixels"][..., :3].astype(np.int16)
+    assert np.abs(rgb - python_result(site_fp32, case, tile=64, overlap=16)).max() <= 1
+    assert np.abs(rgb - python_result(site_fp32, case)).max() > 2  # tiled for real: not the whole-image result
+
+
+def test_the_page_refuses_what_it_cannot_upscale_in_one_line(browser, site_fp32, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    animated = tmp_path / "spin.gif"
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ("red", "blue")]
+    frames[0].save(animated, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (1100, 1000), "gray").save(huge)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (20, 40), "gray").save(small)
+    cases = {text: "notes.txt is not an image", animated: "spin.gif is animated (2 frames)",
+             huge: "huge.png is 1100x1000 = 1,100,000 pixels; this page takes at most 1,000,000",
+             small: "small.png is 20x40; MSN needs at least 29x29"}
+    server, url = serve(site_fp32)
+    try:
+        for path, message in cases.items():
+            page = in_page(browser, url, path, "?backend=wasm")
+            assert page["status"] == "error" and page["error"].startswith(message), (path.name, page)
+            assert "\n" not in page["error"] and page["limit"] == "1,000,000"
+    finally:
+        server.terminate()
+        server.wait(SUBPROCESS_TIMEOUT_S)
+
+
+def test_webgpu_where_chromium_offers_an_adapter(browser, site_fp16, photos, reference_cases):
+    browser.get("about:blank")
+    adapter = browser.execute_async_script(
+        "const done = arguments[0]; if (!navigator.gpu) return done(false);"
+        "navigator.gpu.requestAdapter().then((a) => done(!!a), () => done(false));")
+    if not adapter:
+        pytest.skip("this Chromium offers no WebGPU adapter (headless, no GPU); the wasm backend is tested above")
+    case = min(reference_cases, key=lambda c: c.lr.size)
+    server, url = serve(site_fp16)
+    try:
+        page = in_page(browser, url, photos[case.name], "?backend=webgpu")
+    finally:
+        server.terminate()
+        server.wait(SUBPROCESS_TIMEOUT_S)
+    assert page["status"] == "done" and page["backend"] == "webgpu", page
+    assert np.abs(page["pixels"][..., :3].astype(np.int16) - python_result(site_fp16, case)).max() <= 2
+
+
+def test_bad_exports_are_refused_before_any_work(tmp_path, random_ckpt, monkeypatch, caplog):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "index.html").write_text("someone's site")
+    refusals = [
+        (dict(folder=taken), UsageError, "exists and is not an empty folder"),
+        (dict(folder=tmp_path / "missing" / "site"), MissingFileError, "does not exist"),
+        (dict(folder=tmp_path / "a", options=SiteOptions(precision="int8")), UsageError, "fp16 or fp32"),
+        (dict(folder=tmp_path / "b", options=SiteOptions(tile=16)), ValueError, "below MSN's minimum"),
+        (dict(folder=tmp_path / "c", options=SiteOptions(max_pixels=1000)), UsageError, "below one 256x256 tile"),
+    ]
+    for kwargs, error, message in refusals:
+        with pytest.raises(error, match=message):
+            export_site(model=random_ckpt, **kwargs)
+    monkeypatch.setenv("MSN_ORT_WEB_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(MissingFileError, match="npm install --prefix .web onnxruntime-web@"):
+        export_site(tmp_path / "d", random_ckpt)
+    assert exit_code(web_main, ["export", str(tmp_path / "e"), "--model", str(random_ckpt)]) == 2
+    assert "npm install" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing half-written anywhere
+    assert [p.name for p in taken.iterdir()] == ["index.html"]
