@@ -68,14 +68,14 @@ def resolve_backend(backend: str, artifact: str | Path, device: str) -> str:
     else:
         chosen = backend
         kind = artifact_kind(artifact)
-        for runtime, own_kind, how in (("tensorrt", ENGINE, "build one with msn-build-trt"),
-                                       ("ncnn", NCNN, "export one with msn-export-ncnn")):
+        for runtime, own_kind, files, how in (("tensorrt", ENGINE, "TensorRT engines", "build one with msn-build-trt"),
+                                              ("ncnn", NCNN, "ncnn graphs", "export one with msn-export-ncnn")):
             if kind is own_kind and chosen != runtime:
                 raise UsageError(f"{artifact} is {'a TensorRT engine' if runtime == 'tensorrt' else 'an ncnn graph'}: "
                                  f"it runs on --backend {runtime} (or auto), not {chosen}")
             if chosen == runtime and kind is not own_kind:
-                raise UsageError(f"--backend {runtime} runs {own_kind.name} files ({', '.join(own_kind.suffixes)}), "
-                                 f"not {artifact}; {how}")
+                raise UsageError(f"--backend {runtime} runs {files} ({', '.join(own_kind.suffixes)}), not {artifact}; "
+                                 f"{how}")
     check_device(chosen, device)
     return chosen
 

@@ -61,7 +61,7 @@ def test_wrong_pairs_are_refused_by_name(random_ncnn, random_graph, tmp_path):
     param = random_ncnn.param
     refusals = [
         (dict(artifact=param, backend="openvino"), UsageError, "it runs on --backend ncnn"),
-        (dict(artifact=random_graph, backend="ncnn"), UsageError, "--backend ncnn runs ncnn files"),
+        (dict(artifact=random_graph, backend="ncnn"), UsageError, "--backend ncnn runs ncnn graphs"),
         (dict(artifact=param, device="cuda"), UsageError, "unknown device 'cuda' for --backend ncnn"),
         (dict(artifact=param, device="vulkan:first"), UsageError, "use cpu, vulkan or vulkan:N"),
         (dict(artifact=param, precision="fp8"), UsageError, "precision must be one of"),
