@@ -4,8 +4,10 @@ Chromium; its pixels, read back from the page, against the Python runtime on the
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -31,10 +33,16 @@ def site_fp16(tmp_path_factory, official_ckpt):
     return export_site(tmp_path_factory.mktemp("web") / "fp16", official_ckpt, SiteOptions(precision="fp16"))
 
 
-def serve(site):
+@contextlib.contextmanager
+def served(site) -> Iterator[str]:
+    """The site's own serve.py on a free port of 127.0.0.1; its URL, stopped afterwards."""
     server = subprocess.Popen([sys.executable, str(site.folder / "serve.py"), "--port", "0"], stdout=subprocess.PIPE,
                               text=True)
-    return server, server.stdout.readline().split()[1]
+    try:
+        yield server.stdout.readline().split()[1]
+    finally:
+        server.terminate()
+        server.wait(SUBPROCESS_TIMEOUT_S)
 
 
 def in_page(browser, url, image, query="") -> dict:
@@ -78,8 +86,7 @@ def photos(tmp_path, reference_cases):
 def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, site_fp32, site_fp16, photos,
                                                                       reference_cases, precision, levels):
     site = {"fp32": site_fp32, "fp16": site_fp16}[precision]
-    server, url = serve(site)
-    try:
+    with served(site) as url:
         for case in reference_cases:
             page = in_page(browser, url, photos[case.name], "?backend=wasm")
             assert page["status"] == "done", page
@@ -88,19 +95,12 @@ def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, s
             assert rgb.shape == (4 * case.lr.shape[0], 4 * case.lr.shape[1], 3)  # at their own odd sizes
             assert np.abs(rgb - python_result(site, case)).max() <= levels, case.name
             assert (page["pixels"][..., 3] == 255).all()
-    finally:
-        server.terminate()
-        server.wait(SUBPROCESS_TIMEOUT_S)
 
 
 def test_a_tiled_photo_matches_the_python_runtimes_tiles(browser, site_fp32, photos, reference_cases):
     case = max(reference_cases, key=lambda c: c.lr.size)  # astronaut, 128x128: nine 64 px tiles
-    server, url = serve(site_fp32)
-    try:
+    with served(site_fp32) as url:
         page = in_page(browser, url, photos[case.name], "?backend=wasm&tile=64&overlap=16")
-    finally:
-        server.terminate()
-        server.wait(SUBPROCESS_TIMEOUT_S)
     assert page["status"] == "done" and page["tiles"] == 9 and page["progress"] == [9, 9], page
     rgb = page["pixels"][..., :3].astype(np.int16)
     assert np.abs(rgb - python_result(site_fp32, case, tile=64, overlap=16)).max() <= 1
@@ -120,15 +120,11 @@ def test_the_page_refuses_what_it_cannot_upscale_in_one_line(browser, site_fp32,
     cases = {text: "notes.txt is not an image", animated: "spin.gif is animated (2 frames)",
              huge: "huge.png is 1100x1000 = 1,100,000 pixels; this page takes at most 1,000,000",
              small: "small.png is 20x40; MSN needs at least 29x29"}
-    server, url = serve(site_fp32)
-    try:
+    with served(site_fp32) as url:
         for path, message in cases.items():
             page = in_page(browser, url, path, "?backend=wasm")
             assert page["status"] == "error" and page["error"].startswith(message), (path.name, page)
             assert "\n" not in page["error"] and page["limit"] == "1,000,000"
-    finally:
-        server.terminate()
-        server.wait(SUBPROCESS_TIMEOUT_S)
 
 
 def test_webgpu_where_chromium_offers_an_adapter(browser, site_fp16, photos, reference_cases):
@@ -139,12 +135,8 @@ def test_webgpu_where_chromium_offers_an_adapter(browser, site_fp16, photos, ref
     if not adapter:
         pytest.skip("this Chromium offers no WebGPU adapter (headless, no GPU); the wasm backend is tested above")
     case = min(reference_cases, key=lambda c: c.lr.size)
-    server, url = serve(site_fp16)
-    try:
+    with served(site_fp16) as url:
         page = in_page(browser, url, photos[case.name], "?backend=webgpu")
-    finally:
-        server.terminate()
-        server.wait(SUBPROCESS_TIMEOUT_S)
     assert page["status"] == "done" and page["backend"] == "webgpu", page
     assert np.abs(page["pixels"][..., :3].astype(np.int16) - python_result(site_fp16, case)).max() <= 2
 
