@@ -10,8 +10,10 @@ SUDO=""
 if command -v apt-get >/dev/null; then
   # chromium and its driver: the tests drive the service's web page in a real headless browser.
   # mesa-vulkan-drivers (lavapipe, a Vulkan device on the CPU) and the loader: ncnn's Vulkan path.
-  # npm: onnxruntime-web for the in-browser upscaler (engines/web), from the npm registry.
-  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1 npm"
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1"
+  # npm fetches onnxruntime-web for the in-browser upscaler (engines/web); a Node.js that bundles
+  # npm (NodeSource's) conflicts with Debian's npm package, so it is asked for only when missing.
+  command -v npm >/dev/null || packages="$packages npm"
   python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
   echo "setup: installing system packages: $packages"
   $SUDO apt-get update -qq
