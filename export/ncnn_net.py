@@ -20,7 +20,6 @@ from msn import MSNError, UsageError
 log = logging.getLogger(__name__)
 
 
-
 class NoVulkanDevice(UsageError):
     """device="vulkan" on a machine where ncnn finds no Vulkan device."""
 
