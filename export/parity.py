@@ -15,6 +15,9 @@ from msn import metrics
 # The FP16 floor everywhere (exporter, validator, tests): above 8-bit quantisation noise (58.9 dB),
 # below what the FP16 graph measures on photos (67-77 dB vs float64).
 FP16_MIN_PSNR_DB = 60.0
+# ncnn in FP16 on Vulkan computes in float16 throughout (convolutions accumulate in it; only the
+# statistics are kept FP32): measured 58-64 dB vs float64 on lavapipe, so its own floor, set by #33.
+NCNN_FP16_MIN_PSNR_DB = 50.0
 # The exporter's FP32 bound vs the eager training form; measured about 2e-6 on random and official weights.
 FP32_MAX_ABS = 2e-4
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from engines.runtime.base import Engine
+from export.parity import NCNN_FP16_MIN_PSNR_DB
 from msn import MSN, MSNError
 from validate.variants import TORCH_VARIANTS
 
@@ -42,6 +43,7 @@ class Candidate:
     timed: bool = True  # False: parity only (with the reason in speed_note)
     speed_note: str | None = None
     graph: Path | None = None  # the ONNX graph it runs, for a layerwise look when it fails
+    min_psnr_db: float | None = None  # an FP16 floor of its own (None: the validator's --min-psnr)
 
 
 def _cuda_reason() -> str | None:
@@ -124,7 +126,8 @@ def ncnn_candidates(params: list[Path]) -> list[Candidate]:
             candidates.append(Candidate(f"ncnn-vulkan-{precision}{tag}", precision,
                                         lambda p=param, q=precision: NcnnEngine(p, "vulkan", precision=q),
                                         skip_reason=no_vulkan, timed=not emulated,
-                                        speed_note=note if emulated else None))
+                                        speed_note=note if emulated else None,
+                                        min_psnr_db=NCNN_FP16_MIN_PSNR_DB if precision == "fp16" else None))
     return candidates
 
 

@@ -32,6 +32,11 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _own_floors(report: dict) -> str:
+    floors = sorted({(r["backend"], r["min_psnr_db"]) for r in report["parity"] if "min_psnr_db" in r})
+    return "".join(f", {name} >= {floor:g} dB" for name, floor in floors)
+
+
 def markdown(report: dict) -> str:
     lines = [
         "# MSN validation report",
@@ -40,7 +45,7 @@ def markdown(report: dict) -> str:
         "",
         f"Verdict: **{'PASS' if report['passed'] else 'FAIL'}** "
         f"(fp32: |out - eager| <= {report['settings']['atol']:g} + {report['settings']['rtol']:g}*|eager|; "
-        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB; no NaN/Inf anywhere; "
+        f"fp16: PSNR vs eager >= {report['settings']['min_psnr']:g} dB{_own_floors(report)}; no NaN/Inf anywhere; "
         "every backend asked for ran)",
         "",
         *[f"- asked for but did not run: {line}" for line in report.get("missing", [])],

@@ -65,6 +65,7 @@ def test_the_ncnn_rows_hold_the_references(report):
         if vulkan_devices():
             assert rows[("ncnn-vulkan-fp32", image)]["vs_reference"]["max_abs"] <= 1e-5  # measured 2.3e-6
             assert rows[("ncnn-vulkan-fp16", image)]["vs_reference"]["psnr_db"] >= 50
+            assert rows[("ncnn-vulkan-fp16", image)]["min_psnr_db"] == 50  # its own floor: FP16 throughout
     if vulkan_devices() and "llvmpipe" in vulkan_devices()[0]:  # lavapipe: parity, never a speed figure
         assert "says nothing about a GPU" in backends["ncnn-vulkan-fp32"]["speed_note"]
         assert not [r for r in data["speed"] if r["backend"].startswith("ncnn-vulkan")]
