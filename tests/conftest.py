@@ -21,6 +21,7 @@ import export
 from engines.runtime.graph_cache import cached_graph
 from export.verify import smooth_test_image
 from msn import build_model, random_model, read_checkpoint
+from validate.chromium import chromium_missing, headless_chromium
 from validate.reference import ReferenceCase, load_reference_cases
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,22 +155,10 @@ def photo(tmp_path):
     return path
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/setup.sh installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(60)
-    try:
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()

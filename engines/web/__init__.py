@@ -4,6 +4,6 @@ with onnxruntime-web, so that no photo leaves it.
     python -m engines.web export DIR [--model best.pth] [--precision fp16]
 """
 
-from engines.web.site import ORT_WEB_VERSION, SiteOptions, WebSite, export_site
+from engines.web.site import ORT_WEB_VERSION, SiteOptions, WebSite, export_site, serving
 
-__all__ = ["ORT_WEB_VERSION", "SiteOptions", "WebSite", "export_site"]
+__all__ = ["ORT_WEB_VERSION", "SiteOptions", "WebSite", "export_site", "serving"]

@@ -3,11 +3,15 @@ the onnxruntime-web runtime (taken from the npm registry at set-up time, never f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,7 +30,7 @@ ORT_WEB_ENV = "MSN_ORT_WEB_DIR"  # another onnxruntime-web dist/ folder
 # isolated), and the WebGPU build (with its own wasm, for the CPU parts).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
              "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
-PAGE_FILES = ("index.html", "upscaler.js", "serve.py")
+PAGE_FILES = ("index.html", "upscaler.js", "msn-web.js", "serve.py")
 GRAPH_NAME = "msn_x4.onnx"
 DEFAULT_TILE = 256  # LR px per tile in the browser: bounds its memory, as --tile does for the runtime
 DEFAULT_MAX_PIXELS = 1_000_000  # LR px the page accepts (its output and blend buffers grow 16x that)
@@ -109,3 +113,16 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
         raise
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return WebSite(folder, folder / GRAPH_NAME, size)
+
+
+@contextlib.contextmanager
+def serving(site: WebSite, timeout_s: float = 30) -> Iterator[str]:
+    """The site's own serve.py on a free port of 127.0.0.1 (cross-origin isolated, as a user would
+    run it), for scripts and tests: yields its URL, and stops it afterwards."""
+    server = subprocess.Popen([sys.executable, str(site.folder / "serve.py"), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        yield server.stdout.readline().split()[1]  # "serving http://127.0.0.1:PORT/"
+    finally:
+        server.terminate()
+        server.wait(timeout_s)

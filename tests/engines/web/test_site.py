@@ -4,21 +4,18 @@ Chromium; its pixels, read back from the page, against the Python runtime on the
 from __future__ import annotations
 
 import base64
-import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
+import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import engines
-from engines.web import SiteOptions, export_site
+from engines.web import SiteOptions, export_site, serving
 from engines.web.__main__ import main as web_main
 from msn import MissingFileError, UsageError
 from msn.metrics import to_uint8
-from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
+from tests.util import exit_code
 
 PAGE_TIMEOUT_S = 300  # a bound for hangs on a busy machine; a photo takes seconds
 
@@ -31,18 +28,6 @@ def site_fp32(tmp_path_factory, official_ckpt):
 @pytest.fixture(scope="module")
 def site_fp16(tmp_path_factory, official_ckpt):
     return export_site(tmp_path_factory.mktemp("web") / "fp16", official_ckpt, SiteOptions(precision="fp16"))
-
-
-@contextlib.contextmanager
-def served(site) -> Iterator[str]:
-    """The site's own serve.py on a free port of 127.0.0.1; its URL, stopped afterwards."""
-    server = subprocess.Popen([sys.executable, str(site.folder / "serve.py"), "--port", "0"], stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        yield server.stdout.readline().split()[1]
-    finally:
-        server.terminate()
-        server.wait(SUBPROCESS_TIMEOUT_S)
 
 
 def in_page(browser, url, image, query="") -> dict:
@@ -64,8 +49,24 @@ def in_page(browser, url, image, query="") -> dict:
         width, height, tiles, backend = browser.execute_script(
             "const r = window.msn.result; return [r.width, r.height, r.tiles, r.backend]")
         rgba = base64.b64decode(browser.execute_script("return window.msnResultBase64()"))
-        page |= {"pixels": np.frombuffer(rgba, np.uint8).reshape(height, width, 4), "tiles": tiles, "backend": backend}
+        page |= {"pixels": np.frombuffer(rgba, np.uint8).reshape(height, width, 4), "tiles": tiles, "backend": backend,
+                 "download": downloaded(browser)}
     return page
+
+
+def downloaded(browser) -> np.ndarray:
+    """The image behind the page's download link (the page's own PNG encoder), decoded here."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link = WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.find_element(By.ID, "download").get_attribute("href"))
+    script = """
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => r.arrayBuffer()).then(buffer => {
+            let text = ""; new Uint8Array(buffer).forEach(b => text += String.fromCharCode(b)); done(btoa(text));
+        });"""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(browser.execute_async_script(script, link)))))
 
 
 def python_result(site, case, **tiling) -> np.ndarray:
@@ -86,7 +87,7 @@ def photos(tmp_path, reference_cases):
 def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, site_fp32, site_fp16, photos,
                                                                       reference_cases, precision, levels):
     site = {"fp32": site_fp32, "fp16": site_fp16}[precision]
-    with served(site) as url:
+    with serving(site) as url:
         for case in reference_cases:
             page = in_page(browser, url, photos[case.name], "?backend=wasm")
             assert page["status"] == "done", page
@@ -95,11 +96,12 @@ def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, s
             assert rgb.shape == (4 * case.lr.shape[0], 4 * case.lr.shape[1], 3)  # at their own odd sizes
             assert np.abs(rgb - python_result(site, case)).max() <= levels, case.name
             assert (page["pixels"][..., 3] == 255).all()
+            assert np.array_equal(page["download"], page["pixels"][..., :3])  # an RGB photo downloads as RGB
 
 
 def test_a_tiled_photo_matches_the_python_runtimes_tiles(browser, site_fp32, photos, reference_cases):
     case = max(reference_cases, key=lambda c: c.lr.size)  # astronaut, 128x128: nine 64 px tiles
-    with served(site_fp32) as url:
+    with serving(site_fp32) as url:
         page = in_page(browser, url, photos[case.name], "?backend=wasm&tile=64&overlap=16")
     assert page["status"] == "done" and page["tiles"] == 9 and page["progress"] == [9, 9], page
     rgb = page["pixels"][..., :3].astype(np.int16)
@@ -120,7 +122,7 @@ def test_the_page_refuses_what_it_cannot_upscale_in_one_line(browser, site_fp32,
     cases = {text: "notes.txt is not an image", animated: "spin.gif is animated (2 frames)",
              huge: "huge.png is 1100x1000 = 1,100,000 pixels; this page takes at most 1,000,000",
              small: "small.png is 20x40; MSN needs at least 29x29"}
-    with served(site_fp32) as url:
+    with serving(site_fp32) as url:
         for path, message in cases.items():
             page = in_page(browser, url, path, "?backend=wasm")
             assert page["status"] == "error" and page["error"].startswith(message), (path.name, page)
@@ -135,7 +137,7 @@ def test_webgpu_where_chromium_offers_an_adapter(browser, site_fp16, photos, ref
     if not adapter:
         pytest.skip("this Chromium offers no WebGPU adapter (headless, no GPU); the wasm backend is tested above")
     case = min(reference_cases, key=lambda c: c.lr.size)
-    with served(site_fp16) as url:
+    with serving(site_fp16) as url:
         page = in_page(browser, url, photos[case.name], "?backend=webgpu")
     assert page["status"] == "done" and page["backend"] == "webgpu", page
     assert np.abs(page["pixels"][..., :3].astype(np.int16) - python_result(site_fp16, case)).max() <= 2

@@ -1,0 +1,210 @@
+// MSN on this device with onnxruntime-web: decode and check an image, tile it, run the tiles
+// (WebGPU where the browser has an adapter, else wasm) and blend them; nothing is sent anywhere.
+// Used by the static site (upscaler.js) and by msn-serve's page. The tile rule is msn-deploy's
+// (engines/runtime/tiling.py): overlapping square tiles, the last one clamped to the edge,
+// outputs blended by linear ramps over the shared edges.
+
+export class UserError extends Error {}
+
+async function pickBackend(asked) {
+  if (asked !== "wasm" && navigator.gpu) {
+    try {
+      if (await navigator.gpu.requestAdapter()) return "webgpu";
+    } catch (_) { /* no adapter: wasm */ }
+  }
+  if (asked === "webgpu") throw new UserError("WebGPU was asked for, but this browser offers no WebGPU adapter");
+  return "wasm";
+}
+
+// `ortBase`: the URL of the folder holding the onnxruntime-web files; `graph`: a URL or the bytes;
+// `backend`: "wasm", "webgpu" or "" (WebGPU where offered); `threads`: 0 for as many as isolation allows.
+export async function startSession({ ortBase, graph, backend = "", threads = 0 }) {
+  const chosen = await pickBackend(backend);
+  const ort = await import(new URL(chosen === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs", ortBase).href);
+  ort.env.wasm.wasmPaths = ortBase;
+  // Threads need a cross-origin isolated page (COOP and COEP headers), else the wasm runs on one.
+  const most = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  ort.env.wasm.numThreads = threads > 0 ? Math.min(threads, most) : most;
+  const session = await ort.InferenceSession.create(graph, { executionProviders: [chosen] });
+  return { ort, session, backend: chosen, threads: ort.env.wasm.numThreads };
+}
+
+// The image's pixels, or a UserError naming what is wrong with it; `limits`: maxPixels, minSize.
+export async function decodeImage(file, limits) {
+  if (!file.type.startsWith("image/")) {
+    throw new UserError(`${file.name} is not an image (${file.type || "unknown type"}); choose a PNG, JPEG or WebP`);
+  }
+  const data = await file.arrayBuffer();
+  if ("ImageDecoder" in self && await ImageDecoder.isTypeSupported(file.type)) {
+    const decoder = new ImageDecoder({ data, type: file.type });
+    await decoder.tracks.ready;
+    const frames = decoder.tracks.selectedTrack ? decoder.tracks.selectedTrack.frameCount : 1;
+    decoder.close();
+    if (frames > 1) throw new UserError(`${file.name} is animated (${frames} frames); only still images are upscaled`);
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(new Blob([data], { type: file.type }),
+                                     { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch (_) {
+    throw new UserError(`${file.name} could not be decoded by this browser; it is damaged or not an image`);
+  }
+  const { width, height } = bitmap;
+  if (width * height > limits.maxPixels) {
+    throw new UserError(`${file.name} is ${width}x${height} = ${(width * height).toLocaleString("en")} pixels; ` +
+                        `this page takes at most ${limits.maxPixels.toLocaleString("en")} (upscale it in parts, ` +
+                        "or with msn-upscale)");
+  }
+  if (Math.min(width, height) < limits.minSize) {
+    throw new UserError(`${file.name} is ${width}x${height}; MSN needs at least ${limits.minSize}x${limits.minSize}`);
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  return { bitmap, pixels: context.getImageData(0, 0, width, height) };
+}
+
+function axisStarts(length, tile, overlap) {
+  if (tile >= length) return [0];
+  const starts = [];
+  for (let s = 0; s < length - tile; s += tile - overlap) starts.push(s);
+  starts.push(length - tile);
+  return starts;
+}
+
+function ramp(length, rampLength, riseStart, riseEnd) {
+  const w = new Float32Array(length).fill(1);
+  for (let i = 0; i < rampLength; i++) {
+    const rise = Math.fround(Math.fround(i + 0.5) / rampLength);
+    if (riseStart) w[i] = Math.min(w[i], rise);
+    if (riseEnd) w[length - 1 - i] = Math.min(w[length - 1 - i], rise);
+  }
+  return w;
+}
+
+function planes(image, y0, x0, h, w) {
+  const { data, width } = image;
+  const out = new Float32Array(3 * h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = 4 * ((y0 + y) * width + x0 + x), o = y * w + x;
+      out[o] = data[i] / 255; out[h * w + o] = data[i + 1] / 255; out[2 * h * w + o] = data[i + 2] / 255;
+    }
+  }
+  return out;
+}
+
+// Runs every tile and blends them; `onProgress(done, total)` is awaited after each tile.
+async function runTiles(image, session, { scale: s, tile, overlap, onProgress }) {
+  const H = image.height, W = image.width;
+  const whole = tile >= H && tile >= W;
+  const ys = whole ? [0] : axisStarts(H, tile, overlap), xs = whole ? [0] : axisStarts(W, tile, overlap);
+  const th = whole ? H : Math.min(tile, H), tw = whole ? W : Math.min(tile, W);
+  const total = ys.length * xs.length;
+  const acc = new Float32Array(3 * H * s * W * s), weight = whole ? null : new Float32Array(H * s * W * s);
+  let done = 0, runSeconds = 0;
+  for (const y0 of ys) {
+    for (const x0 of xs) {
+      const input = new session.ort.Tensor("float32", planes(image, y0, x0, th, tw), [1, 3, th, tw]);
+      const started = performance.now();
+      const results = await session.session.run({ [session.session.inputNames[0]]: input });
+      runSeconds += (performance.now() - started) / 1000;
+      const out = results[session.session.outputNames[0]].data;
+      const oh = th * s, ow = tw * s, OH = H * s, OW = W * s;
+      const wy = ramp(oh, whole ? 0 : overlap * s, y0 > 0, y0 + th < H);
+      const wx = ramp(ow, whole ? 0 : overlap * s, x0 > 0, x0 + tw < W);
+      for (let c = 0; c < 3; c++) {
+        for (let y = 0; y < oh; y++) {
+          const row = (c * OH + y0 * s + y) * OW + x0 * s, src = (c * oh + y) * ow;
+          for (let x = 0; x < ow; x++) {
+            const wt = Math.fround(wy[y] * wx[x]);
+            acc[row + x] += Math.fround(out[src + x] * wt);
+            if (c === 0 && weight) weight[(y0 * s + y) * OW + x0 * s + x] += wt;
+          }
+        }
+      }
+      done += 1;
+      if (onProgress) await onProgress(done, total);
+    }
+  }
+  return { acc, weight, tiles: total, runSeconds };
+}
+
+function toImageData(image, acc, weight, bitmap, s) {
+  const OH = image.height * s, OW = image.width * s, n = OH * OW;
+  const out = new ImageData(OW, OH);
+  const alpha = new OffscreenCanvas(OW, OH).getContext("2d");
+  alpha.imageSmoothingQuality = "high";
+  alpha.drawImage(bitmap, 0, 0, OW, OH); // alpha resized by the browser; colours come from MSN
+  const a = alpha.getImageData(0, 0, OW, OH).data;
+  for (let i = 0; i < n; i++) {
+    const w = weight ? weight[i] : 1;
+    for (let c = 0; c < 3; c++) {
+      const v = Math.min(1, Math.max(0, acc[c * n + i] / w));
+      out.data[4 * i + c] = Math.round(v * 255);
+    }
+    out.data[4 * i + 3] = a[4 * i + 3];
+  }
+  return out;
+}
+
+// The decoded image upscaled: its ImageData, the tiles run, the seconds it all took and those
+// onnxruntime-web took (its runs alone). `options`: scale, tile, overlap (LR px) and onProgress.
+export async function upscaleImage(decoded, session, options) {
+  const started = performance.now();
+  const { acc, weight, tiles, runSeconds } = await runTiles(decoded.pixels, session, options);
+  const image = toImageData(decoded.pixels, acc, weight, decoded.bitmap, options.scale);
+  return { image, tiles, seconds: (performance.now() - started) / 1000, runSeconds };
+}
+
+// PNG, encoded here rather than by the canvas (which always writes RGBA): RGB when every pixel is
+// opaque, so that an RGB photo comes back RGB, RGBA otherwise; 8 bits, rows filtered by "Sub".
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  out.set(new TextEncoder().encode(type), 4);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+export async function encodePng(image) {
+  const { width, height, data } = image;
+  let opaque = true;
+  for (let i = 3; i < data.length && opaque; i += 4) opaque = data[i] === 255;
+  const channels = opaque ? 3 : 4, stride = 1 + width * channels;
+  const rows = new Uint8Array(height * stride);
+  for (let y = 0; y < height; y++) {
+    rows[y * stride] = 1; // Sub: each byte minus the same channel of the pixel to its left
+    for (let x = 0; x < width; x++) {
+      for (let c = 0; c < channels; c++) {
+        const i = 4 * (y * width + x) + c;
+        rows[y * stride + 1 + x * channels + c] = (data[i] - (x > 0 ? data[i - 4] : 0)) & 0xff;
+      }
+    }
+  }
+  const zlib = new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate")); // zlib, as PNG wants
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header[8] = 8; // bits per channel
+  header[9] = opaque ? 2 : 6; // colour type: RGB or RGBA
+  const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
+  const idat = new Uint8Array(await new Response(zlib).arrayBuffer());
+  return new Blob([signature, pngChunk("IHDR", header), pngChunk("IDAT", idat), pngChunk("IEND", new Uint8Array())],
+                  { type: "image/png" });
+}
