@@ -3,7 +3,10 @@
     POST /v1/upscale   encoded image in, PNG out (bit depth and channels kept, like the image CLI)
     GET  /v1/health    200 once a model replica has loaded its engine and answers (HEAD too)
     GET  /v1/info      model, backend, precision, scale, profile, replicas
-    GET  /             a small self-contained web page over POST /v1/upscale (page.html)
+    GET  /v1/model.onnx  the ONNX graph of the served model, for the page's "on this device" mode
+    GET  /             a small self-contained web page (page.html): the photo is upscaled on the
+                       server (POST /v1/upscale) or, if the user chooses, in the browser with
+                       onnxruntime-web on the same graph (files under /web/, see engines.web.device)
 
 The ingress (`MSNIngress`) checks the token, the upload's size and its image header, then hands the
 bytes to a model replica (`MSNModel`) through a DeploymentHandle; the replica decodes, batches,
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import ray
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve import Application
@@ -40,6 +43,15 @@ from engines.media.upscaled import encode_upscaled, finish_upscaled
 from engines.runtime.base import EngineError
 from engines.serve.payload import RequestError, check_header, decode, read_body
 from engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
+from engines.web.device import (
+    MODULE_NAME,
+    BrowserFiles,
+    BrowserGraph,
+    browser_graph,
+    browser_runtime,
+    media_type,
+    page_module,
+)
 from msn import InputError
 
 log = logging.getLogger("msn.serve")
@@ -52,13 +64,18 @@ DRAIN_TIMEOUT_S = 60.0
 api = FastAPI(title="msn-deploy", docs_url=None, redoc_url=None, openapi_url=None)
 # The page is one file with its script and style inline: no CDN, no build step, nothing to fetch.
 PAGE = (Path(__file__).parent / "page.html").read_text()
-# Only the page's own script may run (a file name or a reply shown in it can never add one), and
-# it talks only to this service.
+# Only the page's own script and this service's modules may run (a file name or a reply shown in
+# the page can never add one; the wasm runtime may compile), and it talks only to this service.
 _PAGE_SCRIPT = PAGE.split("<script>", 1)[1].split("</script>", 1)[0]
 PAGE_POLICY = ("default-src 'none'; script-src 'sha256-"
                + base64.b64encode(hashlib.sha256(_PAGE_SCRIPT.encode()).digest()).decode()
-               + "'; style-src 'unsafe-inline'; img-src blob: data:; connect-src 'self' blob:; base-uri 'none'; "
-               "form-action 'none'; frame-ancestors 'none'")
+               + "' 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; style-src 'unsafe-inline'; "
+               "img-src blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'")
+# Cross-origin isolation, so that the wasm runtime may use threads in the page.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+             "Cross-Origin-Resource-Policy": "same-origin"}
+GRAPH_URL = "/v1/model.onnx"
 
 
 @api.exception_handler(RequestError)
@@ -70,8 +87,8 @@ async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
 @api.exception_handler(StarletteHTTPException)
 async def _routing_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Unknown paths and wrong methods answer in the same JSON shape as every other error."""
-    return JSONResponse({"error": f"{exc.detail}: the API is POST /v1/upscale, GET /v1/health, GET /v1/info "
-                                  "(and the page at GET /)"},
+    return JSONResponse({"error": f"{exc.detail}: the API is POST /v1/upscale, GET /v1/health, GET /v1/info, "
+                                  f"GET {GRAPH_URL} (and the page at GET /)"},
                         status_code=exc.status_code, headers=exc.headers)
 
 
@@ -165,9 +182,10 @@ class MSNModel:
 @serve.deployment(name="MSNIngress")
 @serve.ingress(api)
 class MSNIngress:
-    def __init__(self, settings: ServeSettings, model: DeploymentHandle) -> None:
+    def __init__(self, settings: ServeSettings, model: DeploymentHandle, graph: BrowserGraph) -> None:
         self.settings = settings
         self.model = model
+        self.browser = BrowserFiles(graph)
         self.active = 0  # uploads this ingress holds now, from their last byte in to the last byte out
 
     def _authorize(self, request: Request) -> None:
@@ -194,7 +212,35 @@ class MSNIngress:
     @api.get("/")
     async def page(self) -> HTMLResponse:
         """The web page; it needs no token to load (the uploads it sends carry one)."""
-        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY})
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY,
+                                           **ISOLATION})
+
+    @api.get("/web/config.json")
+    async def browser_config(self) -> JSONResponse:
+        """Whether the page may offer "on this device", and its settings for it."""
+        return JSONResponse(self.browser.config(GRAPH_URL), headers={"Cache-Control": "no-cache", **ISOLATION})
+
+    @api.get("/web/" + MODULE_NAME)
+    async def browser_module(self) -> Response:
+        return Response(page_module(), media_type=media_type(MODULE_NAME),
+                        headers={"Cache-Control": "no-cache", **ISOLATION})
+
+    @api.get("/web/ort/{name}")
+    async def browser_runtime(self, name: str) -> FileResponse:
+        path = self.browser.runtime_file(name)
+        if path is None:
+            state = "on" if self.browser.available else f"off: {self.browser.reason}"
+            raise RequestError(404, f"no runtime file {name!r} here (the page's 'on this device' mode is {state})")
+        return FileResponse(path, media_type=media_type(name), headers={"Cache-Control": "no-cache", **ISOLATION})
+
+    @api.get(GRAPH_URL)
+    async def graph(self, request: Request) -> Response:
+        """The served model's ONNX graph (it is the service's model: the token guards it)."""
+        self._authorize(request)
+        if not self.browser.available:
+            raise RequestError(404, f"this service offers no graph to browsers: {self.browser.reason}")
+        return Response(self.browser.graph.data, media_type="application/octet-stream",
+                        headers={"Cache-Control": "no-cache", **ISOLATION})
 
     @api.api_route("/v1/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     async def health(self) -> JSONResponse:
@@ -259,7 +305,11 @@ def build_app(settings: ServeSettings, model: ModelFiles | None = None) -> Appli
         max_ongoing_requests=ingress_limit(settings) + UPLOADS_ARRIVING,
         graceful_shutdown_timeout_s=DRAIN_TIMEOUT_S,
     )
-    return ingress.bind(settings, model_deployment.bind(settings, model))
+    graph = browser_graph(model, settings.precision)
+    _, off = browser_runtime(graph)  # checked here for the operator's log; the ingress checks its own node
+    if off:
+        log.warning("the page's 'on this device' mode is off: %s", off)
+    return ingress.bind(settings, model_deployment.bind(settings, model), graph)
 
 
 def app_from_config(args: dict) -> Application:

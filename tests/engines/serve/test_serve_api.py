@@ -381,6 +381,98 @@ def test_the_same_file_chosen_again_after_a_401_is_sent_with_the_token(server, b
     assert browser.find_element(By.ID, "error").text == ""
 
 
+# "On this device": the page runs the service's own graph in the browser with onnxruntime-web.
+def test_the_service_gives_browsers_its_graph_and_the_runtime_files(server, random_graph):
+    config = requests.get(server.url + "/web/config.json", timeout=30).json()
+    assert config["available"] and config["graph"] == "/v1/model.onnx" and config["scale"] == 4
+    assert (config["min_size"], config["max_pixels"]) == (29, 1_000_000)
+    assert requests.get(server.url + "/v1/model.onnx", timeout=30).status_code == 401  # the model is the token's
+    graph = requests.get(server.url + "/v1/model.onnx", headers=AUTH, timeout=30)
+    assert graph.status_code == 200 and graph.content == random_graph.read_bytes()
+    runtime = requests.get(server.url + "/web/ort/ort-wasm-simd-threaded.wasm", timeout=60)
+    assert runtime.status_code == 200 and runtime.headers["content-type"] == "application/wasm"
+    assert runtime.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    module = requests.get(server.url + "/web/msn-web.js", timeout=30)
+    assert module.headers["content-type"].startswith("text/javascript") and "export async function" in module.text
+    for name in ("package.json", "ort.wasm.min.mjs.map", "..%2F..%2F..%2Fpyproject.toml"):  # only what the page loads
+        reply = requests.get(server.url + "/web/ort/" + name, timeout=30)
+        assert reply.status_code == 404 and reply.json()["error"].startswith(("no runtime file", "Not Found")), name
+
+
+def upload_on_device(browser, server, path, token: str | None):
+    """upload_in_page with "on this device" chosen (offered once the page has read /web/config.json)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.find_element(By.ID, "on-device").is_enabled())
+    browser.find_element(By.ID, "on-device").click()
+    if token:
+        browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    done = lambda d: d.find_element(By.ID, "error").text or (  # noqa: E731
+        d.find_element(By.ID, "size").text and not d.find_element(By.ID, "result").get_attribute("class"))
+    WebDriverWait(browser, 300, poll_frequency=0.2).until(done)
+    return browser.find_element(By.ID, "error").text
+
+
+def test_the_page_upscales_on_this_device_like_the_python_runtime(server, browser, random_graph, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    rng = np.random.default_rng(11)
+    lr = (rng.random((37, 53, 3)) * 255).astype(np.uint8)  # odd sizes, as photos have
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(lr))
+    assert "401: missing or wrong bearer token" in upload_on_device(browser, server, photo, token=None)
+    assert upload_on_device(browser, server, photo, TOKEN) == ""
+    shown = decoded(page_result_png(browser))
+    # The browser's result against ONNX Runtime's in Python on the graph the service gave it.
+    expected = expected_png_pixels(engines.load(random_graph, backend="onnxruntime"), photo.read_bytes())
+    assert shown.shape == (4 * 37, 4 * 53, 3) and max_level_difference(shown, expected) <= 1
+    elapsed = browser.find_element(By.ID, "elapsed").text
+    assert browser.execute_script("return crossOriginIsolated")  # so the wasm runtime runs on threads
+    assert "on this device (wasm, 2 thread(s))" in elapsed or "on this device (webgpu" in elapsed, elapsed
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert all(url.startswith(server.url + "/") for url in fetched), fetched  # nothing from elsewhere
+    assert not any("/v1/upscale" in url for url in fetched)  # and the photo never went to the server
+
+
+def test_the_page_refuses_on_this_device_what_browsers_cannot_upscale(server, browser, tmp_path):
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (20, 40), "gray").save(small)
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (1100, 1000), "gray").save(huge)  # allowed by no browser tab: above the page's limit
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image at all")
+    assert upload_on_device(browser, server, small, TOKEN) == "small.png is 20x40; MSN needs at least 29x29"
+    assert upload_on_device(browser, server, huge, TOKEN).startswith(
+        "huge.png is 1100x1000 = 1,100,000 pixels; this page takes at most 1,000,000")
+    assert upload_on_device(browser, server, text, TOKEN).startswith("notes.txt is not an image")
+
+
+def test_without_a_browser_runtime_the_page_offers_the_server_only(random_graph, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    service = ServeProcess([str(random_graph)], extra_env={"MSN_ORT_WEB_DIR": str(tmp_path / "nowhere")})
+    try:
+        service.wait_healthy()
+        config = requests.get(service.url + "/web/config.json", timeout=30).json()
+        assert not config["available"] and "npm install --prefix .web onnxruntime-web@" in config["reason"]
+        reply = requests.get(service.url + "/v1/model.onnx", timeout=30)
+        assert reply.status_code == 404 and "offers no graph to browsers" in reply.json()["error"]
+        browser.get(service.url + "/")
+        note = WebDriverWait(browser, 60, poll_frequency=0.2).until(
+            lambda d: "not offered" in d.find_element(By.ID, "device-note").text and d.find_element(By.ID, "device-note"))
+        assert "npm install" in note.text and not browser.find_element(By.ID, "on-device").is_enabled()
+        assert browser.find_element(By.ID, "on-server").is_selected()
+        assert "the page's 'on this device' mode is off: this service has no onnxruntime-web" in service.output()
+    finally:
+        assert service.stop() == 0, service.output()[-3000:]
+
+
 def test_the_load_test_command_against_a_real_service(server, tmp_path):
     from validate import loadtest
 

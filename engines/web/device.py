@@ -1,0 +1,102 @@
+"""The "on this device" mode of msn-serve's page: the service hands the browser the ONNX graph of
+the model it serves, the onnxruntime-web files and the page's module, and the photo stays in the
+browser. The graph is found here, where the service starts; the runtime files are read where the
+ingress runs (42 MiB: too large to ship with the deployment, as the model is)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import onnx
+
+from engines.runtime.graph_cache import cached_graph
+from engines.runtime.model_files import ModelFiles
+from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist
+from export.artifacts import GRAPH, ArtifactError, MSNGraph, artifact_kind
+from msn import MSNError
+
+MODULE_NAME = "msn-web.js"  # the page's upscaling module, shared with the static site
+MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
+
+
+@dataclass(frozen=True)
+class BrowserGraph:
+    """The graph the browser runs, or why there is none."""
+
+    data: bytes | None
+    scale: int = 0
+    min_size: int = 0
+    reason: str = ""
+
+
+def browser_graph(model: ModelFiles, precision: str | None) -> BrowserGraph:
+    """The ONNX graph of the model a service runs: an ONNX model as it is, a checkpoint's graph in
+    the service's precision (exported once into the cache); none for compiled artifacts."""
+    kind = artifact_kind(model.name)
+    if not (kind is GRAPH or kind.weights):
+        return BrowserGraph(None, reason=f"this service runs {model.name}, a compiled {kind.name}; browsers need "
+                                         "its ONNX graph or checkpoint (serve one of those to offer this mode)")
+    try:
+        if kind is GRAPH:
+            data = model.data
+            graph = MSNGraph.of(_parsed(data, model.name), model.name)
+        else:
+            path = cached_graph(model.source, precision or "fp32")
+            data = path.read_bytes()
+            graph = MSNGraph.read(path)
+    except MSNError as exc:
+        return BrowserGraph(None, reason=f"{model.name} cannot be given to browsers ({exc})")
+    return BrowserGraph(data, graph.scale, graph.metadata.min_input_size)
+
+
+def _parsed(data: bytes, name: str) -> onnx.ModelProto:
+    try:
+        return onnx.load_from_string(data)
+    except Exception:  # protobuf raises several types for foreign or truncated files
+        raise ArtifactError(f"{name} is not a readable ONNX model") from None
+
+
+def browser_runtime(graph: BrowserGraph) -> tuple[Path | None, str]:
+    """The onnxruntime-web folder on this machine, or why the mode is off (no graph, no runtime)."""
+    if graph.data is None:
+        return None, graph.reason
+    try:
+        return ort_web_dist(), ""
+    except MSNError as exc:
+        return None, f"this service has no onnxruntime-web: {exc}"
+
+
+class BrowserFiles:
+    """What the page's "on this device" mode fetches from the service, and whether it can."""
+
+    def __init__(self, graph: BrowserGraph) -> None:
+        self.graph = graph
+        self.ort, self.reason = browser_runtime(graph)
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def config(self, graph_url: str) -> dict[str, object]:
+        """The page's settings for the mode (the browser's own pixel limit and tile size)."""
+        if not self.available:
+            return {"available": False, "reason": self.reason}
+        options = SiteOptions()
+        return {"available": True, "graph": graph_url, "graph_bytes": len(self.graph.data), "scale": self.graph.scale,
+                "min_size": self.graph.min_size, "tile": options.tile, "overlap": options.overlap,
+                "max_pixels": options.max_pixels}
+
+    def runtime_file(self, name: str) -> Path | None:
+        """An onnxruntime-web file the page loads (only those: never a path the client makes up)."""
+        return self.ort / name if self.ort is not None and name in ORT_FILES else None
+
+
+def page_module() -> bytes:
+    """The upscaling module the page imports (the static site's, engines/web/page/)."""
+    return (resources.files("engines.web") / "page" / MODULE_NAME).read_bytes()
+
+
+def media_type(name: str) -> str:
+    return MEDIA_TYPES[Path(name).suffix]
