@@ -14,7 +14,7 @@ except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built 
                 "(pip install -e '.[spandrel]' where one exists)", allow_module_level=True)
 
 import msn.spandrel  # noqa: E402  (registers MSN)
-from msn import CheckpointError, load_model  # noqa: E402
+from msn import MSN, CheckpointError, MSNConfig, load_model  # noqa: E402
 from msn.metrics import max_abs, psnr  # noqa: E402
 from tests.util import FP16_MIN_PSNR_DB  # noqa: E402
 
@@ -67,3 +67,17 @@ def test_foreign_and_damaged_state_dicts(random_msn):
     small = loader.load_from_state_dict(ours)
     with torch.no_grad():  # below MSN's minimum: spandrel pads to it and crops the output
         assert small(torch.rand(1, 3, 20, 24)).shape == (1, 3, 80, 96)
+
+
+@pytest.mark.parametrize("config", [MSNConfig.from_width(32, 2, 2), MSNConfig.from_width(16, 3, 3)])
+def test_msn_variants_of_other_widths_depths_and_scales(config):
+    torch.manual_seed(1)
+    model = MSN(config).eval()
+    for p in model.parameters():  # random, not the init's zeros and ones, so that every weight matters
+        p.data.normal_(0, 0.1)
+    descriptor = spandrel.ModelLoader().load_from_state_dict(model.state_dict())
+    assert descriptor.architecture.id == "MSN" and descriptor.scale == config.upscale
+    assert descriptor.tags == [f"{config.num_feat}nf", f"{config.num_block}nb"]
+    x = torch.rand(1, 3, 33, 40)
+    with torch.no_grad():
+        assert torch.allclose(descriptor(x), model(x).clamp(0, 1), atol=1e-5)
