@@ -58,6 +58,14 @@ def refuse_overwriting_inputs(outputs: list[str | os.PathLike], inputs: list[str
                 raise UsageError(f"output {output} would replace the input {source}; choose another output path")
 
 
+def give_usual_permissions(path: Path) -> None:
+    """The permissions a new file or folder gets from open()/mkdir() under this process's umask:
+    tempfile makes its files and folders private, and outputs are for others to read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` if the block succeeds."""
@@ -67,9 +75,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        give_usual_permissions(Path(tmp))  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

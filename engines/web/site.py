@@ -20,7 +20,7 @@ from engines.runtime.tiling import TILE_OVERLAP, check_tiling
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from msn import MissingFileError, UsageError
-from msn.files import check_folder_writable
+from msn.files import check_folder_writable, give_usual_permissions
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
     check_folder_writable(parent)
     dist = ort_web_dist()
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a web server must read it
+    give_usual_permissions(staging)  # a web server must read it
     try:
         graph = export_onnx(model, staging / GRAPH_NAME, ExportOptions(fp16=options.precision == "fp16"))
         (staging / "ort").mkdir()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from msn import PathError
-from msn.files import atomic_write_bytes, make_output_folder
+from msn.files import atomic_output, atomic_write_bytes, give_usual_permissions, make_output_folder
 
 
 def test_a_name_near_the_255_byte_limit_is_written(tmp_path):
@@ -22,3 +27,16 @@ def test_an_output_folder_is_made_with_its_parents_and_a_file_in_the_way_is_name
         make_output_folder(tmp_path / "taken")
     with pytest.raises(PathError, match="cannot be made: .*taken is a file"):
         make_output_folder(tmp_path / "taken" / "sub")
+
+
+def test_outputs_get_the_permissions_of_the_umask_not_tempfiles_private_ones(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        with atomic_output(tmp_path / "out.png") as tmp:
+            tmp.write_bytes(b"x")
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        give_usual_permissions(folder)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
