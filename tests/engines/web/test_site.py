@@ -44,7 +44,8 @@ def in_page(browser, url, image, query="") -> dict:
         lambda d: d.execute_script(status) in ("done", "error"))
     page = {"status": browser.execute_script(status), "error": browser.find_element(By.ID, "error").text,
             "text": browser.find_element(By.ID, "status").text, "limit": browser.find_element(By.ID, "limit").text,
-            "progress": browser.execute_script("const p = document.getElementById('progress'); return [p.value, p.max]")}
+            "progress": browser.execute_script("const p = document.getElementById('progress'); return [p.value, p.max]"),
+            "fetched": browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")}
     if page["status"] == "done":
         width, height, tiles, backend = browser.execute_script(
             "const r = window.msn.result; return [r.width, r.height, r.tiles, r.backend]")
@@ -92,6 +93,7 @@ def test_the_reference_photos_in_the_browser_match_the_python_runtime(browser, s
             page = in_page(browser, url, photos[case.name], "?backend=wasm")
             assert page["status"] == "done", page
             assert page["backend"] == "wasm" and "on wasm" in page["text"]
+            assert page["fetched"] and all(name.startswith(url) for name in page["fetched"]), page["fetched"]
             rgb = page["pixels"][..., :3].astype(np.int16)
             assert rgb.shape == (4 * case.lr.shape[0], 4 * case.lr.shape[1], 3)  # at their own odd sizes
             assert np.abs(rgb - python_result(site, case)).max() <= levels, case.name
