@@ -2,6 +2,7 @@
 
     python -m engines.web export site/                     # FP16 graph, the official weights
     python -m engines.web export site/ --model best.pth --precision fp32
+    python -m engines.web export site/ --model msn_x4_fp32.onnx            # a graph from export/to_onnx.py
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = p.add_subparsers(dest="command", required=True)
     site = commands.add_parser("export", help="write the site into a new folder")
     site.add_argument("folder", type=Path, help="a new (or empty) folder")
-    site.add_argument("--model", default="official", help="checkpoint path or known name (default: official)")
-    site.add_argument("--precision", choices=["fp16", "fp32"], default="fp16", help="the graph the page runs")
+    site.add_argument("--model", default="official",
+                      help="checkpoint, known name (default: official) or .onnx graph")
+    site.add_argument("--precision", choices=["fp16", "fp32"],
+                      help="the graph the page runs (default: fp16 from a checkpoint, a graph's own)")
     site.add_argument("--tile", type=positive_int, default=DEFAULT_TILE,
                       help=f"tile size in LR px (default {DEFAULT_TILE})")
     site.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from engines.runtime.tiling import TILE_OVERLAP, check_tiling
+from export.artifacts import GRAPH, MSNGraph, artifact_kind
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from msn import MissingFileError, UsageError
@@ -38,7 +39,8 @@ DEFAULT_MAX_PIXELS = 1_000_000  # LR px the page accepts (its output and blend b
 
 @dataclass(frozen=True)
 class SiteOptions:
-    precision: str = "fp16"  # the graph the page downloads: fp16 (382 KiB) or fp32
+    # The graph the page downloads: fp16 (382 KiB) or fp32; None: fp16 from a checkpoint, a graph's own.
+    precision: str | None = None
     tile: int = DEFAULT_TILE
     overlap: int = TILE_OVERLAP
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -69,19 +71,40 @@ def ort_web_dist() -> Path:
 
 
 def check_options(options: SiteOptions) -> None:
-    if options.precision not in ("fp16", "fp32"):
+    if options.precision not in (None, "fp16", "fp32"):
         raise UsageError(f"precision must be fp16 or fp32, got {options.precision!r}")
     check_tiling(options.tile, options.overlap)
     if options.max_pixels < options.tile * options.tile:
         raise UsageError(f"max pixels {options.max_pixels} is below one {options.tile}x{options.tile} tile")
 
 
+def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | None:
+    """The ONNX graph `model` already is (checked against `precision`), or None for a checkpoint
+    (exported in `precision`); UsageError for what browsers cannot run."""
+    kind = artifact_kind(model)
+    if kind.weights:
+        return None
+    if kind is not GRAPH:
+        raise UsageError(f"{model} is a compiled {kind.name}; the browser runs ONNX graphs: pass its checkpoint "
+                         "or an .onnx graph")
+    graph = MSNGraph.read(model)
+    if graph.io_dtype != "float32":
+        raise UsageError(f"{model} takes {graph.io_dtype} tensors; the page gives float32: export the graph with "
+                         "float32 I/O (export/to_onnx.py's default)")
+    if precision not in (None, graph.precision):
+        raise UsageError(f"{model} is an {graph.precision} graph; leave out the precision or pass the checkpoint "
+                         f"to get {precision}")
+    return graph
+
+
 def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official",
                 options: SiteOptions | None = None) -> WebSite:
-    """Write the in-browser upscaler into `folder` (new, or empty): everything is checked before
-    the graph is exported, and the folder appears complete or not at all."""
+    """Write the in-browser upscaler into `folder` (new, or empty) for `model`, a checkpoint (or
+    known name), exported to ONNX here, or an ONNX graph from export/to_onnx.py, copied. Everything
+    is checked before any work, and the folder appears complete or not at all."""
     options = options or SiteOptions()
     check_options(options)
+    graph = site_graph(model, options.precision)
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(f"{folder} exists and is not an empty folder; choose a new one")
@@ -93,15 +116,20 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
     give_usual_permissions(staging)  # a web server must read it
     try:
-        graph = export_onnx(model, staging / GRAPH_NAME, ExportOptions(fp16=options.precision == "fp16"))
+        if graph is None:
+            metadata = export_onnx(model, staging / GRAPH_NAME,
+                                   ExportOptions(fp16=options.precision != "fp32")).metadata
+        else:
+            shutil.copyfile(graph.path, staging / GRAPH_NAME)
+            metadata = graph.metadata
         (staging / "ort").mkdir()
         for name in ORT_FILES:
             shutil.copyfile(dist / name, staging / "ort" / name)
         page = resources.files("engines.web") / "page"
         for name in PAGE_FILES:
             (staging / name).write_bytes((page / name).read_bytes())
-        config = {**asdict(options), "graph": GRAPH_NAME, "scale": graph.metadata.scale,
-                  "min_size": graph.metadata.min_input_size, "ort_web": ORT_WEB_VERSION}
+        config = {**asdict(options), "precision": metadata.precision, "graph": GRAPH_NAME, "scale": metadata.scale,
+                  "min_size": metadata.min_input_size, "ort_web": ORT_WEB_VERSION}
         (staging / "config.json").write_text(json.dumps(config, indent=2))
         if folder.exists():
             folder.rmdir()  # empty, checked above

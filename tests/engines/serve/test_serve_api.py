@@ -284,17 +284,22 @@ def test_exif_orientation_and_gray_alpha_survive_the_service(server):
 
 
 # The web page at GET /, driven in a real headless Chromium (Debian's chromium + chromium-driver).
-def upload_in_page(browser, server, path, token: str | None):
+def upload_in_page(browser, server, path, token: str | None, on_device: bool = False):
+    """Open the page, choose where (on this device: offered once the page has read /web/config.json),
+    give it `path`; the error it shows ("" when it shows a result)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(server.url + "/")
+    if on_device:
+        WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.find_element(By.ID, "on-device").is_enabled())
+        browser.find_element(By.ID, "on-device").click()
     if token:
         browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "file").send_keys(str(path))
     done = lambda d: d.find_element(By.ID, "error").text or (  # noqa: E731
         d.find_element(By.ID, "size").text and not d.find_element(By.ID, "result").get_attribute("class"))
-    WebDriverWait(browser, 120, poll_frequency=0.2).until(done)
+    WebDriverWait(browser, 300, poll_frequency=0.2).until(done)  # a bound for hangs on a busy machine
     return browser.find_element(By.ID, "error").text
 
 
@@ -399,23 +404,6 @@ def test_the_service_gives_browsers_its_graph_and_the_runtime_files(server, rand
         assert reply.status_code == 404 and reply.json()["error"].startswith(("no runtime file", "Not Found")), name
 
 
-def upload_on_device(browser, server, path, token: str | None):
-    """upload_in_page with "on this device" chosen (offered once the page has read /web/config.json)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(server.url + "/")
-    WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.find_element(By.ID, "on-device").is_enabled())
-    browser.find_element(By.ID, "on-device").click()
-    if token:
-        browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "file").send_keys(str(path))
-    done = lambda d: d.find_element(By.ID, "error").text or (  # noqa: E731
-        d.find_element(By.ID, "size").text and not d.find_element(By.ID, "result").get_attribute("class"))
-    WebDriverWait(browser, 300, poll_frequency=0.2).until(done)
-    return browser.find_element(By.ID, "error").text
-
-
 def test_the_page_upscales_on_this_device_like_the_python_runtime(server, browser, random_graph, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -423,8 +411,8 @@ def test_the_page_upscales_on_this_device_like_the_python_runtime(server, browse
     lr = (rng.random((37, 53, 3)) * 255).astype(np.uint8)  # odd sizes, as photos have
     photo = tmp_path / "photo.png"
     photo.write_bytes(png_bytes(lr))
-    assert "401: missing or wrong bearer token" in upload_on_device(browser, server, photo, token=None)
-    assert upload_on_device(browser, server, photo, TOKEN) == ""
+    assert "401: missing or wrong bearer token" in upload_in_page(browser, server, photo, token=None, on_device=True)
+    assert upload_in_page(browser, server, photo, TOKEN, on_device=True) == ""
     shown = decoded(page_result_png(browser))
     # The browser's result against ONNX Runtime's in Python on the graph the service gave it.
     expected = expected_png_pixels(engines.load(random_graph, backend="onnxruntime"), photo.read_bytes())
@@ -446,10 +434,10 @@ def test_the_page_refuses_on_this_device_what_browsers_cannot_upscale(server, br
     Image.new("RGB", (1100, 1000), "gray").save(huge)  # allowed by no browser tab: above the page's limit
     text = tmp_path / "notes.txt"
     text.write_text("not an image at all")
-    assert upload_on_device(browser, server, small, TOKEN) == "small.png is 20x40; MSN needs at least 29x29"
-    assert upload_on_device(browser, server, huge, TOKEN).startswith(
+    assert upload_in_page(browser, server, small, TOKEN, on_device=True) == "small.png is 20x40; MSN needs at least 29x29"
+    assert upload_in_page(browser, server, huge, TOKEN, on_device=True).startswith(
         "huge.png is 1100x1000 = 1,100,000 pixels; this page takes at most 1,000,000")
-    assert upload_on_device(browser, server, text, TOKEN).startswith("notes.txt is not an image")
+    assert upload_in_page(browser, server, text, TOKEN, on_device=True).startswith("notes.txt is not an image")
 
 
 def test_without_a_browser_runtime_the_page_offers_the_server_only(random_graph, browser, tmp_path):

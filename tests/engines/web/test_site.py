@@ -21,8 +21,11 @@ PAGE_TIMEOUT_S = 300  # a bound for hangs on a busy machine; a photo takes secon
 
 
 @pytest.fixture(scope="module")
-def site_fp32(tmp_path_factory, official_ckpt):
-    return export_site(tmp_path_factory.mktemp("web") / "fp32", official_ckpt, SiteOptions(precision="fp32"))
+def site_fp32(tmp_path_factory, official_graph):
+    """From the session's FP32 graph (export_site copies a graph; the FP16 site exports its checkpoint)."""
+    site = export_site(tmp_path_factory.mktemp("web") / "fp32", official_graph)
+    assert site.graph.read_bytes() == official_graph.read_bytes()
+    return site
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +148,7 @@ def test_webgpu_where_chromium_offers_an_adapter(browser, site_fp16, photos, ref
     assert np.abs(page["pixels"][..., :3].astype(np.int16) - python_result(site_fp16, case)).max() <= 2
 
 
-def test_bad_exports_are_refused_before_any_work(tmp_path, random_ckpt, monkeypatch, caplog):
+def test_bad_exports_are_refused_before_any_work(tmp_path, random_ckpt, random_graph, monkeypatch, caplog):
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "index.html").write_text("someone's site")
@@ -155,10 +158,13 @@ def test_bad_exports_are_refused_before_any_work(tmp_path, random_ckpt, monkeypa
         (dict(folder=tmp_path / "a", options=SiteOptions(precision="int8")), UsageError, "fp16 or fp32"),
         (dict(folder=tmp_path / "b", options=SiteOptions(tile=16)), ValueError, "below MSN's minimum"),
         (dict(folder=tmp_path / "c", options=SiteOptions(max_pixels=1000)), UsageError, "below one 256x256 tile"),
+        (dict(folder=tmp_path / "f", model=tmp_path / "msn.plan"), UsageError, "compiled engine; the browser runs ONNX"),
+        (dict(folder=tmp_path / "g", model=random_graph, options=SiteOptions(precision="fp16")), UsageError,
+         "is an fp32 graph; leave out the precision"),
     ]
     for kwargs, error, message in refusals:
         with pytest.raises(error, match=message):
-            export_site(model=random_ckpt, **kwargs)
+            export_site(**{"model": random_ckpt, **kwargs})
     monkeypatch.setenv("MSN_ORT_WEB_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(MissingFileError, match="npm install --prefix .web onnxruntime-web@"):
         export_site(tmp_path / "d", random_ckpt)
