@@ -45,7 +45,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
 BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
                   "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt",
-                  "official_ncnn", "site_fp32", "site_fp16"}
+                  "official_ncnn", "site_fp32", "site_fp16", "random_static_graph"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -103,6 +103,15 @@ def random_ckpt(tmp_path_factory, random_msn) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_x2_ckpt(tmp_path_factory) -> Path:
+    """A random x2 MSN as a checkpoint: names and sizes that follow the model's scale. One file for
+    the session, so that the commands export its graph into the session's cache once."""
+    path = tmp_path_factory.mktemp("random_x2") / "x2.pth"
+    torch.save(random_model(seed=0, upscale=2).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def random_graph(session_cache, random_ckpt) -> Path:
     """Its FP32 graph with dynamic N/H/W, the one the CLIs run it as on a CPU (an export takes
     ~15 s on 2 cores: one for the session)."""
@@ -110,10 +119,17 @@ def random_graph(session_cache, random_ckpt) -> Path:
 
 
 @pytest.fixture(scope="session")
-def random_fp16_graph(tmp_path_factory, random_ckpt) -> Path:
-    """Its FP16 graph (verified): the one TensorRT-RTX builds on a machine without a GPU."""
-    path = tmp_path_factory.mktemp("random_fp16_graph") / "msn_fp16.onnx"
-    return export.export_onnx(random_ckpt, path, export.ExportOptions(fp16=True)).path
+def random_static_graph(tmp_path_factory, random_ckpt) -> Path:
+    """Its FP32 graph with a static 1x3x37x53 input, as apps that cannot take dynamic shapes export it."""
+    path = tmp_path_factory.mktemp("random_static_graph") / "msn_37x53.onnx"
+    return export.export_onnx(random_ckpt, path, export.ExportOptions(static_hw=(37, 53), batch=1, verify=False)).path
+
+
+@pytest.fixture(scope="session")
+def random_fp16_graph(session_cache, random_ckpt) -> Path:
+    """Its FP16 graph (verified): the one TensorRT-RTX builds on a machine without a GPU, and the
+    one `engines.load(random_ckpt, precision="fp16")` finds in the session's cache."""
+    return cached_graph(random_ckpt, "fp16", folder=session_cache / "graphs")
 
 
 @pytest.fixture(scope="session")

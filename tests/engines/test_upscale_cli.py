@@ -14,7 +14,7 @@ import engines
 from engines import upscale
 from export import to_onnx
 from export.verify import smooth_test_image
-from msn import MSN, InputError, MSNConfig
+from msn import InputError
 from tests.util import exit_code, png_claiming, visible_names
 
 
@@ -192,12 +192,10 @@ def test_upscale_into_the_input_folder_twice(tmp_path, photo, random_ckpt):
 
 
 @pytest.mark.build
-def test_output_names_follow_the_model_scale(tmp_path, photo):
+def test_output_names_follow_the_model_scale(tmp_path, photo, random_x2_ckpt):
     """An x2 checkpoint writes *_x2 files at twice the size, and a rerun into the same folder
     does not take them for inputs."""
-    torch.manual_seed(0)
-    x2 = tmp_path / "x2.pth"
-    torch.save(MSN(MSNConfig.from_width(upscale=2)).state_dict(), x2)
+    x2 = random_x2_ckpt
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("a.png", "b.png"):

@@ -278,13 +278,9 @@ def test_check_encoder():
 
 
 @pytest.mark.build
-def test_output_name_follows_the_model_scale(tmp_path):
+def test_output_name_follows_the_model_scale(tmp_path, random_x2_ckpt):
     """An x2 checkpoint gives clip_x2.mkv at twice the size (the name is not hard-coded _x4)."""
-    from msn import MSN, MSNConfig
-
-    torch.manual_seed(0)
-    x2 = tmp_path / "x2.pth"
-    torch.save(MSN(MSNConfig.from_width(upscale=2)).state_dict(), x2)
+    x2 = random_x2_ckpt
     src = make_clip(tmp_path / "clip.mkv", frames_rgb(3))
     out = tmp_path / "out"
     assert upscale.main([str(src), "-o", str(out), "--model", str(x2), "--codec", "ffv1", "--pix-fmt", "bgr0"]) == 0

@@ -13,26 +13,23 @@ import torch
 import engines
 from engines import upscale
 from engines.runtime.base import EngineError
+from engines.runtime.graph_cache import cached_graph
 from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from engines.runtime.tiling import TilePlan, axis_starts, tile_weight
 from engines.runtime.torch_engine import TorchEngine
 from export import to_onnx
 from export.artifacts import ArtifactError, EngineSidecar
 from export.verify import smooth_test_image
-from msn import MSN, InputError, MSNConfig, UsageError, to_inference_form
+from msn import InputError, UsageError, to_inference_form
 from msn.metrics import psnr
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 from validate.seams import seam_error
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory, random_ckpt, random_graph):
+def graphs(random_graph, random_static_graph):
     """Random-weight graphs: the runtime's mechanics need no particular weights."""
-    out = tmp_path_factory.mktemp("graphs")
-    paths = {"fp32": random_graph, "static": out / "static.onnx"}
-    args = ["--ckpt", str(random_ckpt), "-o", str(paths["static"]), "--static", "37x53", "--batch", "1", "--no-verify"]
-    assert to_onnx.main(args) == 0
-    return paths
+    return {"fp32": random_graph, "static": random_static_graph}
 
 
 def test_load_dispatches_on_file_type(graphs, random_ckpt):
@@ -185,14 +182,10 @@ def test_nonfinite_output_raises(random_msn):
 
 
 @pytest.mark.build
-def test_runtime_checks_the_real_output_shape(tmp_path):
+def test_runtime_checks_the_real_output_shape(tmp_path, random_x2_ckpt):
     """An x2 graph whose metadata claims x4: the runtime sees the real shape and refuses."""
-    torch.manual_seed(0)
-    x2 = tmp_path / "x2.pth"
-    torch.save(MSN(MSNConfig.from_width(upscale=2)).state_dict(), x2)
     graph = tmp_path / "x2.onnx"
-    assert to_onnx.main(["--ckpt", str(x2), "-o", str(graph), "--no-verify"]) == 0
-    model = onnx.load(graph)
+    model = onnx.load(cached_graph(random_x2_ckpt))  # the session's cache: exported once for the x2 tests
     next(p for p in model.metadata_props if p.key == "scale").value = "4"
     onnx.save(model, graph)
     for backend in ("onnxruntime", "openvino"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import engines
-from engines.runtime.graph_cache import cached_graph, graph_cache_dir
+from engines.runtime.graph_cache import cached_graph, cached_graph_name, graph_cache_dir
 from engines.runtime.openvino_engine import OpenVINOEngine
 from export.verify import smooth_test_image
 from msn import CheckpointError, random_model, sha256_of
@@ -38,7 +38,8 @@ def test_a_damaged_cached_graph_is_exported_again_once_between_loaders(tmp_path,
     """Two loaders at once (threads here; the lock is a file lock, as for processes) export once."""
     ckpt = tmp_path / "seed3.pth"
     torch.save(random_model(seed=3).state_dict(), ckpt)
-    path = cached_graph(ckpt)
+    path = graph_cache_dir() / cached_graph_name(sha256_of(ckpt), "fp32")  # where its graph goes
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not a graph")
     caplog.set_level(logging.INFO)
     results: list = []

@@ -21,13 +21,11 @@ FP32_MAX_ABS = 2e-5  # the same contract as ONNX Runtime
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory, random_ckpt, random_graph):
+def graphs(tmp_path_factory, random_ckpt, random_graph, random_fp16_graph):
     out = tmp_path_factory.mktemp("ov")
-    ckpt = random_ckpt
-    paths = {"fp32": random_graph, "static": out / "static.onnx", "fp16": out / "fp16.onnx"}
-    assert to_onnx.main(["--ckpt", str(ckpt), "-o", str(paths["static"]), "--static", "40x40", "--batch", "2",
+    paths = {"fp32": random_graph, "static": out / "static.onnx", "fp16": random_fp16_graph}
+    assert to_onnx.main(["--ckpt", str(random_ckpt), "-o", str(paths["static"]), "--static", "40x40", "--batch", "2",
                          "--no-verify"]) == 0
-    assert to_onnx.main(["--ckpt", str(ckpt), "-o", str(paths["fp16"]), "--fp16", "--no-verify"]) == 0
     return paths
 
 
