@@ -30,16 +30,17 @@ pytestmark = pytest.mark.build
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, official_ckpt) -> dict[str, Path]:
+def exported(tmp_path_factory, official_ckpt, official_graph) -> dict[str, Path]:
+    """The official weights with each kind of option; FP32 with the defaults is the session's graph
+    (the same export_onnx call that to_onnx makes)."""
     out = tmp_path_factory.mktemp("onnx")
     paths = {
-        "fp32": (out / "fp32.onnx", []),
         "fp16": (out / "fp16.onnx", ["--fp16"]),
         "fp16-io16-static": (out / "static.onnx", ["--fp16", "--io-dtype", "float16", "--static", "37x53", "--batch", "1"]),
     }
     for path, extra in paths.values():
         assert to_onnx.main(["--ckpt", str(official_ckpt), "-o", str(path), *extra]) == 0
-    return {name: path for name, (path, _) in paths.items()}
+    return {"fp32": official_graph} | {name: path for name, (path, _) in paths.items()}
 
 
 def float64_reference(official_model, x: torch.Tensor) -> np.ndarray:
