@@ -45,7 +45,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
 BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
                   "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt",
-                  "official_ncnn", "site_fp32", "site_fp16", "random_static_graph"}
+                  "official_ncnn", "site_fp32", "site_fp16", "random_static_graph", "random_ncnn"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -207,6 +207,7 @@ def test_an_unreachable_service_is_exit_1(tmp_path, photo, caplog):
     assert "no MSN service answers" in caplog.text
 
 
+@pytest.mark.slow  # starts every command once (about 3 s each)
 def test_every_command_has_a_console_script():
     scripts = {line.split("=")[0].strip() for line in (REPO / "pyproject.toml").read_text().splitlines()
                if line.startswith("msn-")}

@@ -75,6 +75,7 @@ def test_half_precision_weights(tmp_path, random_ckpt, random_ncnn):
     assert all(result.passed and result.psnr_db >= FP16_MIN_PSNR_DB for _, result in done.verification)
 
 
+@pytest.mark.build  # exports an ncnn graph
 def test_nothing_is_written_when_the_files_do_not_compute_msn(tmp_path, random_ckpt, monkeypatch):
     def approximate_gelu(self):  # leave ncnn's own GELU, and make the first one wrong
         gelu = next(layer for layer in self.layers if layer.type == "GELU")
