@@ -145,8 +145,13 @@ class MSNGraph:
             raise MissingFileError(f"ONNX graph {path} does not exist; export one with export/to_onnx.py")
         if path.stat().st_size == 0:
             raise ArtifactError(f"{path} is empty (0 bytes); export it again with export/to_onnx.py")
+        return cls.from_bytes(path.read_bytes(), path)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str | os.PathLike) -> MSNGraph:
+        """`read` for a graph already in memory (e.g. shipped to another process); `path` names it."""
         try:
-            model = onnx.load(path, load_external_data=False)
+            model = onnx.load_from_string(data)  # external data is never loaded: MSN graphs have none
         except Exception as exc:  # protobuf raises several types for foreign or truncated files
             raise ArtifactError(f"{path} is not a readable ONNX model ({type(exc).__name__}); "
                                 "export it with export/to_onnx.py") from None

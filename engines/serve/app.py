@@ -50,7 +50,6 @@ from engines.web.device import (
     browser_graph,
     browser_runtime,
     media_type,
-    page_module,
 )
 from msn import InputError
 
@@ -76,6 +75,7 @@ PAGE_POLICY = ("default-src 'none'; script-src 'sha256-"
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
              "Cross-Origin-Resource-Policy": "same-origin"}
 GRAPH_URL = "/v1/model.onnx"
+BROWSER_HEADERS = {"Cache-Control": "no-cache", **ISOLATION}  # on what the page's "on this device" mode fetches
 
 
 @api.exception_handler(RequestError)
@@ -212,18 +212,16 @@ class MSNIngress:
     @api.get("/")
     async def page(self) -> HTMLResponse:
         """The web page; it needs no token to load (the uploads it sends carry one)."""
-        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY,
-                                           **ISOLATION})
+        return HTMLResponse(PAGE, headers={**BROWSER_HEADERS, "Content-Security-Policy": PAGE_POLICY})
 
     @api.get("/web/config.json")
     async def browser_config(self) -> JSONResponse:
         """Whether the page may offer "on this device", and its settings for it."""
-        return JSONResponse(self.browser.config(GRAPH_URL), headers={"Cache-Control": "no-cache", **ISOLATION})
+        return JSONResponse(self.browser.config(GRAPH_URL), headers=BROWSER_HEADERS)
 
     @api.get("/web/" + MODULE_NAME)
     async def browser_module(self) -> Response:
-        return Response(page_module(), media_type=media_type(MODULE_NAME),
-                        headers={"Cache-Control": "no-cache", **ISOLATION})
+        return Response(self.browser.module, media_type=media_type(MODULE_NAME), headers=BROWSER_HEADERS)
 
     @api.get("/web/ort/{name}")
     async def browser_runtime(self, name: str) -> FileResponse:
@@ -231,7 +229,7 @@ class MSNIngress:
         if path is None:
             state = "on" if self.browser.available else f"off: {self.browser.reason}"
             raise RequestError(404, f"no runtime file {name!r} here (the page's 'on this device' mode is {state})")
-        return FileResponse(path, media_type=media_type(name), headers={"Cache-Control": "no-cache", **ISOLATION})
+        return FileResponse(path, media_type=media_type(name), headers=BROWSER_HEADERS)
 
     @api.get(GRAPH_URL)
     async def graph(self, request: Request) -> Response:
@@ -239,8 +237,7 @@ class MSNIngress:
         self._authorize(request)
         if not self.browser.available:
             raise RequestError(404, f"this service offers no graph to browsers: {self.browser.reason}")
-        return Response(self.browser.graph.data, media_type="application/octet-stream",
-                        headers={"Cache-Control": "no-cache", **ISOLATION})
+        return Response(self.browser.graph.data, media_type="application/octet-stream", headers=BROWSER_HEADERS)
 
     @api.api_route("/v1/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     async def health(self) -> JSONResponse:

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import onnx
-
 from engines.runtime.graph_cache import cached_graph
 from engines.runtime.model_files import ModelFiles
 from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist
-from export.artifacts import GRAPH, ArtifactError, MSNGraph, artifact_kind
+from export.artifacts import GRAPH, MSNGraph, artifact_kind
 from msn import MSNError
 
 MODULE_NAME = "msn-web.js"  # the page's upscaling module, shared with the static site
@@ -41,7 +39,7 @@ def browser_graph(model: ModelFiles, precision: str | None) -> BrowserGraph:
     try:
         if kind is GRAPH:
             data = model.data
-            graph = MSNGraph.of(_parsed(data, model.name), model.name)
+            graph = MSNGraph.from_bytes(data, model.name)
         else:
             path = cached_graph(model.source, precision or "fp32")
             data = path.read_bytes()
@@ -49,13 +47,6 @@ def browser_graph(model: ModelFiles, precision: str | None) -> BrowserGraph:
     except MSNError as exc:
         return BrowserGraph(None, reason=f"{model.name} cannot be given to browsers ({exc})")
     return BrowserGraph(data, graph.scale, graph.metadata.min_input_size)
-
-
-def _parsed(data: bytes, name: str) -> onnx.ModelProto:
-    try:
-        return onnx.load_from_string(data)
-    except Exception:  # protobuf raises several types for foreign or truncated files
-        raise ArtifactError(f"{name} is not a readable ONNX model") from None
 
 
 def browser_runtime(graph: BrowserGraph) -> tuple[Path | None, str]:
@@ -74,6 +65,7 @@ class BrowserFiles:
     def __init__(self, graph: BrowserGraph) -> None:
         self.graph = graph
         self.ort, self.reason = browser_runtime(graph)
+        self.module = (resources.files("engines.web") / "page" / MODULE_NAME).read_bytes()  # read once
 
     @property
     def available(self) -> bool:
@@ -91,11 +83,6 @@ class BrowserFiles:
     def runtime_file(self, name: str) -> Path | None:
         """An onnxruntime-web file the page loads (only those: never a path the client makes up)."""
         return self.ort / name if self.ort is not None and name in ORT_FILES else None
-
-
-def page_module() -> bytes:
-    """The upscaling module the page imports (the static site's, engines/web/page/)."""
-    return (resources.files("engines.web") / "page" / MODULE_NAME).read_bytes()
 
 
 def media_type(name: str) -> str:
