@@ -43,7 +43,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # session's one random graph, engines, the C++ library): a test that uses one is marked for it, so
 # `bash tests/run_all.sh --quick` leaves it out without a mark of its own.
 SERVICE_FIXTURES = {"server", "two_nodes", "cluster", "browser"}
-BUILD_FIXTURES = {"official_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
+BUILD_FIXTURES = {"official_graph", "official_fp16_graph", "random_fp16_graph", "graphs", "built", "fp16_graph", "lib", "exported",
                   "fp32_graph", "random_setup", "report", "training_form_pair", "take_along", "tiny_ckpt",
                   "official_ncnn", "site_fp32", "site_fp16", "random_static_graph", "random_ncnn"}
 
@@ -149,6 +149,13 @@ def official_graph(session_cache, official_ckpt) -> Path:
     """The official weights' FP32 graph (verified), exported once for the whole session and the
     one that the commands run the official checkpoint as on a CPU."""
     return cached_graph(official_ckpt, folder=session_cache / "graphs")
+
+
+@pytest.fixture(scope="session")
+def official_fp16_graph(session_cache, official_ckpt) -> Path:
+    """Its FP16 graph (verified) from the session's cache: the one the static site, the GPU run's
+    take-along folder and `--precision fp16` on a CPU use."""
+    return cached_graph(official_ckpt, "fp16", folder=session_cache / "graphs")
 
 
 @pytest.fixture

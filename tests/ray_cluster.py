@@ -11,9 +11,14 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+# The `ray` beside this interpreter: a suite run as `.venv/bin/python -m pytest` has no venv on PATH.
+RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def free_port() -> int:
@@ -77,9 +82,9 @@ def two_node_cluster(extra_env: dict[str, str] | None = None):
            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": PROXY_READY_TIMEOUT_S, **(extra_env or {})}
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
-        subprocess.run(["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+        subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
                        env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run(["ray", "start", "--address", f"127.0.0.1:{port}", *common,
+        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", *common,
                         "--resources", json.dumps({"second_node": 1})],
                        env=env, check=True, capture_output=True, timeout=120)
         yield f"127.0.0.1:{port}", tmpdir, auth

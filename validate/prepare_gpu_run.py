@@ -6,8 +6,8 @@ with the project installed and a package registry:
 
 GPU machines lent for a few minutes often have torch but no registry, and only the repository
 travels there. So this copies the checkpoint and the float64 reference photos out of the shared
-folder, exports the FP32 and FP16 ONNX graphs here (the exporter needs onnxsim, which such a
-machine lacks), and downloads the cp312 manylinux wheels of what the suite imports and such
+folder, copies the FP32 and FP16 ONNX graphs from this machine's graph cache (exporting them
+there first if need be: the exporter needs onnxsim, which such a machine lacks), and downloads the cp312 manylinux wheels of what the suite imports and such
 machines lack (PyAV for the video rows, pypng, tqdm), which validate/gpu_suite.sh unpacks at run
 time. It refuses (before downloading) when the folder and the source tree together would exceed
 --limit-mb, and writes MANIFEST.json with each file's sha256.
@@ -78,11 +78,11 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
     shutil.copyfile(checkpoint, out / CHECKPOINT)
     shutil.copytree(references, out / REFERENCES, dirs_exist_ok=True, copy_function=shutil.copyfile)
     if graphs:
-        from export import ExportOptions, export_onnx
+        from engines.runtime.graph_cache import cached_graph
 
         (out / "graphs").mkdir(exist_ok=True)
-        for name, options in (("msn_x4_fp32.onnx", ExportOptions()), ("msn_x4_fp16.onnx", ExportOptions(fp16=True))):
-            export_onnx(out / CHECKPOINT, out / "graphs" / name, options)
+        for precision in ("fp32", "fp16"):
+            shutil.copyfile(cached_graph(checkpoint, precision), out / "graphs" / f"msn_x4_{precision}.onnx")
     if wheels:
         (out / "wheels").mkdir(exist_ok=True)
         for package, version in WHEELS.items():

@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from engines.runtime.graph_cache import cached_graph
 from engines.runtime.tiling import TILE_OVERLAP, check_tiling
 from export.artifacts import GRAPH, MSNGraph, artifact_kind
-from export.onnx_export import export_onnx
-from export.onnx_graph import ExportOptions
 from msn import MissingFileError, UsageError
 from msn.files import check_folder_writable, give_usual_permissions
 
@@ -80,7 +79,7 @@ def check_options(options: SiteOptions) -> None:
 
 def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | None:
     """The ONNX graph `model` already is (checked against `precision`), or None for a checkpoint
-    (exported in `precision`); UsageError for what browsers cannot run."""
+    (its graph comes from the cache); UsageError for what browsers cannot run."""
     kind = artifact_kind(model)
     if kind.weights:
         return None
@@ -100,8 +99,9 @@ def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | No
 def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official",
                 options: SiteOptions | None = None) -> WebSite:
     """Write the in-browser upscaler into `folder` (new, or empty) for `model`, a checkpoint (or
-    known name), exported to ONNX here, or an ONNX graph from export/to_onnx.py, copied. Everything
-    is checked before any work, and the folder appears complete or not at all."""
+    known name), whose graph comes from the cache (exported there once, as msn-upscale's default
+    does), or an ONNX graph from export/to_onnx.py. Either is copied. Everything is checked before
+    any work, and the folder appears complete or not at all."""
     options = options or SiteOptions()
     check_options(options)
     graph = site_graph(model, options.precision)
@@ -113,15 +113,13 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
         raise MissingFileError(f"folder {parent} does not exist")
     check_folder_writable(parent)
     dist = ort_web_dist()
+    if graph is None:
+        graph = MSNGraph.read(cached_graph(model, options.precision or "fp16"))
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
     give_usual_permissions(staging)  # a web server must read it
     try:
-        if graph is None:
-            metadata = export_onnx(model, staging / GRAPH_NAME,
-                                   ExportOptions(fp16=options.precision != "fp32")).metadata
-        else:
-            shutil.copyfile(graph.path, staging / GRAPH_NAME)
-            metadata = graph.metadata
+        shutil.copyfile(graph.path, staging / GRAPH_NAME)
+        metadata = graph.metadata
         (staging / "ort").mkdir()
         for name in ORT_FILES:
             shutil.copyfile(dist / name, staging / "ort" / name)

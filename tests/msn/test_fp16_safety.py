@@ -34,14 +34,21 @@ MIN_PSNR_DB = {"photo": 60.0, "saturated": 40.0, "noise": 40.0}
 
 
 @pytest.mark.slow
+def test_naive_half_overflows_on_a_photo(official_model):
+    """The authors' statistics in float16 overflow at this size (shown once, on the photo: each
+    float16 forward here takes ~20 s on a CPU)."""
+    with torch.no_grad():
+        naive = converted(official_model, torch.float16)(real_looking_input().half())
+    assert not torch.isfinite(naive).all(), "expected the authors' float16 statistics to overflow"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", INPUTS)
-def test_naive_half_overflows_but_inference_form_does_not(official_model, kind):
+def test_the_inference_form_in_half_stays_finite_and_close(official_model, kind):
     x = INPUTS[kind]()
     with torch.no_grad():
-        naive = converted(official_model, torch.float16)(x.half())
         safe = to_inference_form(official_model).half()(x.half())
         reference = official_model(x)
-    assert not torch.isfinite(naive).all(), "expected the authors' float16 statistics to overflow"
     assert torch.isfinite(safe).all()
     assert psnr(to_hwc(safe), to_hwc(reference)) >= MIN_PSNR_DB[kind]
 

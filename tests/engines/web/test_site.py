@@ -22,15 +22,18 @@ PAGE_TIMEOUT_S = 300  # a bound for hangs on a busy machine; a photo takes secon
 
 @pytest.fixture(scope="module")
 def site_fp32(tmp_path_factory, official_graph):
-    """From the session's FP32 graph (export_site copies a graph; the FP16 site exports its checkpoint)."""
+    """From the session's FP32 graph (export_site copies a graph as it is)."""
     site = export_site(tmp_path_factory.mktemp("web") / "fp32", official_graph)
     assert site.graph.read_bytes() == official_graph.read_bytes()
     return site
 
 
 @pytest.fixture(scope="module")
-def site_fp16(tmp_path_factory, official_ckpt):
-    return export_site(tmp_path_factory.mktemp("web") / "fp16", official_ckpt, SiteOptions(precision="fp16"))
+def site_fp16(tmp_path_factory, official_ckpt, official_fp16_graph):
+    """From the checkpoint: its graph is the cache's."""
+    site = export_site(tmp_path_factory.mktemp("web") / "fp16", official_ckpt, SiteOptions(precision="fp16"))
+    assert site.graph.read_bytes() == official_fp16_graph.read_bytes()
+    return site
 
 
 def in_page(browser, url, image, query="") -> dict:
