@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 # The `ray` beside this interpreter: a suite run as `.venv/bin/python -m pytest` has no venv on PATH.
 RAY = str(Path(sys.executable).with_name("ray"))
 

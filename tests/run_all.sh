@@ -16,7 +16,7 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then
 fi
 python -m ruff check . || exit 1
 if [ "$quick" -eq 1 ]; then
-  python -m pytest -q -ra -m "not slow and not service and not build and not gpu" --durations=10 tests
+  python -m pytest -q -ra -m "not slow and not service and not build and not gpu" --durations=25 tests
   exit $?
 fi
 python -m pytest -q -ra --durations=30 tests

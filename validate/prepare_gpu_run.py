@@ -7,10 +7,11 @@ with the project installed and a package registry:
 GPU machines lent for a few minutes often have torch but no registry, and only the repository
 travels there. So this copies the checkpoint and the float64 reference photos out of the shared
 folder, copies the FP32 and FP16 ONNX graphs from this machine's graph cache (exporting them
-there first if need be: the exporter needs onnxsim, which such a machine lacks), and downloads the cp312 manylinux wheels of what the suite imports and such
-machines lack (PyAV for the video rows, pypng, tqdm), which validate/gpu_suite.sh unpacks at run
-time. It refuses (before downloading) when the folder and the source tree together would exceed
---limit-mb, and writes MANIFEST.json with each file's sha256.
+there first if need be: the exporter needs onnxsim, which such a machine lacks), and downloads
+the cp312 manylinux wheels of what the suite imports and such machines lack (PyAV for the video
+rows, pypng, tqdm), which validate/gpu_suite.sh unpacks at run time. It refuses (before
+downloading) when the folder and the source tree together would exceed --limit-mb, and writes
+MANIFEST.json with each file's sha256.
 """
 
 from __future__ import annotations

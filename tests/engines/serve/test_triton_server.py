@@ -20,6 +20,9 @@ from tests.conftest import REPO
 
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[triton]')")
 TRITON = REPO / ".triton" / "pytriton" / "tritonserver"
+# On SIGTERM tritonserver waits this long for its models to unload; its default of 30 s was all
+# spent waiting on the Python backend's stub at every run.
+EXIT_TIMEOUT_S = 5
 SERVER = TRITON / "bin" / "tritonserver"
 
 pytestmark = pytest.mark.service
@@ -49,7 +52,7 @@ def server(tmp_path_factory, random_ckpt):
     proc = subprocess.Popen([str(SERVER), "--model-repository", str(repo), "--backend-directory",
                              str(TRITON / "backends"), "--http-address", "127.0.0.1", "--http-port", str(http_port),
                              "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc_port),
-                             "--allow-metrics", "false"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--allow-metrics", "false", "--exit-timeout-secs", str(EXIT_TIMEOUT_S)], env=env, stdout=log, stderr=subprocess.STDOUT)
     client = http.InferenceServerClient(f"127.0.0.1:{http_port}")
     deadline = time.monotonic() + 120
     try:
