@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engines.runtime.graph_cache import cached_graph
 from engines.runtime.model_files import ModelFiles
-from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist
+from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist, page_settings
 from export.artifacts import GRAPH, MSNGraph, artifact_kind
 from msn import MSNError
 
@@ -75,10 +75,8 @@ class BrowserFiles:
         """The page's settings for the mode (the browser's own pixel limit and tile size)."""
         if not self.available:
             return {"available": False, "reason": self.reason}
-        options = SiteOptions()
-        return {"available": True, "graph": graph_url, "graph_bytes": len(self.graph.data), "scale": self.graph.scale,
-                "min_size": self.graph.min_size, "tile": options.tile, "overlap": options.overlap,
-                "max_pixels": options.max_pixels}
+        return {"available": True, "graph": graph_url, "graph_bytes": len(self.graph.data),
+                **page_settings(self.graph.scale, self.graph.min_size, SiteOptions())}
 
     def runtime_file(self, name: str) -> Path | None:
         """An onnxruntime-web file the page loads (only those: never a path the client makes up)."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -77,6 +77,13 @@ def check_options(options: SiteOptions) -> None:
         raise UsageError(f"max pixels {options.max_pixels} is below one {options.tile}x{options.tile} tile")
 
 
+def page_settings(scale: int, min_size: int, options: SiteOptions) -> dict[str, object]:
+    """What msn-web.js upscales with, on the static page and msn-serve's alike: the graph's scale
+    and smallest input, the tiling and the pixel limit."""
+    return {"scale": scale, "min_size": min_size, "tile": options.tile, "overlap": options.overlap,
+            "max_pixels": options.max_pixels}
+
+
 def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | None:
     """The ONNX graph `model` already is (checked against `precision`), or None for a checkpoint
     (its graph comes from the cache); UsageError for what browsers cannot run."""
@@ -126,8 +133,8 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
         page = resources.files("engines.web") / "page"
         for name in PAGE_FILES:
             (staging / name).write_bytes((page / name).read_bytes())
-        config = {**asdict(options), "precision": metadata.precision, "graph": GRAPH_NAME, "scale": metadata.scale,
-                  "min_size": metadata.min_input_size, "ort_web": ORT_WEB_VERSION}
+        config = {"precision": metadata.precision, "graph": GRAPH_NAME, "ort_web": ORT_WEB_VERSION,
+                  **page_settings(metadata.scale, metadata.min_input_size, options)}
         (staging / "config.json").write_text(json.dumps(config, indent=2))
         if folder.exists():
             folder.rmdir()  # empty, checked above
