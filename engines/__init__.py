@@ -15,19 +15,16 @@ import msn.threads  # noqa: F401
 # isort: split
 
 from engines.runtime import (
+    BACKEND_CHOICES,
     BACKENDS,
-    DEVICES,
     DeviceError,
     Engine,
     EngineError,
     ShapeProfile,
-    auto_backend,
-    check_device,
+    Target,
     load,
-    resolve_backend,
-    thread_options,
 )
 from msn import MSNError
 
-__all__ = ["BACKENDS", "DEVICES", "DeviceError", "Engine", "EngineError", "MSNError",
-           "ShapeProfile", "auto_backend", "check_device", "load", "resolve_backend", "thread_options"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile",
+           "Target", "load"]

@@ -27,7 +27,6 @@ from engines.media.images import MAX_PIXELS
 from engines.media.target import TargetSize
 from engines.media.video import VideoError, VideoOptions, is_video
 from engines.runtime.tiling import TILE_OVERLAP
-from export.artifacts import PRECISIONS
 from msn import MIN_INPUT_SIZE, UsageError
 from msn.cli import (
     EXIT_FAILED,
@@ -41,6 +40,7 @@ from msn.cli import (
     positive_int,
     run_cli,
 )
+from msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.upscale")
 
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="output folder (or image file name, for one input); end it in / to force a folder")
     p.add_argument("--model", default="official",
                    help="checkpoint, .onnx, .plan or ncnn .param (default: official checkpoint)")
-    p.add_argument("--backend", default="auto", choices=runtime.BACKENDS,
+    p.add_argument("--backend", default=runtime.AUTO, choices=runtime.BACKEND_CHOICES,
                    help="auto (default): on a CPU, OpenVINO (a checkpoint as its graph, exported once into the cache); "
                         "torch: eager PyTorch")
     p.add_argument("--device", default="cpu",
@@ -116,13 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: upscale_image_files(args, tile), verbose=args.verbose)
 
 
+def target_of_args(args: argparse.Namespace) -> runtime.Target:
+    return runtime.Target(args.backend, args.device, args.precision)
+
+
 def upscale_image_files(args: argparse.Namespace, tile: int | None) -> int:
     """Every check before the model loads (engines.jobs.folder.plan_job); exit 1 when any image failed."""
     for flag, value in (("--segment-seconds", args.segment_seconds), ("--reuse-repeats", args.reuse_repeats)):
         if value is not None:
             raise UsageError(f"{flag} is for videos; the inputs are images")
-    job = FolderJob(inputs=args.inputs, output=args.output, model=args.model, backend=args.backend,
-                    device=args.device, precision=args.precision,
+    job = FolderJob(inputs=args.inputs, output=args.output, model=args.model, runs_on=target_of_args(args),
                     options=ImageOptions(tile, args.overlap, target_of(args), args.max_pixels),
                     suffix=f".{args.format}" if args.format else None, recursive=args.recursive,
                     overwrite=args.overwrite, workers=args.workers, ray=args.ray,
@@ -145,7 +148,7 @@ def upscale_video_file(args: argparse.Namespace, tile: int | None) -> int:
         raise UsageError("--recursive is for folders of images; give one video")
     options = VideoOptions(args.codec, args.pix_fmt, args.crf, args.batch, tile, args.overlap,
                            dict(args.encoder_option), target_of(args), args.reuse_repeats)
-    job = VideoJob(args.inputs[0], args.output, args.model, args.backend, args.device, args.precision, options,
+    job = VideoJob(args.inputs[0], args.output, args.model, target_of_args(args), options,
                    args.overwrite, args.segment_seconds, args.workers, args.ray)
     report = run_video_job(job)
     segments = (f" in {report.segments} segments ({report.kept} kept from before)"

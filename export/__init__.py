@@ -6,7 +6,7 @@
     repo = export.write_triton_repository(plan.path, "model_repository")
 
 Each returns a small result object and raises an `msn.MSNError` subclass. The names load their
-modules on first use, so that reading an artifact (export.artifacts) never loads the exporter.
+modules on first use, so that reading an artifact (msn.formats) never loads the exporter.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ _API = {
     "build_engine": "export.trt_build",
     "TritonRepository": "export.triton_repo",
     "write_triton_repository": "export.triton_repo",
-    "ArtifactError": "export.artifacts",
-    "EngineSidecar": "export.artifacts",
-    "GraphMetadata": "export.artifacts",
-    "MSNGraph": "export.artifacts",
+    "ArtifactError": "msn.formats.precision",
+    "EngineSidecar": "msn.formats.sidecar",
+    "GraphMetadata": "msn.formats.graph",
+    "MSNGraph": "msn.formats.graph",
 }
 
 __all__ = sorted(_API)

@@ -18,8 +18,8 @@ from export import defaults
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
-from export.trt_compat import import_tensorrt
 from msn.cli import nhw_shape, positive_int, run_cli
+from msn.formats.tensorrt import import_tensorrt
 
 
 def _shape_text(shape: tuple[int, int, int]) -> str:

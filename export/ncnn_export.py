@@ -5,7 +5,7 @@ pnnx converts the traced inference form; it is traced at two input sizes so that
 into the graph (ESA's resize back to the input's size stays tied to the input). The converted
 graph is then fitted to the apps' convention (input blob `data`, output blob `output`, RGB in
 [0, 1] in and out), its GELUs are rewritten exactly and its statistics are kept in FP32 when ncnn
-runs the rest in FP16 (export.ncnn_param). The files are run on
+runs the rest in FP16 (msn.formats.ncnn_param). The files are run on
 ncnn's CPU path against the PyTorch training form and renamed into place only when they pass.
 """
 
@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from export.ncnn_net import NcnnNet, weights_path
-from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
 from export.onnx_graph import ExportError
 from export.parity import ParityResult, judge
-from export.verify import VerificationError, smooth_test_image
+from export.verify import VerificationError
 from msn import MIN_INPUT_SIZE, MSN, UsageError, build_model, read_checkpoint, to_inference_form
 from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
+from msn.formats.ncnn_net import NcnnNet, weights_path
+from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+from msn.sample_images import smooth_test_image
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import onnx
 import torch
 
-from export.artifacts import GraphMetadata
 from export.onnx_graph import ExportOptions, export_graph
 from export.parity import ParityResult
 from export.verify import VerificationError, verify_onnx
 from msn import MIN_INPUT_SIZE, build_model, read_checkpoint, to_inference_form
 from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
+from msn.formats.graph import GraphMetadata
 
 log = logging.getLogger(__name__)
 

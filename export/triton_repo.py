@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export import defaults
-from export.artifacts import ENGINE, GRAPH, EngineSidecar, MSNGraph, artifact_kind, locate_artifact, sidecar_path
 from msn import MissingFileError, UsageError, read_checkpoint
 from msn.cli import non_negative_int, positive_int, run_cli
 from msn.files import make_output_folder
+from msn.formats.graph import MSNGraph
+from msn.formats.kinds import ENGINE, GRAPH, artifact_kind, locate_artifact
+from msn.formats.sidecar import EngineSidecar, sidecar_path
 
 log = logging.getLogger("msn.triton_repo")
 

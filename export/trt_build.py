@@ -1,6 +1,6 @@
 """Build a TensorRT (or TensorRT-RTX) engine from an MSN ONNX graph, with its JSON sidecar.
 
-The sidecar (`export.artifacts.EngineSidecar`) records everything that invalidates an engine
+The sidecar (`msn.formats.sidecar.EngineSidecar`) records everything that invalidates an engine
 (TensorRT flavour and version, target GPU or compute capabilities, precision, profile, ONNX
 sha256), so that the runtime can say what to rebuild instead of failing inside TensorRT.
 """
@@ -19,11 +19,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from export import defaults
-from export.artifacts import EngineSidecar, MSNGraph, TensorIO, canonical_dtype, sidecar_path
-from export.trt_compat import TensorRT, import_tensorrt
 from msn import MIN_INPUT_SIZE, MSNError, UsageError, sha256_of
 from msn.checkpoint import cache_dir
 from msn.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
+from msn.formats.graph import MSNGraph
+from msn.formats.precision import canonical_dtype
+from msn.formats.sidecar import EngineSidecar, TensorIO, sidecar_path
+from msn.formats.tensorrt import TensorRT, current_gpu, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +87,6 @@ class EngineResult:
     sidecar: EngineSidecar
     size_bytes: int
     seconds: float
-
-
-def current_gpu() -> dict[str, str] | None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability()
-            return {"name": torch.cuda.get_device_name(), "compute_capability": f"SM{major}{minor}"}
-    except ImportError:
-        pass
-    return None
 
 
 def target_label(settings: BuildSettings) -> str:

@@ -12,26 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from export.parity import ParityResult, judge
 from msn import MSN, MSNError
+from msn.sample_images import smooth_test_image
 
 log = logging.getLogger(__name__)
 
 
-
-
 class VerificationError(MSNError):
     """The exported graph does not compute what the PyTorch model computes (exit 1: the work failed)."""
-
-
-def smooth_test_image(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """A photo-like random input: coarse noise upscaled bicubically (pure pixel noise is far
-    outside what MSN sees, and drives float16 activations into ranges no photo reaches)."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n, 3, max(2, h // 8), max(2, w // 8), generator=g)
-    return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def run_onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ import torch
 
 import export
 from engines.runtime.graph_cache import cached_graph
-from export.verify import smooth_test_image
 from msn import build_model, random_model, read_checkpoint
+from msn.sample_images import smooth_test_image
 from validate.chromium import chromium_missing, headless_chromium
 from validate.reference import ReferenceCase, load_reference_cases
 

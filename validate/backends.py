@@ -111,7 +111,7 @@ def ncnn_candidates(params: list[Path]) -> list[Candidate]:
     Vulkan device in FP32 and FP16. lavapipe, Debian's Vulkan on the CPU, is checked for parity
     but not timed: its speed says nothing about a GPU."""
     from engines.runtime.ncnn_engine import NcnnEngine
-    from export.ncnn_net import vulkan_devices
+    from msn.formats.ncnn_net import vulkan_devices
 
     devices = vulkan_devices()
     no_vulkan = None if devices else "ncnn finds no Vulkan device here (Debian: mesa-vulkan-drivers libvulkan1)"

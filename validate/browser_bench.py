@@ -28,11 +28,11 @@ from PIL import Image
 
 import engines
 from engines.web import SiteOptions, WebSite, export_site, serving
-from export.verify import smooth_test_image
 from msn import MissingFileError
 from msn.cli import positive_int, run_cli
 from msn.files import make_output_folder
 from msn.metrics import to_uint8
+from msn.sample_images import smooth_test_image
 from validate.chromium import chromium_missing, headless_chromium
 from validate.machine import machine_info, machine_line
 from validate.tables import markdown_table

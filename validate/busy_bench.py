@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 import requests
 
-from export.verify import smooth_test_image
 from msn.checkpoint import CACHE_ENV, resolve_checkpoint
 from msn.cli import display_size, non_negative_int, positive_int, run_cli
 from msn.files import make_output_folder
+from msn.sample_images import smooth_test_image
 from validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
 from validate.loadtest import load_test
 from validate.machine import machine_info, machine_line

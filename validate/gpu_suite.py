@@ -39,10 +39,10 @@ import engines
 from engines.runtime.base import Engine
 from engines.runtime.torch_engine import TorchEngine
 from export.parity import FP16_MIN_PSNR_DB
-from export.verify import smooth_test_image
 from msn import load_model, random_model
 from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
+from msn.sample_images import smooth_test_image
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol, ntire_table
 from validate.parity import compare, parity_images, parity_table

@@ -36,10 +36,10 @@ import engines
 from engines.jobs.manifest import MANIFEST_NAME, Manifest
 from engines.jobs.tree import output_name
 from engines.media.images import read_image, write_image
-from export.artifacts import read_artifact_header
 from msn import MissingFileError
 from msn.cli import positive_int, run_cli
 from msn.files import make_output_folder
+from msn.formats.kinds import read_artifact_header
 from validate.machine import machine_info, machine_line
 from validate.tables import markdown_table
 from validate.video_bench import synthetic_clip

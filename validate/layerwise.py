@@ -28,12 +28,12 @@ import numpy as np
 import onnx
 
 from engines.media.images import read_image
-from export.artifacts import MSNGraph
-from export.verify import smooth_test_image
 from msn import MissingFileError, UsageError
 from msn.cli import EXIT_FAILED, non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
+from msn.formats.graph import MSNGraph
 from msn.metrics import tensor_error
+from msn.sample_images import smooth_test_image
 from msn.validation import check_batch
 from validate.tables import markdown_table
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from export.verify import smooth_test_image
 from msn import MSN
+from msn.sample_images import smooth_test_image
 from msn.validation import inputs_checked
 from validate.tables import markdown_table
 from validate.timing import measure_cold

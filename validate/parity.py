@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from engines.runtime.base import Engine
-from export.verify import smooth_test_image
 from msn.metrics import error_stats, psnr_y
+from msn.sample_images import smooth_test_image
 from validate.reference import load_reference_cases
 from validate.tables import markdown_table
 from validate.variants import BASELINE

@@ -24,15 +24,15 @@ import numpy as np
 import torch
 
 from engines.runtime.base import Engine
-from export.artifacts import read_artifact_header
 from export.ncnn_export import NcnnExportOptions, export_ncnn
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
 from export.parity import FP16_MIN_PSNR_DB
-from export.verify import smooth_test_image
 from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
 from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
 from msn.files import make_output_folder
+from msn.formats.kinds import read_artifact_header
+from msn.sample_images import smooth_test_image
 from validate import layerwise
 from validate import report as reporting
 from validate.backends import (

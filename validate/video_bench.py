@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="msn-video-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="anything engines.load takes")
-    p.add_argument("--backend", default="auto", choices=engines.BACKENDS)
+    p.add_argument("--backend", default="auto", choices=engines.BACKEND_CHOICES)
     p.add_argument("--input", type=Path, help="a video (default: a synthetic clip)")
     p.add_argument("--size", type=hw_size, default=(360, 640), help="HxW of the synthetic clip (default 360x640)")
     p.add_argument("--frames", type=positive_int, default=24, help="frames of the synthetic clip")

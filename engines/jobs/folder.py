@@ -25,11 +25,12 @@ from engines.jobs.work import ImageOptions, stored_size
 from engines.media.images import IMAGE_SUFFIXES, read_header
 from engines.runtime.base import Engine
 from engines.runtime.model_files import ModelFiles
+from engines.runtime.targets import Target
 from engines.runtime.tiling import check_tiling
-from export.artifacts import read_artifact_header
 from msn import MissingFileError, PathError, UsageError
 from msn.cli import interrupts_deferred
 from msn.files import atomic_output, check_folder_writable, check_writable
+from msn.formats.kinds import read_artifact_header
 
 log = logging.getLogger("msn.upscale")
 
@@ -41,9 +42,7 @@ class FolderJob:
     inputs: list[Path]
     output: Path  # a folder; or the output image's name when there is one input
     model: str = "official"
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str | None = None
+    runs_on: Target = Target()  # the backend, device and precision asked for ("auto": by file type)
     options: ImageOptions = field(default_factory=ImageOptions)
     suffix: str | None = None  # output format (".png", ".jpg"); None keeps each input's
     recursive: bool = False
@@ -73,6 +72,7 @@ class _Plan:
     model: ModelFiles
     manifest: Manifest | None
     report: JobReport
+    target: Target
 
 
 def writes_one_file(output: Path, inputs: int, as_folder: bool = False) -> bool:
@@ -117,8 +117,8 @@ def plan_job(job: FolderJob) -> _Plan:
             raise MissingFileError(f"input {path} does not exist")
     to_file = _single_input(job.inputs) and writes_one_file(job.output, 1, job.output_is_folder)
     prepare_output(job.output, to_file, as_folder=job.output_is_folder)
-    backend = runtime.resolve_backend(job.backend, job.model, job.device)  # by name: before a model is read
-    header = read_artifact_header(job.model, job.precision)
+    target = job.runs_on.resolve(job.model)  # by name: before a model is read
+    header = read_artifact_header(job.model, target.precision)
     tasks = find_tasks(job.inputs, job.output, recursive=job.recursive, suffix=job.suffix, scale=header.scale,
                        to_file=to_file)
     if job.options.target is not None and len(tasks) == 1:  # one image: a target it cannot reach is bad usage
@@ -128,7 +128,7 @@ def plan_job(job: FolderJob) -> _Plan:
         job.options.target.output_size(image.width if swapped else image.height,
                                        image.height if swapped else image.width, header.scale)
     model = ModelFiles.read(job.model)
-    settings = JobSettings(model.sha256, backend, header.precision, header.scale, job.options.tile,
+    settings = JobSettings(model.sha256, target.backend, header.precision, header.scale, job.options.tile,
                            job.options.overlap, job.suffix, _target_text(job))
     manifest = None if to_file else Manifest(job.output / MANIFEST_NAME, claim=True)
     report = JobReport()
@@ -140,7 +140,7 @@ def plan_job(job: FolderJob) -> _Plan:
         raise
     # Images of one size together: a per-shape backend (OpenVINO) compiles each size once.
     todo.sort(key=lambda t: stored_size(t.src))
-    return _Plan(todo, settings, model, manifest, report)
+    return _Plan(todo, settings, model, manifest, report, target)
 
 
 def _target_text(job: FolderJob) -> str | None:
@@ -185,17 +185,17 @@ def _still_to_do(tasks: list[Task], job: FolderJob, settings: JobSettings, manif
     return todo
 
 
-def load_engines(job: FolderJob, model: ModelFiles, backend: str) -> list[Engine]:
+def load_engines(job: FolderJob, model: ModelFiles, target: Target) -> list[Engine]:
     """One engine per worker; OpenVINO and ONNX Runtime engines share the cores between them."""
     workers = job.workers or 1
     cores = len(os.sched_getaffinity(0))
-    if job.device == "cpu" and workers > cores:
+    if target.device == "cpu" and workers > cores:
         # Each engine holds its own weights and buffers (measured: 99 engines 1.86 GB vs 0.41 GB) and
         # more engines than cores only take turns.
         log.warning("--workers %d is more than the %d CPU cores here; using %d", workers, cores, cores)
         workers = cores
-    options = runtime.thread_options(backend, runtime.share_of_cores(workers) if workers > 1 else None)
-    return [model.load(backend, device=job.device, precision=job.precision, **options) for _ in range(workers)]
+    options = target.thread_options(runtime.share_of_cores(workers) if workers > 1 else None)
+    return [model.load(target, **options) for _ in range(workers)]
 
 
 def run_folder_job(job: FolderJob) -> JobReport:
@@ -260,11 +260,11 @@ def _run(plan: _Plan, job: FolderJob, finish) -> None:
     if job.ray is None:
         from engines.jobs.pipeline import run_pipelined
 
-        run_pipelined(plan.todo, load_engines(job, plan.model, plan.settings.backend), job.options, finish)
+        run_pipelined(plan.todo, load_engines(job, plan.model, plan.target), job.options, finish)
     else:
         from engines.jobs.on_ray import run_on_ray
 
-        run_on_ray(plan.todo, plan.model, plan.settings.backend, job, finish)
+        run_on_ray(plan.todo, plan.model, plan.target, job, finish)
 
 
 def _write_new(path: Path, data: bytes, before_rename: Callable[[], None]) -> None:

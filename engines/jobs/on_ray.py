@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engines import runtime
 from engines.jobs.ray_cluster import connect
 from engines.jobs.tree import Task
 from engines.jobs.work import ImageOptions, failure, upscale_image
 from engines.media.images import read_image
 from engines.media.upscaled import encode_upscaled
 from engines.runtime.model_files import ModelFiles
+from engines.runtime.targets import Target
 from msn import MSNError, UsageError
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,12 @@ MAX_BLOCKS = 4096
 class ImageUpscaler:
     """The Ray Data batch function: one engine per actor, one row per image."""
 
-    def __init__(self, model: ModelFiles, backend: str, device: str, precision: str | None,
-                 options: ImageOptions) -> None:
+    def __init__(self, model: ModelFiles, target: Target, options: ImageOptions) -> None:
         import ray
 
         # One thread: an actor takes one CPU (or a share of one).
-        threads = runtime.thread_options(backend, 1 if device == "cpu" else None)
-        self.engine = model.load(backend, device=device, precision=precision, **threads)
+        threads = target.thread_options(1 if target.device == "cpu" else None)
+        self.engine = model.load(target, **threads)
         self.options = options
         self.node = ray.get_runtime_context().get_node_id()
 
@@ -91,7 +90,7 @@ def _stop_fetching(arriving: Iterator, threads: set[threading.Thread], timeout_s
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_on_ray(todo: list[Task], model: ModelFiles, backend: str, job, finish) -> None:
+def run_on_ray(todo: list[Task], model: ModelFiles, target: Target, job, finish) -> None:
     """Run `todo` through an actor pool; `finish` is called on the driver as each image arrives."""
     import ray
     import ray.data
@@ -102,13 +101,12 @@ def run_on_ray(todo: list[Task], model: ModelFiles, backend: str, job, finish) -
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver's own bar counts images
         context.actor_prefetcher_enabled = True  # no prefetching thread here (see _stop_fetching)
-        workers, resources = actor_resources(job.workers, job.device)
+        workers, resources = actor_resources(job.workers, target.device)
         log.info("%d images on %d Ray workers", len(todo), workers)
         rows = [{"index": i, "src": str(t.src.resolve()), "suffix": t.dst.suffix} for i, t in enumerate(todo)]
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS)).map_batches(
             ImageUpscaler, batch_size=1, concurrency=workers, **resources,
-            fn_constructor_kwargs={"model": model, "backend": backend, "device": job.device,
-                                   "precision": job.precision, "options": job.options})
+            fn_constructor_kwargs={"model": model, "target": target, "options": job.options})
         seen: set[int] = set()
         threads_before = set(threading.enumerate())
         arriving = iter(dataset.iter_rows())

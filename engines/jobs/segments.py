@@ -49,6 +49,7 @@ from engines.media.video import (
     upscale_video,
 )
 from engines.runtime.model_files import ModelFiles
+from engines.runtime.targets import Target
 from msn.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger("msn.upscale")
@@ -77,9 +78,7 @@ class SegmentJob:
     """How the segments of one video are made (the fields a part's plan records)."""
 
     model: ModelFiles
-    backend: str
-    device: str
-    precision: str | None
+    target: Target  # resolved for the model
     options: VideoOptions
     seconds: float
     workers: int = WORKERS
@@ -87,7 +86,7 @@ class SegmentJob:
 
     def digest(self, windows: list[Window]) -> str:
         options = asdict(self.options) | {"target": repr(self.options.target)}
-        fields = {"model": self.model.sha256, "backend": self.backend, "precision": self.precision,
+        fields = {"model": self.model.sha256, "backend": self.target.backend, "precision": self.target.precision,
                   "options": options, "windows": [[w.start, w.end] for w in windows]}
         return settings_digest(fields)
 
@@ -179,8 +178,7 @@ def _part_record(report: VideoReport) -> dict:
 
 def _load_engine(job: SegmentJob, threads: int):
     """The worker's engine, with its share of the cores (the segment workers run side by side)."""
-    return job.model.load(job.backend, device=job.device, precision=job.precision,
-                          **runtime.thread_options(job.backend, threads))
+    return job.model.load(job.target, **job.target.thread_options(threads))
 
 
 # A local worker process: the job and its engine, loaded once.
@@ -244,7 +242,7 @@ def _run_on_ray(job: SegmentJob, src: Path, folder: Path, todo: list[tuple[int, 
 
     connect(job.ray)
     try:
-        gpu = job.device.startswith("cuda")
+        gpu = job.target.device.startswith("cuda")
         task = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=3)(_part_on_ray)
         job_ref = ray.put(job)
         pending = {task.remote(job_ref, str(src.resolve()), window): index for index, window in todo}

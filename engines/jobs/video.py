@@ -27,10 +27,11 @@ from engines.media.video import (
     upscale_video,
 )
 from engines.runtime.model_files import ModelFiles
+from engines.runtime.targets import Target
 from engines.runtime.tiling import check_tiling
-from export.artifacts import read_artifact_header
 from msn import MissingFileError, UsageError
 from msn.files import check_writable, refuse_overwriting_inputs
+from msn.formats.kinds import read_artifact_header
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,7 @@ class VideoJob:
     src: Path
     output: Path  # a video file name, or a folder to write `<stem>_x<scale><suffix>` into
     model: str = "official"
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str | None = None
+    runs_on: Target = Target()  # the backend, device and precision asked for ("auto": by file type)
     options: VideoOptions = field(default_factory=VideoOptions)
     overwrite: bool = False
     segment_seconds: float | None = None  # None: one process; else segments of about this length
@@ -98,8 +97,8 @@ def plan_video_job(job: VideoJob) -> Path:
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     if not is_video(job.output) and not job.output.suffix:
         prepare_output(job.output, to_file=False)
-    runtime.resolve_backend(job.backend, job.model, job.device)  # by name: before a model is read or downloaded
-    header = read_artifact_header(job.model, job.precision)
+    job.runs_on.resolve(job.model)  # by name: before a model is read or downloaded
+    header = read_artifact_header(job.model, job.runs_on.precision)
     check_target(job.src, header.scale, options)
     dst = video_output_path(job.src, job.output, header.scale)
     if dst != job.output:  # named after the input in that folder: its container is known only now
@@ -116,13 +115,12 @@ def run_video_job(job: VideoJob) -> VideoJobReport:
     dst = plan_video_job(job)
     if job.segment_seconds is not None:
         model = ModelFiles.read(job.model)
-        backend = runtime.resolve_backend(job.backend, model.name, job.device)
-        segment_job = SegmentJob(model, backend, job.device, job.precision, job.options, job.segment_seconds,
+        segment_job = SegmentJob(model, job.runs_on.resolve(model.name), job.options, job.segment_seconds,
                                  workers=job.workers or SEGMENT_WORKERS, ray=job.ray)
         done = upscale_video_in_segments(segment_job, job.src, dst)
         return VideoJobReport(dst, done.frames, done.seconds, done.reused, done.corrupt_packets, done.truncated,
                               done.copied_streams or [], done.segments, done.kept)
-    engine = runtime.load(job.model, job.backend, device=job.device, precision=job.precision)
+    engine = runtime.load(job.model, target=job.runs_on)
     done = upscale_video(engine, job.src, dst, job.options)
     return VideoJobReport(dst, done.frames, done.seconds, done.reused, done.corrupt_packets, done.truncated,
                           done.copied_streams)

@@ -1,17 +1,10 @@
 """The runtime room: the Engine interface, tiling, the backends (PyTorch, ONNX Runtime, OpenVINO,
-TensorRT), the graph cache and `load`, which picks a backend for an artifact and device."""
+TensorRT, ncnn) and their registry, the graph cache and `load`, which opens an artifact on a
+`Target` (a backend on a device in a precision)."""
 
 from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
-from engines.runtime.loading import (
-    BACKENDS,
-    DEVICES,
-    auto_backend,
-    check_device,
-    load,
-    resolve_backend,
-    share_of_cores,
-    thread_options,
-)
+from engines.runtime.loading import load, share_of_cores
+from engines.runtime.targets import AUTO, BACKEND_CHOICES, BACKENDS, Backend, Target, auto_backend, backend_named
 
-__all__ = ["BACKENDS", "DEVICES", "DeviceError", "Engine", "EngineError", "ShapeProfile",
-           "auto_backend", "check_device", "load", "resolve_backend", "share_of_cores", "thread_options"]
+__all__ = ["AUTO", "BACKENDS", "BACKEND_CHOICES", "Backend", "DeviceError", "Engine", "EngineError",
+           "ShapeProfile", "Target", "auto_backend", "backend_named", "load", "share_of_cores"]

@@ -20,13 +20,14 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from engines.runtime.tiling import TILE_OVERLAP, TilePlan, check_tiling, tile_weight
-from export.artifacts import MSNGraph
 from msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
+from msn.formats.graph import MSNGraph
 from msn.validation import check_batch, check_values, inputs_checked
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,12 @@ class Engine(ABC):
         self.profile = profile
         self.precision = precision
         self._staging = PinnedStaging()
+
+    @classmethod
+    def open_on(cls, artifact: str | Path, device: str, precision: str | None, **options) -> Engine:
+        """This backend's engine for `artifact` on `device` (engines.runtime.targets.Target.open calls
+        it): a graph runtime's precision is the graph's own, so `precision` is the target's to check."""
+        return cls(artifact, device=device, **options)
 
     @abstractmethod
     def _infer(self, batch: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from export.artifacts import PRECISIONS, ArtifactError, MSNGraph
-from msn import UsageError
 from msn.checkpoint import cache_root, resolve_checkpoint, sha256_of
+from msn.formats.graph import MSNGraph
+from msn.formats.precision import ArtifactError, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def cached_graph(checkpoint: str | os.PathLike, precision: str = "fp32", folder:
     """The verified ONNX graph of `checkpoint` (a file or known name) in `precision`, exported
     into `folder` (default: the cache's, `graph_cache_dir()`) the first time. Raises what
     `export.export_onnx` raises for a bad checkpoint."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     source = resolve_checkpoint(checkpoint)
     sha256 = sha256_of(source)
     folder = folder or graph_cache_dir()

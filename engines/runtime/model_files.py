@@ -10,13 +10,14 @@ from pathlib import Path
 
 from engines.runtime.base import Engine
 from engines.runtime.loading import load
-from export.artifacts import companion_path, locate_artifact
+from engines.runtime.targets import Target
 from msn import MSNError, UsageError
+from msn.formats.kinds import companion_path, locate_artifact
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The artifact's bytes, and those of the file it needs beside it (export.artifacts.companion_path)."""
+    """The artifact's bytes, and those of the file it needs beside it (msn.formats.kinds.companion_path)."""
 
     name: str
     data: bytes
@@ -47,14 +48,13 @@ class ModelFiles:
             companion_path(path).write_bytes(self.companion)
         return path
 
-    def load(self, backend: str = "auto", *, device: str = "cpu", precision: str | None = None,
-             **options) -> Engine:
+    def load(self, target: Target, **options) -> Engine:
         """`engines.load` on a copy that is removed at once: every backend reads the artifact into
         memory when it loads, so a process that is killed later leaves nothing behind."""
         with tempfile.TemporaryDirectory(prefix="msn-model-") as folder:
             copy = self.write_to(Path(folder))
             try:
-                return load(copy, backend, device=device, precision=precision, **options)
+                return load(copy, target=target, **options)
             except MSNError as exc:  # name the user's file, not the copy that no one will find
                 raise _renamed(exc, str(copy), self.source or self.name) from None
 

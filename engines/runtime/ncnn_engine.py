@@ -15,21 +15,24 @@ import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
-from export.artifacts import PRECISIONS, read_artifact_header
-from export.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
-from msn import UsageError
+from msn.formats.kinds import read_artifact_header
+from msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
+from msn.formats.precision import DEFAULT_PRECISION, check_precision
 from msn.threads import check_threads
 
 
 class NcnnEngine(Engine):
     backend = "ncnn"
 
-    def __init__(self, path: str | Path, device: str = "cpu", *, precision: str = "fp32",
+    @classmethod
+    def open_on(cls, artifact: str | Path, device: str, precision: str | None, **options) -> NcnnEngine:
+        return cls(artifact, device, precision=precision or DEFAULT_PRECISION, **options)
+
+    def __init__(self, path: str | Path, device: str = "cpu", *, precision: str = DEFAULT_PRECISION,
                  threads: int | None = None) -> None:
         """`device` is "cpu" or "vulkan" (or "vulkan:N", the N-th Vulkan device ncnn lists);
         `threads` caps ncnn's CPU threads."""
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         check_threads(threads)
         kind, _, index = device.partition(":")
         if kind not in ("cpu", "vulkan") or (index and (kind == "cpu" or not index.isdigit())):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
-from export.artifacts import MSNGraph
+from msn.formats.graph import MSNGraph
 from msn.threads import check_threads
 
 log = logging.getLogger(__name__)

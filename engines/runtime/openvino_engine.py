@@ -16,8 +16,8 @@ import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
 from engines.runtime.shape_cache import ShapeCache
-from export.artifacts import MSNGraph
 from msn import UsageError
+from msn.formats.graph import MSNGraph
 from msn.threads import check_threads
 
 log = logging.getLogger(__name__)

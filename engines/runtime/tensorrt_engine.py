@@ -15,9 +15,8 @@ import numpy as np
 from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
 from engines.runtime.cuda_graphs import GraphReplay
 from engines.runtime.shape_cache import ShapeCache
-from export.artifacts import EngineSidecar
-from export.trt_build import current_gpu
-from export.trt_compat import TensorRT, TensorRTUnavailable, import_tensorrt
+from msn.formats.sidecar import EngineSidecar
+from msn.formats.tensorrt import TensorRT, TensorRTUnavailable, current_gpu, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,10 @@ def compatibility_problems(sidecar: EngineSidecar, trt: TensorRT | None, gpu: di
 
 class TensorRTEngine(Engine):
     backend = "tensorrt"
+
+    @classmethod
+    def open_on(cls, artifact: str | Path, device: str, precision: str | None, **options) -> TensorRTEngine:
+        return cls(artifact, **options)  # an engine runs on the GPU it was built for
 
     def __init__(self, path: str | Path, *, cuda_graph: bool = False, cache_size: int = 4) -> None:
         """cuda_graph=True captures one CUDA graph per input shape on first use and replays it

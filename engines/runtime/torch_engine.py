@@ -17,6 +17,7 @@ import copy
 import functools
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ import torch
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
 from engines.runtime.cuda_graphs import GraphReplay
 from engines.runtime.shape_cache import ShapeCache
-from export.artifacts import PRECISIONS
 from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
+from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
 from msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ def _warn_spinning_threads() -> None:
 class TorchEngine(Engine):
     backend = "torch"
 
+    @classmethod
+    def open_on(cls, artifact: str | Path, device: str, precision: str | None, **options) -> TorchEngine:
+        return cls(str(artifact), device=device, precision=precision or DEFAULT_PRECISION, **options)
+
     def __init__(
         self,
         model: MSN | MSNInference | str,
@@ -84,8 +89,7 @@ class TorchEngine(Engine):
         self.tensor_device = check_torch_device(device)
         if check_threads(threads) is not None:
             torch.set_num_threads(threads)
-        if precision not in DTYPES:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         if precision == "fp16" and not inference_form:
             raise UsageError("FP16 needs the inference form: the training form's whole-image sums overflow float16")
         self._graphs: ShapeCache[GraphReplay] = ShapeCache(cache_size, "CUDA graph")

@@ -32,7 +32,6 @@ from engines.serve.settings import (
     hash_token,
     token_from,
 )
-from export.artifacts import ENGINE, PRECISIONS, artifact_kind
 from msn import PathError, UsageError
 from msn.cli import (
     non_negative_float,
@@ -42,6 +41,7 @@ from msn.cli import (
     positive_int,
     run_cli,
 )
+from msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.serve")
 
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      "instead of starting one here")
     p.add_argument("--proxy-location", choices=["HeadOnly", "EveryNode"], default="HeadOnly",
                    help="HTTP proxies on the head node only, or on every node behind your load balancer")
-    p.add_argument("--backend", default="auto", choices=runtime.BACKENDS)
+    p.add_argument("--backend", default=runtime.AUTO, choices=runtime.BACKEND_CHOICES)
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
@@ -121,9 +121,10 @@ def check_local_resources(settings: ServeSettings) -> None:
 
 def check_model_loads(settings: ServeSettings, model: ModelFiles) -> None:
     """Load the model here once, so that a bad file is one error now rather than failing replicas."""
-    if settings.engine_device != "cpu" or artifact_kind(model.name) is ENGINE:
+    target = settings.target.resolve(model.name)
+    if target.device != "cpu":
         return  # a GPU artifact is checked by the replicas that have the GPU
-    engine = runtime.load(model.source, settings.backend, device="cpu", precision=settings.precision)
+    engine = runtime.load(model.source, target=target)
     log.info("model checked: %s", engine)
 
 

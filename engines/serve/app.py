@@ -134,8 +134,7 @@ class MSNModel:
 
     def __init__(self, settings: ServeSettings, model: ModelFiles) -> None:
         self.settings = settings
-        self.engine = model.load(settings.backend, device=settings.engine_device, precision=settings.precision,
-                                 **settings.engine_options())
+        self.engine = model.load(settings.target.resolve(model.name), **settings.engine_options())
         self.model_name = model.name
         self.upscale_batch.set_max_batch_size(settings.max_batch)
         self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

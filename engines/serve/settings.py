@@ -10,12 +10,12 @@ import hashlib
 import hmac
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engines import runtime
 from engines.runtime.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
+from engines.runtime.targets import Target
 from engines.runtime.tiling import TILE_OVERLAP, check_tiling
-from msn import MIN_INPUT_SIZE
+from msn import MIN_INPUT_SIZE, UsageError
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.
@@ -34,9 +34,9 @@ class ServeSettings(BaseModel):
 
     model: str = Field(description="checkpoint or known name, .onnx or .plan: anything engines.load takes")
     backend: str = "auto"
-    device: str = Field("", description="cpu or cuda; default cuda when gpus_per_replica > 0, else cpu")
-    precision: str | None = Field(None, pattern="^fp(32|16)$",
-                                  description="a checkpoint's precision (fp32 or fp16); artifacts have their own")
+    device: str = Field("", description="cpu or cuda (or another of the backend's devices); default cuda when "
+                                       "gpus_per_replica > 0, else cpu")
+    precision: str | None = Field(None, description="a checkpoint's precision (fp32 or fp16); artifacts have their own")
     replicas: int = Field(1, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     gpus_per_replica: float = Field(0.0, ge=0)
@@ -51,19 +51,14 @@ class ServeSettings(BaseModel):
     overlap: int = Field(TILE_OVERLAP, ge=0)
     token_sha256: str | None = Field(None, description="sha256 of the bearer token; never the token itself")
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        if value not in runtime.BACKENDS:
-            raise ValueError(f"unknown backend {value!r}; choose from {', '.join(runtime.BACKENDS)}")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if value not in ("", "cpu", "cuda") and not value.startswith("cuda:"):
-            raise ValueError(f"device must be cpu or cuda, got {value!r}")
-        return value
+    @model_validator(mode="after")
+    def _known_target(self) -> ServeSettings:
+        """Backend, device and precision checked by name, as every command checks them."""
+        try:
+            self.target.check()
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _usable_tiles(self) -> ServeSettings:
@@ -77,6 +72,11 @@ class ServeSettings(BaseModel):
         return self.device or ("cuda" if self.gpus_per_replica > 0 else "cpu")
 
     @property
+    def target(self) -> Target:
+        """What the replicas run on, as asked (engines.runtime.targets.Target.resolve makes it concrete)."""
+        return Target(self.backend, self.engine_device, self.precision)
+
+    @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
@@ -84,9 +84,9 @@ class ServeSettings(BaseModel):
         """Threads matched to the CPUs Ray reserves for a replica, so replicas do not contend; for
         OpenVINO, room for each power-of-two batch size (see app.group_by_size) of a few LR sizes."""
         threads = max(1, int(self.cpus_per_replica))
-        backend = runtime.resolve_backend(self.backend, self.model, self.engine_device)
-        cache = {"cache_size": SHAPES_CACHED * self.max_batch.bit_length()} if backend == "openvino" else {}
-        return runtime.thread_options(backend, threads) | cache
+        target = self.target.resolve(self.model)
+        cache = {"cache_size": SHAPES_CACHED * self.max_batch.bit_length()} if target.backend == "openvino" else {}
+        return target.thread_options(threads) | cache
 
     def token_matches(self, presented: str) -> bool:
         if self.token_sha256 is None:

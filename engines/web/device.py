@@ -12,8 +12,9 @@ from pathlib import Path
 from engines.runtime.graph_cache import cached_graph
 from engines.runtime.model_files import ModelFiles
 from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist, page_settings
-from export.artifacts import GRAPH, MSNGraph, artifact_kind
 from msn import MSNError
+from msn.formats.graph import MSNGraph
+from msn.formats.kinds import GRAPH, artifact_kind
 
 MODULE_NAME = "msn-web.js"  # the page's upscaling module, shared with the static site
 MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}

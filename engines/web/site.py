@@ -18,9 +18,10 @@ from pathlib import Path
 
 from engines.runtime.graph_cache import cached_graph
 from engines.runtime.tiling import TILE_OVERLAP, check_tiling
-from export.artifacts import GRAPH, MSNGraph, artifact_kind
 from msn import MissingFileError, UsageError
 from msn.files import check_folder_writable, give_usual_permissions
+from msn.formats.graph import MSNGraph
+from msn.formats.kinds import GRAPH, artifact_kind
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from engines.media.images import read_image, write_image
 from engines.media.upscaled import encode_upscaled
 from engines.runtime.openvino_engine import OpenVINOEngine
 from export import ExportOptions, export_onnx
-from export.verify import smooth_test_image
 from msn import random_model
+from msn.sample_images import smooth_test_image
 
 # (name, LR height, LR width, tile, overlap): one whole-image case and one that tiles 3x2.
 CASES = [("whole", 45, 61, 0, 32), ("tiled", 70, 52, 32, 8)]

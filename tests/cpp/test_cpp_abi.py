@@ -15,7 +15,8 @@ import torch
 from engines.media.images import read_image, write_image
 from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from engines.runtime.tiling import TilePlan, tile_weight
-from export.artifacts import ArtifactError, EngineSidecar, TensorIO
+from msn.formats.precision import ArtifactError
+from msn.formats.sidecar import EngineSidecar, TensorIO
 from tests.conftest import REPO
 
 BUILD = REPO / "build"
@@ -165,7 +166,7 @@ def c_sidecar(lib, engine_path):
 
 
 def test_c_reads_the_sidecars_python_writes(lib, tmp_path):
-    """The C++ reader agrees with export.artifacts.EngineSidecar on files that module wrote."""
+    """The C++ reader agrees with msn.formats.sidecar.EngineSidecar on files that module wrote."""
     engine = tmp_path / "msn.plan"
     python_sidecar().write(engine)
     status, handle = c_sidecar(lib, engine)

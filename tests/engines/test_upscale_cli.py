@@ -13,8 +13,8 @@ import torch
 import engines
 from engines import upscale
 from export import to_onnx
-from export.verify import smooth_test_image
 from msn import InputError
+from msn.sample_images import smooth_test_image
 from tests.util import exit_code, png_claiming, visible_names
 
 

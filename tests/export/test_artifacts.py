@@ -9,24 +9,21 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from export.artifacts import (
+from msn import MissingFileError
+from msn.formats.graph import GraphMetadata, MSNGraph
+from msn.formats.kinds import (
     ARTIFACT_KINDS,
     CHECKPOINT,
     ENGINE,
     GRAPH,
     SAFETENSORS,
-    ArtifactError,
     ArtifactHeader,
-    EngineSidecar,
-    GraphMetadata,
-    MSNGraph,
-    TensorIO,
     artifact_kind,
-    canonical_dtype,
     locate_artifact,
     read_artifact_header,
 )
-from msn import MissingFileError
+from msn.formats.precision import ArtifactError, canonical_dtype
+from msn.formats.sidecar import EngineSidecar, TensorIO
 
 SIDECAR = EngineSidecar(
     flavour="tensorrt", version="10.9.0", compute_capabilities=[], gpu={"name": "L4", "compute_capability": "SM89"},

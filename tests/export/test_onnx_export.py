@@ -16,13 +16,13 @@ import torch
 
 from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from export import onnx_export, to_onnx
-from export.artifacts import GraphMetadata
 from export.onnx_graph import default_opset
 from export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
 from export.parity import judge
 from export.trt_ops import unsupported_ops
-from export.verify import smooth_test_image
+from msn.formats.graph import GraphMetadata
 from msn.metrics import psnr
+from msn.sample_images import smooth_test_image
 from tests.conftest import REPO
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.verify import smooth_test_image
+from msn.sample_images import smooth_test_image
 
 OPENCV_MAX_ABS = 1e-3
 

@@ -14,10 +14,10 @@ from onnx import TensorProto, helper
 from engines.runtime.base import DeviceError
 from engines.runtime.tensorrt_engine import TensorRTEngine, compatibility_problems
 from export import build_trt, to_onnx
-from export.artifacts import EngineSidecar, TensorIO
 from export.trt_build import BuildError, BuildSettings, Profile, build_engine
-from export.trt_compat import import_tensorrt
 from msn import UsageError
+from msn.formats.sidecar import EngineSidecar, TensorIO
+from msn.formats.tensorrt import import_tensorrt
 from tests.util import exit_code
 
 trt_rtx = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed (pip install .[rtx])")

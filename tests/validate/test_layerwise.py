@@ -11,9 +11,9 @@ import onnx
 import pytest
 import torch
 
-from export.artifacts import GraphMetadata
-from export.verify import smooth_test_image
 from msn import metrics
+from msn.formats.graph import GraphMetadata
+from msn.sample_images import smooth_test_image
 from validate import layerwise
 
 pytest.importorskip("polygraphy", reason="polygraphy is not installed")

@@ -13,10 +13,10 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export.ncnn_net import vulkan_devices
-from export.verify import smooth_test_image
 from msn import UsageError, read_checkpoint
 from msn.cli import hw_sizes
+from msn.formats.ncnn_net import vulkan_devices
+from msn.sample_images import smooth_test_image
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
 from validate import runner

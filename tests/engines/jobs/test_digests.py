@@ -13,6 +13,7 @@ from engines.jobs.segments import SegmentJob
 from engines.media.target import TargetSize
 from engines.media.video import VideoOptions, Window
 from engines.runtime.model_files import ModelFiles
+from engines.runtime.targets import Target
 
 SETTINGS = JobSettings("a" * 64, "openvino", "fp32", 4, None, 32, None, None)
 OTHER_SETTINGS = {"model_sha256": "b" * 64, "backend": "onnxruntime", "precision": "fp16", "scale": 2, "tile": 256,
@@ -32,7 +33,7 @@ def test_every_job_setting_changes_the_digest():
 
 
 def _segment_job(**changes: object) -> SegmentJob:
-    fields = {"model": ModelFiles("m.pth", b"weights"), "backend": "openvino", "device": "cpu", "precision": "fp32",
+    fields = {"model": ModelFiles("m.pth", b"weights"), "target": Target("openvino", "cpu", "fp32"),
               "options": OPTIONS, "seconds": 10.0} | changes
     return SegmentJob(**fields)
 
@@ -49,8 +50,8 @@ def test_every_video_option_changes_the_segment_digest():
 
 @pytest.mark.parametrize(("changes", "windows", "same"), [
     ({"model": ModelFiles("m.pth", b"other weights")}, WINDOWS, False),
-    ({"backend": "onnxruntime"}, WINDOWS, False),
-    ({"precision": "fp16"}, WINDOWS, False),
+    ({"target": Target("onnxruntime", "cpu", "fp32")}, WINDOWS, False),
+    ({"target": Target("openvino", "cpu", "fp16")}, WINDOWS, False),
     ({}, [Window(None, 2000), Window(2000, None)], False),  # another --segment-seconds cuts elsewhere
     ({"model": ModelFiles("renamed.pth", b"weights")}, WINDOWS, True),  # the same bytes under another name
     ({"workers": 7}, WINDOWS, True),  # where and how many: not what a part holds

@@ -13,9 +13,9 @@ import engines
 from engines import upscale
 from engines.runtime.base import DeviceError
 from engines.runtime.torch_engine import TorchEngine
-from export.verify import smooth_test_image
 from msn import InputError, UsageError
 from msn import validation as msn_validation
+from msn.sample_images import smooth_test_image
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,15 @@ from engines import upscale
 from engines.runtime.base import EngineError
 from engines.runtime.graph_cache import cached_graph
 from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from engines.runtime.targets import Target
 from engines.runtime.tiling import TilePlan, axis_starts, tile_weight
 from engines.runtime.torch_engine import TorchEngine
 from export import to_onnx
-from export.artifacts import ArtifactError, EngineSidecar
-from export.verify import smooth_test_image
 from msn import InputError, UsageError, to_inference_form
+from msn.formats.precision import ArtifactError
+from msn.formats.sidecar import EngineSidecar
 from msn.metrics import psnr
+from msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 from validate.seams import seam_error
 
@@ -230,14 +232,15 @@ def test_bad_pixel_values_are_refused(random_msn, random_graph, value, message):
 def test_a_backend_device_pair_that_does_not_exist_is_refused_by_name(backend, artifact, device, message):
     """One vocabulary, checked before any file is read (the artifacts here do not exist)."""
     with pytest.raises(UsageError, match=re.escape(message)):
-        engines.resolve_backend(backend, artifact, device)
+        Target(backend, device).resolve(artifact)
 
 
 def test_the_pairs_that_exist_resolve():
-    assert engines.resolve_backend("auto", "m.plan", "cpu") == "tensorrt"  # an engine runs on its GPU
-    assert engines.resolve_backend("openvino", "m.onnx", "gpu.1") == "openvino"
-    assert engines.resolve_backend("torch", "m.safetensors", "cuda:1") == "torch"
-    assert engines.resolve_backend("onnxruntime", "m.onnx", "tensorrt") == "onnxruntime"
+    assert Target("auto", "cpu").resolve("m.plan") == Target("tensorrt", "cuda")  # an engine runs on its GPU
+    assert Target("openvino", "gpu.1").resolve("m.onnx").backend == "openvino"
+    assert Target("torch", "cuda:1", "fp16").resolve("m.safetensors").label == "torch-cuda:1-fp16"
+    assert Target("onnxruntime", "tensorrt").resolve("m.onnx").backend == "onnxruntime"
+    assert Target("ort", "cpu").resolve("m.onnx").backend == "onnxruntime"  # an alias users have typed
 
 
 def test_the_command_refuses_a_pair_before_loading(photo, tmp_path, random_graph, caplog):
@@ -271,6 +274,6 @@ def test_a_load_error_names_the_users_file_not_the_temporary_copy(random_graph):
     from engines.runtime.model_files import ModelFiles
 
     with pytest.raises(UsageError) as info:
-        ModelFiles.read(str(random_graph)).load("onnxruntime", precision="fp16")
+        ModelFiles.read(str(random_graph)).load(Target("onnxruntime", "cpu", "fp16"))
     assert str(random_graph) in str(info.value) and "msn-model-" not in str(info.value)
     assert "export an FP16 graph with python export/to_onnx.py --fp16" in str(info.value)  # the hint fits the ask

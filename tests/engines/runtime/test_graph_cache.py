@@ -13,9 +13,9 @@ import torch
 import engines
 from engines.runtime.graph_cache import cached_graph, cached_graph_name, graph_cache_dir
 from engines.runtime.openvino_engine import OpenVINOEngine
-from export.verify import smooth_test_image
 from msn import CheckpointError, random_model, sha256_of
 from msn.checkpoint import cache_root
+from msn.sample_images import smooth_test_image
 
 
 def test_a_checkpoint_runs_as_its_cached_graph_on_openvino(random_ckpt, caplog):

@@ -14,11 +14,11 @@ from PIL import Image
 import engines
 from engines import upscale
 from engines.runtime.ncnn_engine import NcnnEngine
-from export.ncnn_net import vulkan_devices
 from export.parity import FP32_MAX_ABS
-from export.verify import smooth_test_image
 from msn import InputError, MissingFileError, UsageError
+from msn.formats.ncnn_net import vulkan_devices
 from msn.metrics import max_abs
+from msn.sample_images import smooth_test_image
 from tests.util import SUBPROCESS_TIMEOUT_S, visible_names
 
 needs_vulkan = pytest.mark.skipif(not vulkan_devices(), reason="ncnn finds no Vulkan device here (Debian: "

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import engines
-from export.verify import smooth_test_image
 from msn.metrics import psnr
+from msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 
 pytestmark = pytest.mark.gpu

@@ -8,11 +8,13 @@ import torch
 
 import engines
 from engines.runtime.openvino_engine import OpenVINOEngine
+from engines.runtime.targets import auto_backend
 from export import to_onnx
-from export.artifacts import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS, ArtifactError
-from export.verify import smooth_test_image
 from msn import InputError
+from msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS
+from msn.formats.precision import ArtifactError
 from msn.metrics import psnr
+from msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install -e '.[cpu]')")
@@ -104,11 +106,11 @@ def test_foreign_file_is_rejected(tmp_path):
 
 
 def test_auto_picks_openvino_for_onnx_on_cpu(graphs):
-    assert engines.auto_backend(GRAPH, "cpu") == "openvino"
-    assert engines.auto_backend(GRAPH, "cuda") == "onnxruntime"
-    assert engines.auto_backend(ENGINE, "cpu") == "tensorrt"
-    assert engines.auto_backend(CHECKPOINT, "cpu") == "openvino"  # as its cached graph
-    assert engines.auto_backend(SAFETENSORS, "cuda") == "torch"
+    assert auto_backend(GRAPH, "cpu").name == "openvino"
+    assert auto_backend(GRAPH, "cuda").name == "onnxruntime"
+    assert auto_backend(ENGINE, "cpu").name == "tensorrt"
+    assert auto_backend(CHECKPOINT, "cpu").name == "openvino"  # as its cached graph
+    assert auto_backend(SAFETENSORS, "cuda").name == "torch"
     assert isinstance(engines.load(graphs["fp32"]), OpenVINOEngine)
     # Options reach the backend.
     assert engines.load(graphs["fp32"], backend="openvino", cache_size=1).cache_size == 1

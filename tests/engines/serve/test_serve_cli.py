@@ -77,7 +77,7 @@ def test_problems_found_before_ray_starts(random_graph, tmp_path, capsys, caplog
         ([str(empty)], "is empty"),
         ([str(corrupt)], "corrupt.onnx"),
         ([str(random_graph), "--replicas", "64"], "this machine has"),
-        ([str(random_graph), "--device", "tpu"], "device must be cpu or cuda"),
+        ([str(random_graph), "--device", "tpu"], "unknown device 'tpu'; the backends run on cpu, cuda, gpu, npu, tensorrt, vulkan"),
         ([str(random_graph), "--host", "no.such.host.invalid"], "choose another --port or --host"),
         ([str(random_graph), "--max-pixels", "100"], "max_pixels"),
         ([str(random_graph), "--precision", "fp16"], "is an FP32 artifact, not FP16"),

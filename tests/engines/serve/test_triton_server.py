@@ -15,7 +15,7 @@ import pytest
 
 import engines
 from export import triton_repo
-from export.verify import smooth_test_image
+from msn.sample_images import smooth_test_image
 from tests.conftest import REPO
 
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[triton]')")

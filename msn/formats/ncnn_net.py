@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.artifacts import ncnn_weights_path as weights_path
-from export.ncnn_param import INPUT_BLOB, OUTPUT_BLOB
-from msn import MSNError, UsageError
+from msn.errors import MSNError, UsageError
+from msn.formats.kinds import ncnn_weights_path as weights_path
+from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from msn import UsageError
+from msn.errors import UsageError
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 
@@ -85,3 +85,17 @@ def import_tensorrt(backend: str = "auto") -> TensorRT:
         "no TensorRT module could be imported (" + "; ".join(errors) + "). Install `pip install msn-deploy[rtx]` "
         "(TensorRT-RTX, builds without a GPU) or `pip install msn-deploy[trt]` on a GPU server"
     )
+
+
+def current_gpu() -> dict[str, str] | None:
+    """Name and compute capability (SMxy) of the CUDA GPU here, None without one (what an engine
+    is built for and checked against)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            return {"name": torch.cuda.get_device_name(), "compute_capability": f"SM{major}{minor}"}
+    except ImportError:
+        pass
+    return None
