@@ -141,3 +141,53 @@ def test_the_room_check_sees_a_jobs_import_from_media(tmp_path):
     module.write_text("def f():\n    from engines.jobs.folder import FolderJob\n")
     assert engines_imports(module) == {"engines.jobs.folder", "engines.jobs.folder.FolderJob"}
     assert room_of("engines.jobs.folder") == "jobs" and room_of("engines.upscale") is None
+
+
+# What varies has one owner: backend, device and precision names are listed in the registry
+# (engines/runtime/targets.py) and the precision vocabulary (msn/formats/precision.py); the TensorRT
+# flavour pair in msn/formats/tensorrt.py. Elsewhere a literal list of them is a second owner.
+BACKEND_NAMES = {"auto", "torch", "onnxruntime", "openvino", "tensorrt", "ncnn"}
+DEVICE_NAMES = {"cpu", "cuda", "gpu", "npu", "vulkan", "tensorrt"}
+PRECISION_NAMES = {"fp32", "fp16", "bf16"}
+FLAVOUR_NAMES = {"tensorrt", "tensorrt_rtx"}
+VOCABULARY_OWNERS = {"engines/runtime/targets.py": (BACKEND_NAMES, DEVICE_NAMES, PRECISION_NAMES),
+                     "msn/formats/precision.py": (PRECISION_NAMES,), "msn/formats/tensorrt.py": (FLAVOUR_NAMES,)}
+
+
+def vocabulary_lists(path) -> list[tuple[int, list[str]]]:
+    """Literal tuples, lists and sets of two or more strings that all name backends, devices,
+    precisions or TensorRT flavours (one vocabulary at a time)."""
+    owned = VOCABULARY_OWNERS.get(str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "", ())
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set) and len(node.elts) >= 2:
+            values = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if len(values) != len(node.elts):
+                continue
+            for vocabulary in (BACKEND_NAMES, DEVICE_NAMES, PRECISION_NAMES, FLAVOUR_NAMES):
+                if set(values) <= vocabulary and vocabulary not in owned:
+                    found.append((node.lineno, values))
+                    break
+    return found
+
+
+def test_backend_device_precision_and_flavour_names_are_listed_once():
+    offenders = {f"{p.relative_to(REPO)}:{line}": values for layer in LAYERS for p in sorted((REPO / layer).rglob("*.py"))
+                 for line, values in vocabulary_lists(p)}
+    assert not offenders, f"lists of names that the registry owns (engines.runtime.targets, msn.formats): {offenders}"
+
+
+def test_the_vocabulary_check_sees_a_list_of_precisions(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('for precision in ("fp32", "fp16"):\n    pass\nBACKENDS = ["torch", "ncnn"]\nsizes = ("x", "cpu")\n')
+    assert [line for line, _ in vocabulary_lists(module)] == [1, 3]
+
+
+def test_running_an_artifact_never_imports_the_exporter():
+    """The runtime reads artifacts through the formats floor (msn/formats); only the graph cache,
+    which exports a checkpoint's graph, imports export/."""
+    offenders = {}
+    for path in sorted((REPO / "engines" / "runtime").rglob("*.py")):
+        if path.name != "graph_cache.py" and "export" in imported_packages(path):
+            offenders[str(path.relative_to(REPO))] = sorted(m for m in imported_modules(path) if m.startswith("export"))
+    assert not offenders, offenders

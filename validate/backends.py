@@ -13,6 +13,7 @@ import torch
 from engines.runtime.base import Engine
 from export.parity import NCNN_FP16_MIN_PSNR_DB
 from msn import MSN, MSNError
+from msn.formats.precision import PRECISIONS
 from validate.variants import TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def ncnn_candidates(params: list[Path]) -> list[Candidate]:
         tag = f"-{param.stem}" if len(params) > 1 else ""
         candidates.append(Candidate(f"ncnn-cpu-fp32{tag}", "fp32",
                                     lambda p=param: NcnnEngine(p, threads=torch.get_num_threads())))
-        for precision in ("fp32", "fp16"):
+        for precision in PRECISIONS:
             candidates.append(Candidate(f"ncnn-vulkan-{precision}{tag}", precision,
                                         lambda p=param, q=precision: NcnnEngine(p, "vulkan", precision=q),
                                         skip_reason=no_vulkan, timed=not emulated,

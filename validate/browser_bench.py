@@ -31,6 +31,7 @@ from engines.web import SiteOptions, WebSite, export_site, serving
 from msn import MissingFileError
 from msn.cli import positive_int, run_cli
 from msn.files import make_output_folder
+from msn.formats.precision import PRECISIONS
 from msn.metrics import to_uint8
 from msn.sample_images import smooth_test_image
 from validate.chromium import chromium_missing, headless_chromium
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m validate.browser_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="checkpoint or known name (default: official)")
-    p.add_argument("--precision", nargs="+", choices=["fp16", "fp32"], default=["fp16", "fp32"])
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--runs", type=positive_int, default=5, help="timed tiles per variant and round (default 5)")
     p.add_argument("--out", type=Path, required=True, help="report path without suffix (.json and .md are written)")

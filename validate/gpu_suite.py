@@ -42,6 +42,7 @@ from export.parity import FP16_MIN_PSNR_DB
 from msn import load_model, random_model
 from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
+from msn.formats.tensorrt import FLAVOURS
 from msn.sample_images import smooth_test_image
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol, ntire_table
@@ -313,7 +314,7 @@ def fastest_fp16(rows: list[dict], batch_hw: tuple[int, int]) -> str | None:
 
 
 def tensorrt_line(machine: dict) -> str:
-    have = ", ".join(f"{k} {machine[k]}" for k in ("tensorrt", "tensorrt_rtx") if machine.get(k))
+    have = ", ".join(f"{k} {machine[k]}" for k in FLAVOURS if machine.get(k))
     if have:
         return f"TensorRT installed ({have}); build an engine with export/build_trt.py and pass it to validate/run.py"
     hopper = machine.get("compute_capability") == "9.0"

@@ -32,6 +32,7 @@ from msn import MissingFileError, UsageError
 from msn.cli import EXIT_FAILED, non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
 from msn.formats.graph import MSNGraph
+from msn.formats.tensorrt import FLAVOURS
 from msn.metrics import tensor_error
 from msn.sample_images import smooth_test_image
 from msn.validation import check_batch
@@ -178,7 +179,7 @@ def engine_comparison_unavailable() -> str | None:
             return "no CUDA GPU is visible"
     except ImportError:
         return "torch is not installed"
-    for module in ("tensorrt", "tensorrt_rtx"):
+    for module in FLAVOURS:
         try:
             __import__(module)
             return None

@@ -8,6 +8,7 @@ import subprocess
 
 import torch
 
+from msn.formats.tensorrt import FLAVOURS
 from msn.threads import WAIT_POLICY_VARIABLE
 
 
@@ -60,7 +61,7 @@ def machine_info() -> dict[str, object]:
 
 def machine_line(info: dict[str, object]) -> str:
     device = f"GPU {info['gpu']} (driver {info['driver']}, CUDA {info['cuda']})" if info["gpu"] else "no GPU"
-    trt = ", ".join(f"{k} {info[k]}" for k in ("tensorrt", "tensorrt_rtx") if info[k]) or "no TensorRT"
+    trt = ", ".join(f"{k} {info[k]}" for k in FLAVOURS if info[k]) or "no TensorRT"
     return (f"{info['cpu']}, {info['torch_threads']} torch threads of {info['cpu_count']} cores; {device}; "
             f"torch {info['torch']} (OpenMP waiting {info.get('omp_wait_policy') or 'default'}), onnxruntime "
             f"{info['onnxruntime']}, openvino {info.get('openvino') or 'absent'}, {trt}; Python {info['python']}")

@@ -28,6 +28,7 @@ from msn import MissingFileError, MSNError, sha256_of
 from msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
 from msn.cli import positive_int, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
+from msn.formats.precision import PRECISIONS
 from validate.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")
@@ -82,7 +83,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
         from engines.runtime.graph_cache import cached_graph
 
         (out / "graphs").mkdir(exist_ok=True)
-        for precision in ("fp32", "fp16"):
+        for precision in PRECISIONS:
             shutil.copyfile(cached_graph(checkpoint, precision), out / "graphs" / f"msn_x4_{precision}.onnx")
     if wheels:
         (out / "wheels").mkdir(exist_ok=True)

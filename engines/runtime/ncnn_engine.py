@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
+from engines.runtime.targets import BACKENDS
 from msn.formats.kinds import read_artifact_header
 from msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
 from msn.formats.precision import DEFAULT_PRECISION, check_precision
@@ -35,7 +36,7 @@ class NcnnEngine(Engine):
         check_precision(precision)
         check_threads(threads)
         kind, _, index = device.partition(":")
-        if kind not in ("cpu", "vulkan") or (index and (kind == "cpu" or not index.isdigit())):
+        if kind not in BACKENDS["ncnn"].devices or (index and (kind == "cpu" or not index.isdigit())):
             raise DeviceError(f"unknown device {device!r} for ncnn; use cpu, vulkan or vulkan:N")
         path = Path(path)
         header = read_artifact_header(path, precision)

@@ -25,6 +25,7 @@ import torch
 from engines.runtime.base import DeviceError, Engine, ShapeProfile
 from engines.runtime.cuda_graphs import GraphReplay
 from engines.runtime.shape_cache import ShapeCache
+from engines.runtime.targets import BACKENDS
 from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
 from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
 from msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
@@ -37,7 +38,7 @@ DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.float16)))
 def check_torch_device(device: str) -> torch.device:
     """The torch device for a device name, or DeviceError for one torch cannot use here."""
     kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+    if kind not in BACKENDS["torch"].devices or (index and not index.isdigit()) or (kind == "cpu" and index):
         raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     if kind == "cpu":
         return torch.device("cpu")

@@ -14,6 +14,7 @@ from pathlib import Path
 from engines.runtime.tiling import TILE_OVERLAP
 from engines.web.site import DEFAULT_MAX_PIXELS, DEFAULT_TILE, SiteOptions, export_site
 from msn.cli import non_negative_int, positive_int, run_cli
+from msn.formats.precision import PRECISIONS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     site.add_argument("folder", type=Path, help="a new (or empty) folder")
     site.add_argument("--model", default="official",
                       help="checkpoint, known name (default: official) or .onnx graph")
-    site.add_argument("--precision", choices=["fp16", "fp32"],
+    site.add_argument("--precision", choices=PRECISIONS,
                       help="the graph the page runs (default: fp16 from a checkpoint, a graph's own)")
     site.add_argument("--tile", type=positive_int, default=DEFAULT_TILE,
                       help=f"tile size in LR px (default {DEFAULT_TILE})")
