@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from export.onnx_graph import ExportError
-from export.parity import ParityResult, judge
+from export.parity import ParityResult, Tolerance
 from export.verify import VerificationError
 from msn import MIN_INPUT_SIZE, MSN, UsageError, build_model, read_checkpoint, to_inference_form
 from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
@@ -165,7 +165,7 @@ def verify_ncnn(param: Path, model: MSN, fp16: bool) -> list[tuple[tuple[int, in
         if out.shape != expected.shape:
             result = ParityResult(float("inf"), float("-inf"), False, f"output {out.shape}, not {expected.shape}")
         else:
-            result = judge(out, expected, fp16)
+            result = Tolerance().judge(out, expected, "fp16" if fp16 else "fp32")
         log.info("verification on %dx%d: %s", h, w, result)
         results.append(((h, w), result))
     return results

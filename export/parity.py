@@ -34,14 +34,25 @@ class ParityResult:
         return f"{verdict} ({self.criterion}): max abs {self.max_abs:.2e}, PSNR {self.psnr_db:.1f} dB"
 
 
-def judge(out: np.ndarray, expected: np.ndarray, fp16: bool, min_psnr_db: float = FP16_MIN_PSNR_DB,
-          max_abs: float = FP32_MAX_ABS) -> ParityResult:
-    """FP16: PSNR vs expected >= min_psnr_db; FP32: max abs error <= max_abs; NaN/Inf always fails."""
-    out64, exp64 = np.asarray(out, np.float64), np.asarray(expected, np.float64)
-    if not np.isfinite(out64).all():
-        return ParityResult(float("inf"), float("-inf"), False, "finite output")
-    error = metrics.max_abs(out64, exp64)
-    psnr_db = metrics.psnr(out64, exp64)
-    if fp16:
-        return ParityResult(error, psnr_db, psnr_db >= min_psnr_db, f"PSNR >= {min_psnr_db:g} dB")
-    return ParityResult(error, psnr_db, error <= max_abs, f"max abs <= {max_abs:g}")
+@dataclass(frozen=True)
+class Tolerance:
+    """The numbers of the one pass rule, as data: an output computed in FP32 is within
+    atol + rtol * |expected| of the expected one everywhere; one computed in half precision has a
+    PSNR vs expected of at least min_psnr_db; NaN/Inf always fails. The exporter's checks use the
+    defaults; the validator passes its --atol/--rtol/--min-psnr, and a backend its own FP16 floor."""
+
+    atol: float = FP32_MAX_ABS
+    rtol: float = 0.0
+    min_psnr_db: float = FP16_MIN_PSNR_DB
+
+    def judge(self, out: np.ndarray, expected: np.ndarray, precision: str) -> ParityResult:
+        out64, exp64 = np.asarray(out, np.float64), np.asarray(expected, np.float64)
+        if not np.isfinite(out64).all():
+            return ParityResult(float("inf"), float("-inf"), False, "finite output")
+        error = metrics.max_abs(out64, exp64)
+        psnr_db = metrics.psnr(out64, exp64)
+        if precision != "fp32":
+            return ParityResult(error, psnr_db, psnr_db >= self.min_psnr_db, f"PSNR >= {self.min_psnr_db:g} dB")
+        passed = bool(np.all(np.abs(out64 - exp64) <= self.atol + self.rtol * np.abs(exp64)))
+        criterion = f"max abs <= {self.atol:g}" + (f" + {self.rtol:g} x |expected|" if self.rtol else "")
+        return ParityResult(error, psnr_db, passed, criterion)

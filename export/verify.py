@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.parity import ParityResult, judge
+from export.parity import ParityResult, Tolerance
 from msn import MSN, MSNError
 from msn.sample_images import smooth_test_image
 
@@ -41,6 +41,6 @@ def verify_onnx(path: Path, model: MSN, fp16: bool, shape: tuple[int, int, int])
     x = smooth_test_image(*shape)
     with torch.no_grad():
         expected = model.float()(x).numpy()
-    result = judge(run_onnxruntime(path, x.numpy()), expected, fp16)
+    result = Tolerance().judge(run_onnxruntime(path, x.numpy()), expected, "fp16" if fp16 else "fp32")
     log.info("verification on %s: %s", "x".join(map(str, shape)), result)
     return result

@@ -1,151 +1,143 @@
-"""Which backends the validator compares, and why any of them is skipped on this machine."""
+"""What the validators compare: candidates, each a `Target` (engines.runtime.targets) on one
+artifact, opened through `engines.load` like every engine, and named by the target's label.
+
+    eager-fp32                      the baseline: the training form as published
+    torch-cpu-fp32                  the inference form; torch-cuda-fp16-cuda-graphs and the other GPU variants
+    onnxruntime-cpu-fp16            a graph on a backend and device, in the graph's precision
+    ncnn-vulkan-fp16, tensorrt-cuda-fp16-cudagraph ...
+    openvino-cpu-fp16:b/msn_fp16    the artifact's name follows where two of one label are compared
+
+Old spellings (ort-cpu-fp32, torch-fp16, tensorrt_rtx-fp16) are accepted in --backends.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+import engines
 from engines.runtime.base import Engine
+from engines.runtime.targets import BACKENDS, Target
 from export.parity import NCNN_FP16_MIN_PSNR_DB
-from msn import MSN, MSNError
+from msn.formats.kinds import read_artifact_header
+from msn.formats.ncnn_net import vulkan_devices
 from msn.formats.precision import PRECISIONS
-from validate.variants import TORCH_VARIANTS
+from validate.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
-
-# Every name a Candidate can have (graph-tagged ONNX names end in -<graph stem>): lets a typo in
-# --backends fail before anything is exported or loaded.
-NAME_PATTERN = re.compile(
-    r"eager-fp32|torch-fp(32|16)(-compiled)?(-cuda-graphs)?(-channels-last)?"
-    r"|(ort-(cpu|cuda|tensorrt)|openvino-cpu)-fp(32|16)(-.+)?|tensorrt(_rtx)?(-fp(32|16)(-cudagraph)?)?(:.+)?"
-    r"|ncnn-(cpu-fp32|vulkan-fp(32|16))(-.+)?"
-)
-
-
-def needs_graphs(names: set[str]) -> bool:
-    return any(n.startswith(("ort-", "openvino-")) for n in names)
-
-
-def needs_ncnn(names: set[str]) -> bool:
-    return any(n.startswith("ncnn-") for n in names)
 
 
 @dataclass
 class Candidate:
-    name: str
-    precision: str
-    factory: Callable[[], Engine] | None = None
-    skip_reason: str | None = None
+    name: str  # the target's label, with the artifact's name after ":" where two share a label
+    target: Target
+    artifact: Path | str
+    options: dict[str, object] = field(default_factory=dict)  # engines.load's, for this backend
+    skip_reason: str | None = None  # a decision of the plan (not measured here), never a load failure
     timed: bool = True  # False: parity only (with the reason in speed_note)
     speed_note: str | None = None
     graph: Path | None = None  # the ONNX graph it runs, for a layerwise look when it fails
     min_psnr_db: float | None = None  # an FP16 floor of its own (None: the validator's --min-psnr)
 
+    @property
+    def precision(self) -> str:
+        return self.target.precision or "fp32"
 
-def _cuda_reason() -> str | None:
-    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
-
-
-def _ort_provider_reason(provider: str) -> str | None:
-    import onnxruntime as ort
-
-    if provider not in ort.get_available_providers():
-        return f"ONNX Runtime here has no {provider} (install onnxruntime-gpu on a GPU machine)"
-    return _cuda_reason()
+    def load(self) -> Engine:
+        return engines.load(self.artifact, target=self.target, **self.options)
 
 
-def torch_candidates(model: MSN) -> list[Candidate]:
-    """The PyTorch variants (validate.variants): FP16 is timed on a GPU only, and the GPU paths
-    (CUDA graphs, torch.compile) are skipped, with the reason, on a CPU."""
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
+def _threads(backend: str, threads: int | None) -> dict[str, object]:
+    return Target(backend).thread_options(threads)
+
+
+def torch_candidates(checkpoint: str | Path, device: str) -> list[Candidate]:
+    """The PyTorch variants (validate.variants) on `device`: FP16 is timed on a GPU only, and the
+    GPU paths (CUDA graphs, torch.compile) are skipped, with the reason, on a CPU."""
+    cuda = device.startswith("cuda")
     fp16_cpu_note = None if cuda else "float16 convolutions on CPU are emulated (seconds per frame); timed on GPU only"
     gpu_only = None if cuda else "measured on GPU only (CUDA graphs; a CPU compile of ~800 small ops takes minutes)"
-    return [Candidate(v.name, v.precision, lambda v=v: v.make(model, device),
-                      skip_reason=gpu_only if v.needs_cuda else None,
-                      timed=cuda or v.precision == "fp32", speed_note=None if v.precision == "fp32" else fp16_cpu_note)
+    return [Candidate(v.label("cuda" if v.needs_cuda else device), Target("torch", device, v.precision), checkpoint,
+                      v.options,
+                      skip_reason=gpu_only if v.needs_cuda else None, timed=cuda or v.precision == "fp32",
+                      speed_note=None if v.precision == "fp32" else fp16_cpu_note)
             for v in TORCH_VARIANTS]
 
 
-def _openvino_reason() -> str | None:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return "openvino is not installed (pip install -e '.[cpu]')"
-    return None
+def _tagged(names: list[str], paths: list[Path]) -> list[str]:
+    """`names` made unique by the artifact's name where two are alike (the stem; then the path)."""
+    tags = [n if names.count(n) == 1 else f"{n}:{p.stem}" for n, p in zip(names, paths)]
+    return [t if tags.count(t) == 1 else f"{n}:{p}" for t, n, p in zip(tags, names, paths)]
 
 
-def onnx_candidates(graphs: list[Path]) -> list[Candidate]:
-    from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
-    from engines.runtime.openvino_engine import OpenVINOEngine
-
-    candidates = []
-    loaded = []
-    for graph in graphs:
-        try:
-            loaded.append((graph, OnnxRuntimeEngine(graph).precision))
-        except MSNError as exc:
-            candidates.append(Candidate(f"ort-cpu:{graph.name}", "fp32", skip_reason=str(exc)))
-    precisions = [p for _, p in loaded]
-    for graph, precision in loaded:
-        tag = f"-{graph.stem}" if precisions.count(precision) > 1 else ""  # two graphs of one precision
-        candidates.append(Candidate(f"ort-cpu-{precision}{tag}", precision,
-                                    lambda g=graph: OnnxRuntimeEngine(g, threads=torch.get_num_threads()),
-                                    graph=graph))
-        candidates.append(Candidate(f"openvino-cpu-{precision}{tag}", precision,
-                                    lambda g=graph: OpenVINOEngine(g, threads=torch.get_num_threads()),
-                                    skip_reason=_openvino_reason(), graph=graph))
-        for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
-            candidates.append(Candidate(f"ort-{device}-{precision}{tag}", precision,
-                                        lambda g=graph, d=device: OnnxRuntimeEngine(g, device=d),
-                                        skip_reason=_ort_provider_reason(provider), graph=graph))
-    return candidates
+def graph_candidates(graphs: list[Path], threads: int | None = None) -> list[Candidate]:
+    """Each ONNX graph on every device of ONNX Runtime and on OpenVINO's CPU, in the graph's own
+    precision (a device this machine lacks is reported by the engine when it loads)."""
+    targets = [Target("onnxruntime", d) for d in BACKENDS["onnxruntime"].devices] + [Target("openvino", "cpu")]
+    rows = [(Target(t.backend, t.device, read_artifact_header(g).precision), g) for g in graphs for t in targets]
+    names = _tagged([t.label for t, _ in rows], [g for _, g in rows])
+    return [Candidate(name, target, graph, _threads(target.backend, threads) if target.device == "cpu" else {},
+                      skip_reason=target.spec.unavailable(), graph=graph)
+            for name, (target, graph) in zip(names, rows)]
 
 
-def ncnn_candidates(params: list[Path]) -> list[Candidate]:
+def ncnn_candidates(params: list[Path], threads: int | None = None) -> list[Candidate]:
     """ncnn's CPU path (FP32; CPUs without fp16 arithmetic compute FP32 whatever is asked) and a
-    Vulkan device in FP32 and FP16. lavapipe, Debian's Vulkan on the CPU, is checked for parity
+    Vulkan device in each precision. lavapipe, Debian's Vulkan on the CPU, is checked for parity
     but not timed: its speed says nothing about a GPU."""
-    from engines.runtime.ncnn_engine import NcnnEngine
-    from msn.formats.ncnn_net import vulkan_devices
-
-    devices = vulkan_devices()
-    no_vulkan = None if devices else "ncnn finds no Vulkan device here (Debian: mesa-vulkan-drivers libvulkan1)"
-    emulated = devices and all("llvmpipe" in name for name in devices)
+    unavailable = BACKENDS["ncnn"].unavailable()
+    devices = () if unavailable else vulkan_devices()
+    no_vulkan = unavailable or (None if devices else "ncnn finds no Vulkan device here (Debian: mesa-vulkan-drivers "
+                                                     "libvulkan1)")
+    emulated = bool(devices) and all("llvmpipe" in name for name in devices)
     note = f"{devices[0] if devices else ''} emulates Vulkan on the CPU: its speed says nothing about a GPU"
+    rows = [(Target("ncnn", "cpu", "fp32"), p) for p in params]
+    rows += [(Target("ncnn", "vulkan", precision), p) for p in params for precision in PRECISIONS]
+    names = _tagged([t.label for t, _ in rows], [p for _, p in rows])
     candidates = []
-    for param in params:
-        tag = f"-{param.stem}" if len(params) > 1 else ""
-        candidates.append(Candidate(f"ncnn-cpu-fp32{tag}", "fp32",
-                                    lambda p=param: NcnnEngine(p, threads=torch.get_num_threads())))
-        for precision in PRECISIONS:
-            candidates.append(Candidate(f"ncnn-vulkan-{precision}{tag}", precision,
-                                        lambda p=param, q=precision: NcnnEngine(p, "vulkan", precision=q),
-                                        skip_reason=no_vulkan, timed=not emulated,
-                                        speed_note=note if emulated else None,
-                                        min_psnr_db=NCNN_FP16_MIN_PSNR_DB if precision == "fp16" else None))
+    for name, (target, param) in zip(names, rows):
+        vulkan = target.device == "vulkan"
+        candidates.append(Candidate(
+            name, target, param, {} if vulkan else _threads("ncnn", threads), skip_reason=no_vulkan if vulkan
+            else unavailable, timed=not (vulkan and emulated), speed_note=note if vulkan and emulated else None,
+            min_psnr_db=NCNN_FP16_MIN_PSNR_DB if target.precision == "fp16" else None))
     return candidates
 
 
-def tensorrt_candidates(engine_paths: list[Path]) -> list[Candidate]:
-    if not engine_paths:
-        return [Candidate("tensorrt", "fp16", skip_reason="no --engine given (build one with export/build_trt.py)")]
-    from engines.runtime.tensorrt_engine import TensorRTEngine
+def tensorrt_candidates(plans: list[Path]) -> list[Candidate]:
+    """Each engine, plain and with CUDA-graph replay; an engine runs on the GPU it was built for."""
+    if not plans:
+        return [Candidate("tensorrt-cuda", Target("tensorrt", "cuda"), "",
+                          skip_reason="no --engine given (build one with export/build_trt.py)")]
+    rows = [(Target("tensorrt", "cuda", read_artifact_header(p).precision), p, options)
+            for p in plans for options in ({}, {"cuda_graph": True})]
+    names = _tagged([t.label + ("-cudagraph" if o else "") for t, _, o in rows], [p for _, p, _ in rows])
+    return [Candidate(name, target, plan, options) for name, (target, plan, options) in zip(names, rows)]
 
-    candidates = []
-    for path in engine_paths:
-        try:
-            engine = TensorRTEngine(path)
-        except MSNError as exc:
-            candidates.append(Candidate(f"tensorrt:{path.name}", "fp16", skip_reason=str(exc)))
-            continue
-        label = f"{engine.flavour}-{engine.precision}"
-        candidates.append(Candidate(label, engine.precision, lambda e=engine: e))
-        candidates.append(Candidate(f"{label}-cudagraph", engine.precision,
-                                    lambda p=path: TensorRTEngine(p, cuda_graph=True)))
-    return candidates
+
+# The names earlier reports and users spelled: the label they mean now.
+_OLD_SPELLINGS = ((re.compile(r"ort-(cpu|cuda|tensorrt)-"), r"onnxruntime-\1-"),
+                  (re.compile(r"torch-(fp32|fp16)"), r"torch-{device}-\1"),
+                  (re.compile(r"tensorrt(?:_rtx)?-(fp32|fp16)"), r"tensorrt-cuda-\1"))
+
+
+def canonical_name(name: str, device: str) -> str:
+    """A --backends name in today's labels (old spellings translated; `device` fills torch's)."""
+    for pattern, label in _OLD_SPELLINGS:
+        if pattern.match(name):
+            return pattern.sub(label.replace("{device}", device), name, count=1)
+    return name
+
+
+def wanted_names(backends: str | None, device: str) -> set[str]:
+    return {canonical_name(n.strip(), device) for n in (backends or "").split(",") if n.strip()}
+
+
+def needs(names: set[str], backend: str) -> bool:
+    return any(n.startswith(backend + "-") for n in names)
+
+
+__all__ = ["BASELINE", "Candidate", "canonical_name", "graph_candidates", "ncnn_candidates", "needs",
+           "tensorrt_candidates", "torch_candidates", "wanted_names"]

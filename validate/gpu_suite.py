@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import engines
 from engines.runtime.base import Engine
+from engines.runtime.targets import Target
 from engines.runtime.torch_engine import TorchEngine
 from export.parity import FP16_MIN_PSNR_DB
 from msn import load_model, random_model
@@ -44,12 +44,13 @@ from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
 from msn.formats.tensorrt import FLAVOURS
 from msn.sample_images import smooth_test_image
+from validate.backends import graph_candidates, torch_candidates
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol, ntire_table
 from validate.parity import compare, parity_images, parity_table
 from validate.tables import markdown_table
 from validate.timing import measure_interleaved
-from validate.variants import BASELINE, TORCH_VARIANTS
+from validate.variants import BASELINE
 
 log = logging.getLogger("msn.gpu_suite")
 
@@ -110,25 +111,31 @@ class Suite:
         self.cuda = self.device.type == "cuda"
         self.budget = Budget(plan.budget_s)
         checkpoint = take_along / CHECKPOINT
-        self.weights = str(checkpoint) if checkpoint.is_file() else "random (no checkpoint in the take-along folder)"
-        self.model = load_model(checkpoint) if checkpoint.is_file() else random_model()
+        official = checkpoint.is_file()
+        self.weights = str(checkpoint) if official else "random (no checkpoint in the take-along folder)"
+        if not official:
+            self._random = tempfile.TemporaryDirectory(prefix="msn-gpu-suite-")
+            checkpoint = Path(self._random.name) / "random.pth"
+            torch.save(random_model().state_dict(), checkpoint)
+        self.model = load_model(checkpoint)
         references = take_along / REFERENCES
-        self.images = parity_images(references) if checkpoint.is_file() and references.is_dir() else []
+        self.images = parity_images(references) if official and references.is_dir() else []
         self.engines: dict[str, TorchEngine] = {}
+        self.unavailable: dict[str, str] = {}
+        candidates = torch_candidates(checkpoint, device)
+        for candidate in candidates:
+            if candidate.skip_reason is not None:
+                self.unavailable[candidate.name] = candidate.skip_reason
+            elif candidate.options.get("compile") and not plan.compile_sizes:
+                self.unavailable[candidate.name] = "torch.compile is measured on the GPU plan only"
+            else:
+                self.engines[candidate.name] = candidate.load()
+        self.compiled = {c.name for c in candidates if c.options.get("compile")}
         # The exported graphs on ONNX Runtime's CPU provider (the only one such machines have):
         # parity only, and a device tensor crossing to a host runtime and back.
-        self.graph_engines: dict[str, Engine] = {
-            f"onnxruntime-cpu:{graph.stem}": engines.load(graph, backend="onnxruntime")
-            for graph in sorted((take_along / "graphs").glob("*.onnx")) if checkpoint.is_file()}
-        self.unavailable: dict[str, str] = {}
-        for variant in TORCH_VARIANTS:
-            if variant.needs_cuda and not self.cuda:
-                self.unavailable[variant.name] = "needs a CUDA device"
-            elif variant.compiled and not plan.compile_sizes:
-                self.unavailable[variant.name] = "torch.compile is measured on the GPU plan only"
-            else:
-                self.engines[variant.name] = variant.make(self.model, device)
-        self.compiled = {v.name for v in TORCH_VARIANTS if v.compiled}
+        graphs = sorted((take_along / "graphs").glob("*.onnx")) if official else []
+        self.graph_engines: dict[str, Engine] = {c.name: c.load() for c in graph_candidates(graphs)
+                                                 if c.target.backend == "onnxruntime" and c.target.device == "cpu"}
 
     def input(self, n: int, h: int, w: int) -> torch.Tensor:
         return smooth_test_image(n, h, w).to(self.device)
@@ -271,7 +278,7 @@ class Suite:
         report["speed"] = self.speed([(1, h, w) for h, w in plan.sizes], uncompiled)
         report["batches"] = self.speed([(n, *plan.batch_hw) for n in plan.batches if n > 1],
                                        [v for v in uncompiled if v != BASELINE] + [BASELINE])
-        fastest = fastest_fp16(report["speed"], plan.batch_hw) or "torch-fp16"
+        fastest = fastest_fp16(report["speed"], plan.batch_hw) or Target("torch", self.device.type, "fp16").label
         report["fastest_fp16"] = fastest
         report["end_to_end"] = self.end_to_end(fastest)
         report["device_call_copies"] = self.host_copies_of_a_device_call(fastest)

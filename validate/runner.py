@@ -17,18 +17,19 @@ import logging
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engines.runtime.base import Engine
+from engines.runtime.base import DeviceError, Engine
+from engines.runtime.targets import BACKENDS
 from export.ncnn_export import NcnnExportOptions, export_ncnn
 from export.onnx_export import export_onnx
 from export.onnx_graph import ExportOptions
-from export.parity import FP16_MIN_PSNR_DB
-from msn import MissingFileError, MSNError, UsageError, build_model, read_checkpoint
+from export.parity import FP16_MIN_PSNR_DB, Tolerance
+from msn import MissingFileError, MSNError, UsageError, read_checkpoint
 from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
 from msn.files import make_output_folder
 from msn.formats.kinds import read_artifact_header
@@ -36,14 +37,13 @@ from msn.sample_images import smooth_test_image
 from validate import layerwise
 from validate import report as reporting
 from validate.backends import (
-    NAME_PATTERN,
     Candidate,
+    graph_candidates,
     ncnn_candidates,
-    needs_graphs,
-    needs_ncnn,
-    onnx_candidates,
+    needs,
     tensorrt_candidates,
     torch_candidates,
+    wanted_names,
 )
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol
@@ -83,6 +83,10 @@ class ValidationSettings:
     backends: str | None = None  # comma-separated names; None: every backend that runs here
     no_speed: bool = False
     out: Path | None = None  # report folder; None: nothing written
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(self.atol, self.rtol, self.min_psnr)
 
 
 @dataclass(frozen=True)
@@ -125,15 +129,19 @@ def check_arguments(settings: ValidationSettings) -> None:
         raise UsageError(f"reference folder {settings.reference} does not exist")
     if settings.backends is not None:
         names = wanted_backends(settings)
-        unknown = sorted(n for n in names if not NAME_PATTERN.fullmatch(n))
+        unknown = sorted(n for n in names if n != BASELINE and n.split("-")[0] not in BACKENDS)
         if not names or unknown:
             raise UsageError(f"unknown --backends {', '.join(unknown) or repr(settings.backends)}; names look like "
-                             "eager-fp32, torch-fp32, ort-cpu-fp32, openvino-cpu-fp16, ncnn-vulkan-fp16, "
-                             "tensorrt_rtx-fp16 (a run without --backends lists every name)")
+                             "eager-fp32, torch-cpu-fp32, onnxruntime-cpu-fp32, openvino-cpu-fp16, ncnn-vulkan-fp16, "
+                             "tensorrt-cuda-fp16 (a run without --backends lists every name)")
+
+
+def device_here() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def wanted_backends(settings: ValidationSettings) -> set[str]:
-    return {n.strip() for n in (settings.backends or "").split(",") if n.strip()}
+    return wanted_names(settings.backends, device_here())
 
 
 def select_candidates(candidates: list[Candidate], names: set[str]) -> list[Candidate]:
@@ -146,15 +154,6 @@ def select_candidates(candidates: list[Candidate], names: set[str]) -> list[Cand
     return [c for c in candidates if c.name in names | {BASELINE}]
 
 
-def passes(stats_vs_eager: dict, out: np.ndarray, eager: np.ndarray, precision: str,
-           settings: ValidationSettings, min_psnr_db: float | None = None) -> bool:
-    if stats_vs_eager["nonfinite"]:
-        return False
-    if precision == "fp16":
-        return stats_vs_eager["psnr_db"] >= (settings.min_psnr if min_psnr_db is None else min_psnr_db)
-    return bool(np.all(np.abs(out.astype(np.float64) - eager) <= settings.atol + settings.rtol * np.abs(eager)))
-
-
 def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], images: list[ParityImage],
                settings: ValidationSettings, out_dir: Path | None) -> list[dict]:
     """Every engine on every image vs eager FP32 (and the float64 reference), judged by the
@@ -163,9 +162,11 @@ def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], ima
     for row, out, eager in compare(engines, images):
         outputs[(row["backend"], row["image"])] = out
         floor = candidates[row["backend"]].min_psnr_db
+        tolerance = settings.tolerance
         if floor is not None:
             row["min_psnr_db"] = floor
-        row["passed"] = passes(row["vs_eager"], out, eager, row["precision"], settings, floor)
+            tolerance = replace(tolerance, min_psnr_db=floor)
+        row["passed"] = tolerance.judge(out, eager, row["precision"]).passed
         rows.append(row)
         log.info("parity %-22s %-22s max abs %.2e  PSNR %.1f dB  %s", row["backend"], row["image"],
                  row["vs_eager"]["max_abs"], row["vs_eager"]["psnr_db"], "ok" if row["passed"] else "FAIL")
@@ -258,16 +259,17 @@ def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], 
 
 
 def collect_candidates(settings: ValidationSettings, tmp: Path) -> list[Candidate]:
-    model = build_model(read_checkpoint(settings.ckpt))
+    checkpoint = read_checkpoint(settings.ckpt).path  # a known name is downloaded once, here
     graphs, params = list(settings.onnx), list(settings.ncnn)
     wanted = wanted_backends(settings)
-    if not graphs and (not wanted or needs_graphs(wanted)):
+    if not graphs and (not wanted or needs(wanted, "onnxruntime") or needs(wanted, "openvino")):
         for fp16, name in ((False, "msn_fp32.onnx"), (True, "msn_fp16.onnx")):
-            graphs.append(export_onnx(settings.ckpt, tmp / name, ExportOptions(fp16=fp16, verify=False)).path)
-    if not params and (not wanted or needs_ncnn(wanted)):
-        params.append(export_ncnn(settings.ckpt, tmp / "msn_x4.param", NcnnExportOptions(verify=False)).param)
-    candidates = [*torch_candidates(model), *onnx_candidates(graphs), *ncnn_candidates(params),
-                  *tensorrt_candidates(settings.engine)]
+            graphs.append(export_onnx(checkpoint, tmp / name, ExportOptions(fp16=fp16, verify=False)).path)
+    if not params and (not wanted or needs(wanted, "ncnn")):
+        params.append(export_ncnn(checkpoint, tmp / "msn_x4.param", NcnnExportOptions(verify=False)).param)
+    threads = torch.get_num_threads()
+    candidates = [*torch_candidates(checkpoint, device_here()), *graph_candidates(graphs, threads),
+                  *ncnn_candidates(params, threads), *tensorrt_candidates(settings.engine)]
     return select_candidates(candidates, wanted)
 
 
@@ -277,8 +279,8 @@ def asked_but_missing(settings: ValidationSettings, backends: list[dict]) -> lis
     not_run = [b for b in backends if b["status"] != "ok"]
     if settings.backends:
         return [f"{b['name']} ({b['reason']})" for b in not_run]
-    named = [b for b in not_run if (b["name"].startswith("tensorrt") and settings.engine)
-             or (b["name"].startswith("ort-cpu:") and settings.onnx)
+    named = [b for b in not_run if (b["name"].startswith("tensorrt-") and settings.engine)
+             or (b["name"].startswith("onnxruntime-cpu") and settings.onnx)
              or (b["name"].startswith("ncnn-cpu") and settings.ncnn)]
     return [f"{b['name']} ({b['reason']})" for b in named]
 
@@ -292,8 +294,10 @@ def load_engines(candidates: list[Candidate]) -> tuple[dict[str, Engine], list[d
                  "speed_note": c.speed_note}
         if c.skip_reason is None:
             try:
-                engines[c.name] = c.factory()
+                engines[c.name] = c.load()
                 entry["status"] = "ok"
+            except DeviceError as exc:  # this machine lacks the device: the engine's own words
+                entry["reason"] = str(exc)
             except MSNError as exc:
                 entry["reason"] = f"failed to load: {exc}"
         backends.append(entry)

@@ -18,7 +18,7 @@ from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from export import onnx_export, to_onnx
 from export.onnx_graph import default_opset
 from export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
-from export.parity import judge
+from export.parity import Tolerance
 from export.trt_ops import unsupported_ops
 from msn.formats.graph import GraphMetadata
 from msn.metrics import psnr
@@ -151,14 +151,17 @@ def test_foreign_checkpoint_leaves_nothing(tmp_path):
 
 def test_verifier_judges_against_its_thresholds():
     expected = np.full((1, 3, 8, 8), 0.5, np.float32)
-    assert judge(expected + 1e-6, expected, fp16=False).passed
-    assert not judge(expected + 3e-4, expected, fp16=False).passed  # just past the 2e-4 FP32 limit
+    assert Tolerance().judge(expected + 1e-6, expected, "fp32").passed
+    assert not Tolerance().judge(expected + 3e-4, expected, "fp32").passed  # just past the 2e-4 FP32 limit
     # FP16: a shift of 10**(-61/20) is 61 dB, of 10**(-59/20) is 59 dB, against the 60 dB floor.
-    assert judge(expected + 10 ** (-61 / 20), expected, fp16=True).passed
-    assert not judge(expected + 10 ** (-59 / 20), expected, fp16=True).passed
+    assert Tolerance().judge(expected + 10 ** (-61 / 20), expected, "fp16").passed
+    assert not Tolerance().judge(expected + 10 ** (-59 / 20), expected, "fp16").passed
     nan = expected.copy()
     nan[0, 0, 0, 0] = np.nan
-    assert not judge(nan, expected, fp16=True).passed
+    assert not Tolerance().judge(nan, expected, "fp16").passed
+    # The relative term: 1e-4 + 1e-3 x 0.5 allows 6e-4.
+    assert Tolerance(atol=1e-4, rtol=1e-3).judge(expected + 5e-4, expected, "fp32").passed
+    assert not Tolerance(atol=1e-4, rtol=1e-3).judge(expected + 7e-4, expected, "fp32").passed
     assert VERIFY_FP16_FLOOR >= FP16_MIN_PSNR_DB
 
 

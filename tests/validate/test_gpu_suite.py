@@ -19,8 +19,8 @@ from validate.gpu_suite import PLANS, goals
 from validate.prepare_gpu_run import TooLarge, prepare
 from validate.variants import BASELINE
 
-CPU_VARIANTS = {BASELINE, "torch-fp32", "torch-fp16"}
-CUDA_VARIANTS = {"torch-fp16-cuda-graphs", "torch-fp16-cuda-graphs-channels-last", "torch-fp16-compiled", "torch-fp16-compiled-cuda-graphs"}
+CPU_VARIANTS = {BASELINE, "torch-cpu-fp32", "torch-cpu-fp16"}
+CUDA_VARIANTS = {"torch-cuda-fp16-cuda-graphs", "torch-cuda-fp16-cuda-graphs-channels-last", "torch-cuda-fp16-compiled", "torch-cuda-fp16-compiled-cuda-graphs"}
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +50,14 @@ def test_the_smoke_plan_runs_every_section(tmp_path, take_along):
 
     with_checkpoint = (take_along / "checkpoints").is_dir()
     images = {r["image"] for r in report["parity"]}
-    graphs = {f"onnxruntime-cpu:{name}" for name in ("msn_x4_fp32", "msn_x4_fp16")} if with_checkpoint else set()
+    graphs = {"onnxruntime-cpu-fp32", "onnxruntime-cpu-fp16"} if with_checkpoint else set()
     assert {(r["backend"], r["image"]) for r in report["parity"]} == {(v, i) for v in CPU_VARIANTS | graphs
                                                                       for i in images}
     assert all(r["vs_eager"]["nonfinite"] == 0 for r in report["parity"])
     assert min(r["vs_eager"]["psnr_db"] for r in report["parity"] if r["precision"] == "fp16") >= FP16_MIN_PSNR_DB
     if with_checkpoint:
         assert images == {"astronaut", "chelsea_crop"}
-        assert max(r["vs_reference"]["max_abs"] for r in report["parity"] if r["backend"] == "torch-fp32") \
+        assert max(r["vs_reference"]["max_abs"] for r in report["parity"] if r["backend"] == "torch-cpu-fp32") \
             < FP32_MAX_ABS
 
     plan = PLANS["smoke"]
@@ -93,9 +93,9 @@ def test_goals_are_judged_from_the_measured_rows():
         return {"variant": variant, "shape": shape, "median_ms": median_ms, "frames_per_s": fps or 1000 / median_ms}
 
     report = {
-        "fastest_fp16": "torch-fp16-cuda-graphs",
-        "speed": [speed(BASELINE, "1x360x640", 30.0), speed("torch-fp16-cuda-graphs", "1x360x640", 2.4),
-                  speed("torch-fp16-cuda-graphs", "1x1080x1920", 40.0)],
+        "fastest_fp16": "torch-cuda-fp16-cuda-graphs",
+        "speed": [speed(BASELINE, "1x360x640", 30.0), speed("torch-cuda-fp16-cuda-graphs", "1x360x640", 2.4),
+                  speed("torch-cuda-fp16-cuda-graphs", "1x1080x1920", 40.0)],
         "end_to_end": [{"lr": "360x640", "numpy_over_device": 1.7}],
         "parity": [{"precision": "fp16", "vs_eager": {"psnr_db": 61.0}},
                    {"precision": "fp32", "vs_eager": {"psnr_db": 1.0}}],

@@ -130,7 +130,7 @@ def test_the_validator_names_the_first_failing_node_of_a_failed_fp16_graph(train
                                            min_psnr=100.0)
     report = validate.run(settings)
     assert not report.passed
-    (row,) = [r for r in report.data["parity"] if r["backend"] == "ort-cpu-fp16"]
+    (row,) = [r for r in report.data["parity"] if r["backend"] == "onnxruntime-cpu-fp16"]
     assert not row["passed"] and fed_by_a_sum(fp32, row["layerwise"]["first_failing_node"])
     assert (tmp_path / "r" / "layerwise-fp16-wide" / "layerwise.md").is_file()
     assert row["layerwise"]["first_failing_node"] in report.markdown()

@@ -50,7 +50,7 @@ def test_report_files(report):
     data = json.loads((report / "report.json").read_text())
     assert data["schema"] == "msn-validate/2" and data["passed"] is True
     assert data["machine"]["torch"] == torch.__version__
-    assert "| ort-cpu-fp32 | astronaut |" in (report / "report.md").read_text()
+    assert "| onnxruntime-cpu-fp32 | astronaut |" in (report / "report.md").read_text()
 
 
 def test_the_ncnn_rows_hold_the_references(report):
@@ -80,7 +80,7 @@ def test_parity_numbers_match_an_independent_computation(report, official_model,
             eager = official_model(x)[0].permute(1, 2, 0).double().numpy()
         session = ort.InferenceSession(str(fp32_graph), providers=["CPUExecutionProvider"])
         onnx_out = session.run(None, {"input": x.numpy()})[0][0].transpose(1, 2, 0).astype(np.float64)
-        row = rows[("ort-cpu-fp32", case.name)]
+        row = rows[("onnxruntime-cpu-fp32", case.name)]
         # ORT's optimisation level may change the last bits; the report must agree to ~1e-6.
         assert row["vs_eager"]["max_abs"] == pytest.approx(np.abs(onnx_out - eager).max(), abs=1e-6)
         assert row["vs_reference"]["max_abs"] == pytest.approx(np.abs(onnx_out - case.sr).max(), abs=1e-6)
@@ -93,7 +93,7 @@ def test_speed_rows_and_ratios(report):
     data = json.loads((report / "report.json").read_text())
     speed = {r["backend"]: r for r in data["speed"]}
     assert speed[runner.BASELINE]["speedup_vs_eager"] == 1.0
-    ort_row = speed["ort-cpu-fp32"]
+    ort_row = speed["onnxruntime-cpu-fp32"]
     expected = speed[runner.BASELINE]["timing"]["median_ms"] / ort_row["timing"]["median_ms"]
     assert ort_row["speedup_vs_eager"] == pytest.approx(expected)
     assert ort_row["timing"]["runs"] >= 3 and data["ntire_protocol"][0]["runs"] == 2
@@ -105,11 +105,11 @@ def test_skipped_backends_are_reported_with_reasons(tmp_path, random_setup):
     assert runner.main(args) == 0
     data = json.loads((tmp_path / "report.json").read_text())
     status = {b["name"]: b for b in data["backends"]}
-    assert status["tensorrt"]["status"] == "skipped" and "--engine" in status["tensorrt"]["reason"]
+    assert status["tensorrt-cuda"]["status"] == "skipped" and "--engine" in status["tensorrt-cuda"]["reason"]
     if not torch.cuda.is_available():
-        assert "GPU" in status["torch-fp16-compiled"]["reason"]
-        assert status["ort-cuda-fp32"]["status"] == "skipped"
-        assert "float16 convolutions on CPU" in status["torch-fp16"]["speed_note"]
+        assert "GPU" in status["torch-cuda-fp16-compiled"]["reason"]
+        assert status["onnxruntime-cuda-fp32"]["status"] == "skipped"
+        assert "float16 convolutions on CPU" in status["torch-cpu-fp16"]["speed_note"]
     assert "## Skipped" in (tmp_path / "report.md").read_text()
 
 
@@ -123,18 +123,18 @@ def test_broken_artifact_fails(tmp_path, random_setup):
     broken = tmp_path / "broken.onnx"
     onnx.save(model, broken)
     args = ["--ckpt", str(ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
-            "--backends", "ort-cpu-fp32"]
+            "--backends", "onnxruntime-cpu-fp32"]
     assert runner.main(args) == 1
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["passed"] is False
-    assert [r["passed"] for r in data["parity"] if r["backend"] == "ort-cpu-fp32"] == [False]
+    assert [r["passed"] for r in data["parity"] if r["backend"] == "onnxruntime-cpu-fp32"] == [False]
     # The reported error is the real one, computed here independently on the same input.
     x = smooth_test_image(1, 96, 120)
     with torch.no_grad():
         eager = random_model_output(ckpt, x)
     session = ort.InferenceSession(str(broken), providers=["CPUExecutionProvider"])
     out = session.run(None, {"input": x.numpy()})[0]
-    row = next(r for r in data["parity"] if r["backend"] == "ort-cpu-fp32")
+    row = next(r for r in data["parity"] if r["backend"] == "onnxruntime-cpu-fp32")
     assert row["vs_eager"]["max_abs"] == pytest.approx(float(np.abs(out - eager).max()), rel=1e-3)
     assert row["vs_eager"]["max_abs"] > 1e-3  # far past the 1e-4 tolerance: the verdict is earned
 
@@ -149,7 +149,7 @@ def random_model_output(ckpt, x: torch.Tensor) -> np.ndarray:
 def test_intact_artifact_passes(tmp_path, random_setup):
     """The same check on the unmodified graph passes, so the failure above is the perturbation's."""
     ckpt, graph = random_setup
-    args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed", "--backends", "ort-cpu-fp32"]
+    args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed", "--backends", "onnxruntime-cpu-fp32"]
     assert runner.main(args) == 0
 
 
@@ -167,8 +167,8 @@ def test_validator_fails_when_an_asked_backend_cannot_run(random_ckpt, random_gr
     args = ["--ckpt", str(random_ckpt), "--onnx", str(random_graph), "--no-speed", "--out", str(tmp_path)]
     assert runner.main([*args, "--backends", "torch-fp32,ort-cuda-fp32"]) == 1  # no CUDA here
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["passed"] is False and report["missing"][0].startswith("ort-cuda-fp32")
-    assert "asked for but did not run: ort-cuda-fp32" in (tmp_path / "report.md").read_text()
+    assert report["passed"] is False and report["missing"][0].startswith("onnxruntime-cuda-fp32")
+    assert "asked for but did not run: onnxruntime-cuda-fp32" in (tmp_path / "report.md").read_text()
 
 
 # validator input problems are usage errors (exit 2), found before any model runs.
