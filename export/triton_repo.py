@@ -29,8 +29,8 @@ from msn import MissingFileError, UsageError, read_checkpoint
 from msn.cli import non_negative_int, positive_int, run_cli
 from msn.files import make_output_folder
 from msn.formats.graph import MSNGraph
-from msn.formats.kinds import ENGINE, GRAPH, artifact_kind, locate_artifact
-from msn.formats.sidecar import EngineSidecar, sidecar_path
+from msn.formats.kinds import ENGINE, GRAPH, artifact_kind, companion_path, locate_artifact
+from msn.formats.sidecar import EngineSidecar
 
 log = logging.getLogger("msn.triton_repo")
 
@@ -161,9 +161,9 @@ def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) 
         artifact_name = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}.get(spec.kind,
                                                                                              spec.artifact.name)
         shutil.copyfile(spec.artifact, staging / "1" / artifact_name)
-        if spec.kind == "python":
-            if artifact_kind(spec.artifact) is ENGINE:
-                shutil.copyfile(sidecar_path(spec.artifact), staging / "1" / sidecar_path(spec.artifact).name)
+        companion = companion_path(spec.artifact)
+        if spec.kind == "python" and companion is not None:  # an engine's sidecar beside it, as the replica reads it
+            shutil.copyfile(companion, staging / "1" / companion.name)
             shutil.copyfile(python_model_source(), staging / "1" / "model.py")
         (staging / "config.pbtxt").write_text(config)
         if target.exists():
