@@ -66,103 +66,11 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
         # Back to the keyframe at or before the start; the frames before it are decoded and dropped.
         container.seek(window.start, stream=in_video, backward=True, any_frame=False)
     report = VideoReport()
-    total = frame_count(in_video)
-    frames_in: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
-    frames_out: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
-    passthrough: queue.Queue = queue.Queue()  # packets of copied streams, muxed by the encoder thread
-    stop = threading.Event()
-    first_frame: queue.Queue = queue.Queue(maxsize=1)
-
-    # AVI stores no presentation timestamps: what FFmpeg reads back for B-frames is out of order.
-    # Frames do come out in display order, so the n-th one is shown at n frame durations.
-    frame_step = sequential_step(container, in_video)
-
-    def decode() -> None:
-        colour, index, last_pts = None, 0, None
-        for packet in container.demux(in_video) if window is not None else container.demux():
-            if stop.is_set():
-                return
-            if packet.stream.index != in_video.index:
-                if packet.dts is not None:
-                    passthrough.put(packet)
-                continue
-            try:
-                decoded = packet.decode()
-            except av.error.InvalidDataError as exc:
-                report.corrupt_packets += 1
-                log.warning("corrupt video packet at pts %s skipped (%s)", packet.pts, exc)
-                continue
-            for frame in decoded:
-                if window is not None and window.start is not None and frame.pts < window.start:
-                    continue
-                if window is not None and window.end is not None and frame.pts >= window.end:
-                    # Frames leave the decoder in display order: none still to come is inside the window.
-                    if colour is None:
-                        first_frame.put(None)
-                    put(frames_in, END, stop)
-                    return
-                if colour is None:
-                    colour = colour_of(frame)
-                    first_frame.put(colour)
-                    if frame.interlaced_frame:
-                        log.warning("%s is interlaced: its frames are upscaled as progressive pictures (combing "
-                                    "stays); deinterlace first, e.g. ffmpeg -i IN -vf bwdif OUT", src)
-                pts = frame.pts if frame_step is None else index * frame_step
-                if not put(frames_in, Frame(index, pts, to_rgb(frame, colour)), stop):
-                    return
-                index += 1
-                last_pts = pts if pts is not None else last_pts
-        if colour is None:
-            first_frame.put(None)
-        if window is None:
-            report.truncated = truncation(container, in_video, index, last_pts)
-        put(frames_in, END, stop)
-
+    decoding = _Decoding(container, in_video, src, window, report, queue.Queue(maxsize=QUEUE_BATCHES * options.batch))
     with atomic_output(dst) as tmp:
         output = av.open(str(tmp), "w", format=muxer_for(dst), options=muxer_options(dst))
-        stages: list[Stage] = []
         try:
-            decoder = Stage("decode", decode)
-            stages.append(decoder)
-            decoder.start()
-            colour = _first(first_frame, decoder)
-            if colour is None:
-                raise VideoError(f"{src} has no decodable video frames")
-            warn_if_depth_is_lost(src, colour, options.pix_fmt)
-            out_video = add_video_stream(output, in_video, engine.scale, options, colour)
-            report.rotation = colour.rotation
-            copied = copy_streams(container, output, in_video, dst) if window is None else {}
-            report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
-            with scheduling_kept():  # the encoder opens here, in this thread, rather than in the stage
-                output.start_encoding()
-            encoder = Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
-                                                       passthrough, colour, options.pix_fmt, stop))
-            stages.append(encoder)
-            encoder.start()
-            started = time.perf_counter()
-            with tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True, disable=not progress) as bar:
-                try:
-                    _infer_frames(engine, frames_in, frames_out, options, stop, bar, [decoder, encoder], report)
-                    put(frames_out, END, stop)
-                    encoder.join()
-                except BaseException:
-                    stop.set()
-                    raise
-                finally:
-                    report.seconds = time.perf_counter() - started
-            for stage in stages:
-                stage.join(timeout=STAGE_JOIN_S)
-                if stage.error is not None:
-                    raise stage.error
-        except BaseException as exc:
-            stop.set()
-            # The stages use both containers: closing one under a thread still inside FFmpeg crashed
-            # the process (a segment worker stopped by SIGTERM then left its temporary part behind).
-            for stage in stages:
-                stage.join(timeout=STAGE_JOIN_S)
-            log.error("stopped at frame %d of %s (%s); no output was written", report.frames, src,
-                      type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else exc)
-            raise
+            _run_stages(engine, decoding, output, dst, options, progress)
         finally:
             output.close()
             container.close()
@@ -172,6 +80,124 @@ def upscale_video(engine: Engine, src: Path, dst: Path, options: VideoOptions, w
     if report.truncated:
         log.warning("%s looks truncated: %s", src, report.truncated)
     return report
+
+
+class _Decoding:
+    """The decode stage: demuxes the input, puts its video frames (RGB, in display order) on
+    `frames`, other streams' packets on `passthrough` (muxed by the encoder thread), and the first
+    frame's colour (None: no frame) on `first_frame`."""
+
+    def __init__(self, container, in_video, src: Path, window: Window | None, report: VideoReport,
+                 frames: queue.Queue) -> None:
+        self.container, self.in_video, self.src, self.window, self.report = container, in_video, src, window, report
+        self.frames = frames
+        self.passthrough: queue.Queue = queue.Queue()
+        self.first_frame: queue.Queue = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        # AVI stores no presentation timestamps: what FFmpeg reads back for B-frames is out of order.
+        # Frames do come out in display order, so the n-th one is shown at n frame durations.
+        self.frame_step = sequential_step(container, in_video)
+
+    def run(self) -> None:
+        colour, index, last_pts = None, 0, None
+        window = self.window
+        for packet in self.container.demux(self.in_video) if window is not None else self.container.demux():
+            if self.stop.is_set():
+                return
+            if packet.stream.index != self.in_video.index:
+                if packet.dts is not None:
+                    self.passthrough.put(packet)
+                continue
+            for frame in self._decoded(packet):
+                if window is not None and window.start is not None and frame.pts < window.start:
+                    continue
+                if window is not None and window.end is not None and frame.pts >= window.end:
+                    # Frames leave the decoder in display order: none still to come is inside the window.
+                    if colour is None:
+                        self.first_frame.put(None)
+                    put(self.frames, END, self.stop)
+                    return
+                if colour is None:
+                    colour = self._first_colour(frame)
+                pts = frame.pts if self.frame_step is None else index * self.frame_step
+                if not put(self.frames, Frame(index, pts, to_rgb(frame, colour)), self.stop):
+                    return
+                index += 1
+                last_pts = pts if pts is not None else last_pts
+        if colour is None:
+            self.first_frame.put(None)
+        if window is None:
+            self.report.truncated = truncation(self.container, self.in_video, index, last_pts)
+        put(self.frames, END, self.stop)
+
+    def _decoded(self, packet) -> list:
+        import av
+
+        try:
+            return packet.decode()
+        except av.error.InvalidDataError as exc:
+            self.report.corrupt_packets += 1
+            log.warning("corrupt video packet at pts %s skipped (%s)", packet.pts, exc)
+            return []
+
+    def _first_colour(self, frame) -> Colour:
+        colour = colour_of(frame)
+        self.first_frame.put(colour)
+        if frame.interlaced_frame:
+            log.warning("%s is interlaced: its frames are upscaled as progressive pictures (combing stays); "
+                        "deinterlace first, e.g. ffmpeg -i IN -vf bwdif OUT", self.src)
+        return colour
+
+
+def _run_stages(engine: Engine, decoding: _Decoding, output, dst: Path, options: VideoOptions, progress: bool) -> None:
+    """Decode, infer (here) and encode side by side into `output`; on any failure every stage is
+    stopped and joined before the containers close."""
+    src, in_video, report, stop = decoding.src, decoding.in_video, decoding.report, decoding.stop
+    frames_out: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch)
+    stages: list[Stage] = []
+    try:
+        decoder = Stage("decode", decoding.run)
+        stages.append(decoder)
+        decoder.start()
+        colour = _first(decoding.first_frame, decoder)
+        if colour is None:
+            raise VideoError(f"{src} has no decodable video frames")
+        warn_if_depth_is_lost(src, colour, options.pix_fmt)
+        out_video = add_video_stream(output, in_video, engine.scale, options, colour)
+        report.rotation = colour.rotation
+        copied = copy_streams(decoding.container, output, in_video, dst) if decoding.window is None else {}
+        report.copied_streams = [f"{s.type}:{s.codec_context.name}" for s in copied.values()]
+        with scheduling_kept():  # the encoder opens here, in this thread, rather than in the stage
+            output.start_encoding()
+        encoder = Stage("encode", lambda: _encode(output, out_video, in_video.time_base, copied, frames_out,
+                                                   decoding.passthrough, colour, options.pix_fmt, stop))
+        stages.append(encoder)
+        encoder.start()
+        started = time.perf_counter()
+        with tqdm(total=frame_count(in_video), unit="frame", desc=src.name, dynamic_ncols=True,
+                  disable=not progress) as bar:
+            try:
+                _infer_frames(engine, decoding.frames, frames_out, options, stop, bar, [decoder, encoder], report)
+                put(frames_out, END, stop)
+                encoder.join()
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                report.seconds = time.perf_counter() - started
+        for stage in stages:
+            stage.join(timeout=STAGE_JOIN_S)
+            if stage.error is not None:
+                raise stage.error
+    except BaseException as exc:
+        stop.set()
+        # The stages use both containers: closing one under a thread still inside FFmpeg crashed
+        # the process (a segment worker stopped by SIGTERM then left its temporary part behind).
+        for stage in stages:
+            stage.join(timeout=STAGE_JOIN_S)
+        log.error("stopped at frame %d of %s (%s); no output was written", report.frames, src,
+                  type(exc).__name__ if isinstance(exc, KeyboardInterrupt) else exc)
+        raise
 
 
 def _first(first_frame: queue.Queue, decoder: Stage) -> Colour | None:
