@@ -150,6 +150,9 @@ class Target:
         if self.precision is not None:
             check_precision(self.precision)
         if self.backend == AUTO:
+            if not any(b.device_family(self.device) in b.devices for b in BACKENDS.values()):
+                known = sorted({d for b in BACKENDS.values() for d in b.devices})
+                raise UsageError(f"unknown device {self.device!r}; the backends run on {', '.join(known)}")
             return self
         backend = backend_named(self.backend)
         backend.check_device(self.device)
@@ -162,9 +165,7 @@ class Target:
         backend that cannot open this kind of artifact, or does not run on the device, is a UsageError."""
         kind = artifact_kind(artifact)
         if self.backend == AUTO:
-            known = sorted({d for b in BACKENDS.values() for d in b.devices})
-            if not any(b.device_family(self.device) in b.devices for b in BACKENDS.values()):
-                raise UsageError(f"unknown device {self.device!r}; the backends run on {', '.join(known)}")
+            self.check()
             backend = auto_backend(kind, self.device)
             if backend.devices == ("cuda",):  # an engine runs on the GPU it was built for
                 return replace(self, backend=backend.name, device="cuda").check()

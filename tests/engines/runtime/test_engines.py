@@ -228,6 +228,8 @@ def test_bad_pixel_values_are_refused(random_msn, random_graph, value, message):
     ("openvino", "m.plan", "cpu", "m.plan is a TensorRT engine: it runs on --backend tensorrt"),
     ("tensorrt", "m.onnx", "cuda", "--backend tensorrt runs TensorRT engines (.plan, .engine), not m.onnx"),
     ("tflite", "m.onnx", "cpu", "unknown backend 'tflite'"),
+    ("auto", "m.onnx", "tpu", "unknown device 'tpu'; the backends run on cpu, cuda, gpu, npu, tensorrt, vulkan"),
+    ("auto", "m.pth", "cpu-fast", "unknown device 'cpu-fast'"),
 ])
 def test_a_backend_device_pair_that_does_not_exist_is_refused_by_name(backend, artifact, device, message):
     """One vocabulary, checked before any file is read (the artifacts here do not exist)."""
