@@ -48,13 +48,14 @@ from validate.backends import graph_candidates, torch_candidates
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol, ntire_table
 from validate.parity import compare, parity_images, parity_table
+from validate.speed import SpeedBudget, time_shape
 from validate.tables import markdown_table
 from validate.timing import measure_interleaved
 from validate.variants import BASELINE
 
 log = logging.getLogger("msn.gpu_suite")
 
-SCHEMA = "msn-gpu-suite/2"
+SCHEMA = "msn-gpu-suite/3"  # 3: speed rows in the one schema of validate.speed
 CHECKPOINT = "checkpoints/team28_MSN.pth"
 REFERENCES = "reference"
 
@@ -168,15 +169,10 @@ class Suite:
                 continue
             x = self.input(n, h, w)
             peaks = {name: self.peak_memory_mb(self.engines[name], x) for name in active}  # compiles, captures
-            timings = measure_interleaved({name: (lambda e=self.engines[name], x=x: e(x)) for name in active},
-                                          warmup_s=self.plan.warmup_s, runs=self.plan.runs, max_s=self.plan.max_s,
-                                          cuda=self.cuda)
-            base = timings.get(BASELINE)
-            for name in active:
-                t = timings[name]
-                rows.append({"variant": name, "shape": f"{n}x{h}x{w}", **t.as_dict(),
-                             "speedup_vs_eager": base.median_ms / t.median_ms if base else None,
-                             "frames_per_s": 1000 * n / t.median_ms, "peak_memory_mb": peaks[name]})
+            calls = {name: (lambda e=self.engines[name], x=x: e(x)) for name in active}
+            rows += time_shape(calls, (n, h, w), self.model.config.upscale,
+                               SpeedBudget(self.plan.warmup_s, self.plan.runs, self.plan.max_s), self.cuda,
+                               peak_memory_mb=peaks)
         return rows
 
     def peak_memory_mb(self, engine: TorchEngine, x: torch.Tensor) -> float | None:
@@ -316,8 +312,8 @@ def encoder_alone_fps(height: int, width: int, frames: int, options) -> float:
 
 def fastest_fp16(rows: list[dict], batch_hw: tuple[int, int]) -> str | None:
     at = f"1x{batch_hw[0]}x{batch_hw[1]}"
-    fp16 = [r for r in rows if r["shape"] == at and "fp16" in r["variant"]]
-    return min(fp16, key=lambda r: r["median_ms"])["variant"] if fp16 else None
+    fp16 = [r for r in rows if r["shape"] == at and "fp16" in r["backend"]]
+    return min(fp16, key=lambda r: r["timing"]["median_ms"])["backend"] if fp16 else None
 
 
 def tensorrt_line(machine: dict) -> str:
@@ -332,7 +328,7 @@ def tensorrt_line(machine: dict) -> str:
 def goals(report: dict) -> list[dict]:
     """The issue's goals, each met or not, from this run's numbers (None: not measured here)."""
     def speed_of(variant: str, shape: str) -> dict | None:
-        return next((r for r in report["speed"] + report.get("compiled", []) if r["variant"] == variant
+        return next((r for r in report["speed"] + report.get("compiled", []) if r["backend"] == variant
                      and r["shape"] == shape), None)
 
     fastest = report["fastest_fp16"]
@@ -344,8 +340,8 @@ def goals(report: dict) -> list[dict]:
     video = next((r for r in report["video"] if r["encoder"].startswith("libx264")), None)
     checks = [
         ("fastest FP16 >= 12x eager FP32 at 360x640",
-         best and eager and eager["median_ms"] / best["median_ms"], 12, ">="),
-        ("fastest FP16 <= 2 ms per frame on-device at 360x640", best and best["median_ms"], 2.0, "<="),
+         best and eager and eager["timing"]["median_ms"] / best["timing"]["median_ms"], 12, ">="),
+        ("fastest FP16 <= 2 ms per frame on-device at 360x640", best and best["timing"]["median_ms"], 2.0, "<="),
         ("1080x1920 LR (8K out) >= 30 fps", big and big["frames_per_s"], 30, ">="),
         ("FP16 >= 60 dB vs eager FP32 on every photo", fp16_rows and min(r["vs_eager"]["psnr_db"] for r in fp16_rows),
          FP16_MIN_PSNR_DB, ">="),
@@ -358,6 +354,11 @@ def goals(report: dict) -> list[dict]:
         met = None if value is None else (value >= bound if op == ">=" else value <= bound)
         rows.append({"goal": name, "value": value, "met": met})
     return rows
+
+
+def timed(rows: list[dict]) -> list[dict]:
+    """Speed rows with their timing's figures beside the other columns, for a table."""
+    return [{**r, **r["timing"]} for r in rows]
 
 
 def markdown(report: dict) -> str:
@@ -379,12 +380,13 @@ def markdown(report: dict) -> str:
              "", "## NTIRE protocol (eager FP32 training form, batch 1, no warm-up, mean)",
              *ntire_table(report["ntire"]),
              "", "## Warm, on-device (input already on the device), batch 1",
-             *table(report["speed"], ["variant", "shape", "median_ms", "p95_ms", "cv", "speedup_vs_eager",
-                                      "frames_per_s", "peak_memory_mb"]),
-             "", "## Batches", *table(report["batches"], ["variant", "shape", "median_ms", "p95_ms", "cv",
-                                                          "frames_per_s", "peak_memory_mb"]),
-             "", "## Compiled", *table(report.get("compiled", []), ["variant", "shape", "median_ms", "p95_ms", "cv",
-                                                                    "speedup_vs_eager", "peak_memory_mb"]),
+             *table(timed(report["speed"]), ["backend", "shape", "median_ms", "p95_ms", "cv", "speedup_vs_eager",
+                                             "frames_per_s", "peak_memory_mb"]),
+             "", "## Batches", *table(timed(report["batches"]), ["backend", "shape", "median_ms", "p95_ms", "cv",
+                                                                 "frames_per_s", "peak_memory_mb"]),
+             "", "## Compiled", *table(timed(report.get("compiled", [])), ["backend", "shape", "median_ms", "p95_ms",
+                                                                           "cv", "speedup_vs_eager",
+                                                                           "peak_memory_mb"]),
              "", f"## End to end ({report['fastest_fp16']}): numpy in and out vs on-device, and the copies alone (ms)",
              *table(report["end_to_end"], ["lr", "on_device_ms", "numpy_in_out_ms", "numpy_over_device",
                                            "h2d_pinned_ms", "h2d_pageable_ms", "d2h_pinned_ms", "d2h_pageable_ms"]),
@@ -427,7 +429,7 @@ def run_suite(args: argparse.Namespace) -> None:
     atomic_write_bytes(args.out / "gpu_suite.json", json.dumps(report, indent=2, default=str).encode())
     atomic_write_bytes(args.out / "gpu_suite.md", markdown(report).encode())
     log.info("wrote %s and %s in %.0f s", args.out / "gpu_suite.json", args.out / "gpu_suite.md", report["seconds"])
-    median_cv = statistics.median([r["cv"] for r in report["speed"]]) if report["speed"] else None
+    median_cv = statistics.median([r["timing"]["cv"] for r in report["speed"]]) if report["speed"] else None
     log.info("median CV of the timed rows: %s", f"{median_cv:.3f}" if median_cv is not None else "-")
 
 

@@ -15,9 +15,10 @@ from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
 from validate.machine import machine_line  # noqa: E402
 from validate.ntire import ntire_table  # noqa: E402
 from validate.parity import parity_table  # noqa: E402
+from validate.speed import lr_size
 from validate.tables import markdown_table  # noqa: E402
 
-SCHEMA = "msn-validate/2"
+SCHEMA = "msn-validate/3"  # 3: speed rows in the one schema of validate.speed
 
 
 def write_json(report: dict, path: Path) -> None:
@@ -63,7 +64,8 @@ def markdown(report: dict) -> str:
     speed = []
     for row in report["speed"]:
         t, d = row["timing"], row.get("device_timing")
-        speed.append((row["backend"], row["size"], t["runs"], f"{t['median_ms']:.2f}", f"{t['p95_ms']:.2f}",
+        h, w = lr_size(row)
+        speed.append((row["backend"], f"{h}x{w}", t["runs"], f"{t['median_ms']:.2f}", f"{t['p95_ms']:.2f}",
                       f"{t['p99_ms']:.2f}", f"{t['cv']:.3f}", _fmt(d and d["median_ms"], ".2f"),
                       f"{row['out_mp_per_s']:.2f}", f"{row['speedup_vs_eager']:.2f}x"))
     lines += markdown_table(["backend", "LR size", "runs", "median ms", "p95 ms", "p99 ms", "CV", "on-device ms",
@@ -100,7 +102,7 @@ def plot_latency(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_backend: dict[str, list[tuple[float, float]]] = {}
     for row in report["speed"]:
-        h, w = (int(v) for v in row["size"].split("x"))
+        h, w = lr_size(row)
         by_backend.setdefault(row["backend"], []).append((h * w / 1e6, row["timing"]["median_ms"]))
     for name, points in by_backend.items():
         points.sort()

@@ -48,7 +48,7 @@ from validate.backends import (
 from validate.machine import machine_info, machine_line
 from validate.ntire import ntire_protocol
 from validate.parity import ParityImage, compare, parity_images
-from validate.timing import measure_interleaved
+from validate.speed import SpeedBudget, time_shape
 from validate.variants import BASELINE
 
 log = logging.getLogger("msn.validate")
@@ -192,30 +192,16 @@ def crop_centre(img: np.ndarray, size: int = 96) -> np.ndarray:
 
 def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate], settings: ValidationSettings) -> list[dict]:
     cuda = torch.cuda.is_available()
+    budget = SpeedBudget(settings.warmup, settings.runs, settings.max_seconds)
+    scale = engines[BASELINE].scale
     rows = []
     for h, w in settings.sizes:
-        size = f"{h}x{w}"
         x = smooth_test_image(settings.batch, h, w).numpy()
         timed = {name: (lambda e=engine, x=x: e(x)) for name, engine in engines.items() if candidates[name].timed}
-        budget = {"warmup_s": settings.warmup, "runs": settings.runs, "max_s": settings.max_seconds}
-        timings = measure_interleaved(timed, **budget, cuda=cuda)
-        # On a GPU the end-to-end figures above include host<->device copies; PyTorch backends are
-        # also timed on device-resident tensors so that the copies can be read off separately.
+        # On a GPU the end-to-end figures include host<->device copies; PyTorch backends are also
+        # timed on device-resident tensors so that the copies can be read off separately.
         on_device = {name: fn for name in timed if (fn := device_only(engines[name], x)) is not None}
-        device_timings = measure_interleaved(on_device, **budget, cuda=True) if on_device else {}
-        eager_ms = timings[BASELINE].median_ms
-        for name, timing in timings.items():
-            rows.append({
-                "backend": name,
-                "size": size,
-                "batch": settings.batch,
-                "timing": timing.as_dict(),
-                "device_timing": device_timings[name].as_dict() if name in device_timings else None,
-                "out_mp_per_s": settings.batch * h * w * engines[name].scale**2 / 1e6 / (timing.median_ms / 1e3),
-                "speedup_vs_eager": eager_ms / timing.median_ms,
-            })
-            log.info("speed  %-22s %-9s median %8.2f ms  (%d runs, CV %.3f)", name, size, timing.median_ms,
-                     timing.runs, timing.cv)
+        rows += time_shape(timed, (settings.batch, h, w), scale, budget, cuda, device_calls=on_device)
     return rows
 
 

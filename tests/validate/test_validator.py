@@ -48,7 +48,7 @@ def test_report_files(report):
     for name in ("report.json", "report.md", "latency.png", "error_heatmap.png", "crops.png"):
         assert (report / name).stat().st_size > 0, name
     data = json.loads((report / "report.json").read_text())
-    assert data["schema"] == "msn-validate/2" and data["passed"] is True
+    assert data["schema"] == "msn-validate/3" and data["passed"] is True
     assert data["machine"]["torch"] == torch.__version__
     assert "| onnxruntime-cpu-fp32 | astronaut |" in (report / "report.md").read_text()
 
