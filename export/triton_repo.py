@@ -161,9 +161,10 @@ def _write(spec: ModelSpec, out: Path, name: str, config: str, overwrite: bool) 
         artifact_name = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}.get(spec.kind,
                                                                                              spec.artifact.name)
         shutil.copyfile(spec.artifact, staging / "1" / artifact_name)
-        companion = companion_path(spec.artifact)
-        if spec.kind == "python" and companion is not None:  # an engine's sidecar beside it, as the replica reads it
-            shutil.copyfile(companion, staging / "1" / companion.name)
+        if spec.kind == "python":
+            companion = companion_path(spec.artifact)
+            if companion is not None:  # an engine's sidecar beside it, where the replica reads it
+                shutil.copyfile(companion, staging / "1" / companion.name)
             shutil.copyfile(python_model_source(), staging / "1" / "model.py")
         (staging / "config.pbtxt").write_text(config)
         if target.exists():

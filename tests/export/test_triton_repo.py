@@ -60,6 +60,9 @@ def test_engine_repository(random_fp16_graph, tmp_path):
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert (tmp_path / "repo" / "msn" / "1" / "model.plan").read_bytes() == plan.read_bytes()
     assert triton_repo.main(["--engine", str(plan), "-o", str(tmp_path / "cpu"), "--kind", "cpu"]) == 2
+    # Behind the Python backend, the engine travels with its sidecar (what its kind implies) and model.py.
+    assert triton_repo.main(["--model", str(plan), "--python", "-o", str(tmp_path / "py")]) == 0
+    assert sorted(p.name for p in (tmp_path / "py" / "msn" / "1").iterdir()) == ["model.py", "msn.plan", "msn.plan.json"]
 
 
 def test_python_backend_repository(random_ckpt, tmp_path):
