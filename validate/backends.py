@@ -23,7 +23,7 @@ from engines.runtime.targets import BACKENDS, Target
 from export.parity import NCNN_FP16_MIN_PSNR_DB
 from msn.formats.kinds import read_artifact_header
 from msn.formats.ncnn_net import vulkan_devices
-from msn.formats.precision import PRECISIONS
+from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS
 from validate.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Candidate:
 
     @property
     def precision(self) -> str:
-        return self.target.precision or "fp32"
+        return self.target.precision or DEFAULT_PRECISION
 
     def load(self) -> Engine:
         return engines.load(self.artifact, target=self.target, **self.options)

@@ -39,7 +39,7 @@ from engines.runtime.base import Engine
 from engines.runtime.targets import Target
 from engines.runtime.torch_engine import TorchEngine
 from export.parity import FP16_MIN_PSNR_DB
-from msn import load_model, random_model
+from msn import random_model
 from msn.cli import non_negative_float, run_cli
 from msn.files import atomic_write_bytes, make_output_folder
 from msn.formats.tensorrt import FLAVOURS
@@ -118,7 +118,6 @@ class Suite:
             self._random = tempfile.TemporaryDirectory(prefix="msn-gpu-suite-")
             checkpoint = Path(self._random.name) / "random.pth"
             torch.save(random_model().state_dict(), checkpoint)
-        self.model = load_model(checkpoint)
         references = take_along / REFERENCES
         self.images = parity_images(references) if official and references.is_dir() else []
         self.engines: dict[str, TorchEngine] = {}
@@ -170,7 +169,7 @@ class Suite:
             x = self.input(n, h, w)
             peaks = {name: self.peak_memory_mb(self.engines[name], x) for name in active}  # compiles, captures
             calls = {name: (lambda e=self.engines[name], x=x: e(x)) for name in active}
-            rows += time_shape(calls, (n, h, w), self.model.config.upscale,
+            rows += time_shape(calls, (n, h, w), self.engines[BASELINE].scale,
                                SpeedBudget(self.plan.warmup_s, self.plan.runs, self.plan.max_s), self.cuda,
                                peak_memory_mb=peaks)
         return rows
@@ -206,7 +205,7 @@ class Suite:
         return rows
 
     def copies(self, h: int, w: int) -> dict[str, Callable[[], object]]:
-        s = self.model.config.upscale
+        s = self.engines[BASELINE].scale
         lr, sr = (1, 3, h, w), (1, 3, h * s, w * s)
         pinned_in, pageable_in = torch.rand(lr).pin_memory(), torch.rand(lr)
         pinned_out, pageable_out = torch.empty(sr).pin_memory(), torch.empty(sr)

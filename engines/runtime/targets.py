@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -208,14 +207,3 @@ class Target:
                              f"{export}, or leave out --precision)")
         return engine
 
-
-_LABEL = re.compile(r"(?P<backend>[a-z_]+)-(?P<device>[a-z]+(?:[:.]\d+)?)(?:-(?P<precision>fp\d+))?")
-
-
-def parse_label(label: str) -> Target:
-    """The target a label names ("openvino-cpu-fp16"; also the aliases users have typed, such as
-    "ort-cpu-fp16"); UsageError for anything else."""
-    match = _LABEL.fullmatch(label)
-    if match is None:
-        raise UsageError(f"{label!r} is not a target label (backend-device[-precision], e.g. openvino-cpu-fp32)")
-    return Target(match["backend"], match["device"], match["precision"]).check()

@@ -134,7 +134,8 @@ class MSNModel:
 
     def __init__(self, settings: ServeSettings, model: ModelFiles) -> None:
         self.settings = settings
-        self.engine = model.load(settings.target.resolve(model.name), **settings.engine_options())
+        target = settings.target.resolve(model.name)
+        self.engine = model.load(target, **settings.engine_options(target))
         self.model_name = model.name
         self.upscale_batch.set_max_batch_size(settings.max_batch)
         self.upscale_batch.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

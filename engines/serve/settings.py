@@ -80,11 +80,11 @@ class ServeSettings(BaseModel):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def engine_options(self) -> dict[str, object]:
-        """Threads matched to the CPUs Ray reserves for a replica, so replicas do not contend; for
-        OpenVINO, room for each power-of-two batch size (see app.group_by_size) of a few LR sizes."""
+    def engine_options(self, target: Target) -> dict[str, object]:
+        """`load` options for a replica on `target` (resolved): threads matched to the CPUs Ray reserves
+        for a replica, so replicas do not contend; for OpenVINO, room for each power-of-two batch size
+        (see app.group_by_size) of a few LR sizes."""
         threads = max(1, int(self.cpus_per_replica))
-        target = self.target.resolve(self.model)
         cache = {"cache_size": SHAPES_CACHED * self.max_batch.bit_length()} if target.backend == "openvino" else {}
         return target.thread_options(threads) | cache
 
