@@ -30,12 +30,15 @@ echo "setup: installing Python packages into .venv"
 # which do not load against the CPU torch; its tests skip with that reason.)
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[dev,cpu,rtx,video,triton,serve,jobs,ncnn]"
+# configobj 5.0.9 ships a top-level `validate` package: tests/test_install.py installs the project's
+# wheel beside it in a fresh environment, from this folder (git-ignored), with no registry.
+python -m pip download -q --no-deps -d .whl "configobj==5.0.9"
 # A real tritonserver (2.51, CPU-capable) for the Triton tests, from the nvidia-pytriton wheel. It
 # pins numpy<2, so it goes into its own folder without its dependencies; its Python-backend stub
 # for this interpreter is put where the backend looks for it.
 python -m pip install -q --no-deps --upgrade --target .triton "nvidia-pytriton==0.7.0"
 py=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 cp ".triton/pytriton/tritonserver/python_backend_stubs/$py/triton_python_backend_stub" .triton/pytriton/tritonserver/backends/python/
-# onnxruntime-web, pinned (engines.web.ORT_WEB_VERSION), under .web/ (git-ignored)
-npm install --silent --no-audit --no-fund --prefix .web "onnxruntime-web@$(python -c 'from engines.web import ORT_WEB_VERSION; print(ORT_WEB_VERSION)')"
+# onnxruntime-web, pinned (msn_deploy.engines.web.ORT_WEB_VERSION), under .web/ (git-ignored)
+npm install --silent --no-audit --no-fund --prefix .web "onnxruntime-web@$(python -c 'from msn_deploy.engines.web import ORT_WEB_VERSION; print(ORT_WEB_VERSION)')"
 echo "setup: done; activate with: . .venv/bin/activate"

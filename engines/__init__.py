@@ -1,6 +1,6 @@
 """Run MSN artifacts (checkpoint, ONNX graph, TensorRT plan) behind one interface.
 
-    import engines
+    from msn_deploy import engines
     engine = engines.load("msn_x4_fp32.onnx")       # backend chosen by file type and device
     sr = engine(lr_batch)                            # NCHW in [0, 1], numpy or torch
 
@@ -10,11 +10,11 @@ Ray) and `serve` (the HTTP service, the Triton Python model); `upscale` is the c
 """
 
 # First, before anything loads torch: passive OpenMP waiting (msn.threads).
-import msn.threads  # noqa: F401
+import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-from engines.runtime import (
+from msn_deploy.engines.runtime import (
     BACKEND_CHOICES,
     BACKENDS,
     DeviceError,
@@ -24,7 +24,7 @@ from engines.runtime import (
     Target,
     load,
 )
-from msn import MSNError
+from msn_deploy.msn import MSNError
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "DeviceError", "Engine", "EngineError", "MSNError", "ShapeProfile",
            "Target", "load"]

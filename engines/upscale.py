@@ -1,10 +1,10 @@
 """Upscale image files, folders or a video with MSN through any backend (a thin command over
 `engines.jobs.run_folder_job` and `engines.jobs.run_video_job`).
 
-    python -m engines.upscale photo.png -o out/                 # official checkpoint (its cached graph on OpenVINO)
-    python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --workers 2
-    python -m engines.upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --ray HEAD:6379
-    python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --segment-seconds 10 --workers 2
+    msn-upscale photo.png -o out/                 # official checkpoint (its cached graph on OpenVINO)
+    msn-upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --workers 2
+    msn-upscale photos/ -o out/ --recursive --model msn_x4_fp32.onnx --ray HEAD:6379
+    msn-upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --segment-seconds 10 --workers 2
 
 A folder job keeps a manifest in the output folder: run the same command again after a crash or
 Ctrl-C and it goes on where it stopped.
@@ -18,17 +18,17 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-from engines import runtime
-from engines.jobs.folder import FolderJob, run_folder_job
-from engines.jobs.ray_cluster import LOCAL
-from engines.jobs.video import VideoJob, run_video_job
-from engines.jobs.work import ImageOptions
-from engines.media.images import MAX_PIXELS
-from engines.media.target import TargetSize
-from engines.media.video import VideoError, VideoOptions, is_video
-from engines.runtime.tiling import TILE_OVERLAP
-from msn import MIN_INPUT_SIZE, UsageError
-from msn.cli import (
+from msn_deploy.engines import runtime
+from msn_deploy.engines.jobs.folder import FolderJob, run_folder_job
+from msn_deploy.engines.jobs.ray_cluster import LOCAL
+from msn_deploy.engines.jobs.video import VideoJob, run_video_job
+from msn_deploy.engines.jobs.work import ImageOptions
+from msn_deploy.engines.media.images import MAX_PIXELS
+from msn_deploy.engines.media.target import TargetSize
+from msn_deploy.engines.media.video import VideoError, VideoOptions, is_video
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
+from msn_deploy.msn import MIN_INPUT_SIZE, UsageError
+from msn_deploy.msn.cli import (
     EXIT_FAILED,
     display_size,
     exit_process,
@@ -40,7 +40,7 @@ from msn.cli import (
     positive_int,
     run_cli,
 )
-from msn.formats.precision import PRECISIONS
+from msn_deploy.msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.upscale")
 

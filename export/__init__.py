@@ -1,6 +1,6 @@
 """Export of MSN's inference form: ONNX graphs, ncnn graphs, TensorRT engines, Triton model repositories.
 
-    import export
+    from msn_deploy import export
     graph = export.export_onnx("best.pth", "msn_x4_fp16.onnx", export.ExportOptions(fp16=True))
     plan = export.build_engine(graph.path, "msn_x4_fp16.plan")
     repo = export.write_triton_repository(plan.path, "model_repository")
@@ -12,32 +12,32 @@ modules on first use, so that reading an artifact (msn.formats) never loads the 
 from __future__ import annotations
 
 # First, before anything loads torch: passive OpenMP waiting (msn.threads).
-import msn.threads  # noqa: F401
+import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
 import importlib
 
 _API = {
-    "ExportOptions": "export.onnx_graph",
-    "ExportError": "export.onnx_graph",
-    "ExportResult": "export.onnx_export",
-    "export_onnx": "export.onnx_export",
-    "VerificationError": "export.verify",
-    "NcnnExportOptions": "export.ncnn_export",
-    "NcnnExportResult": "export.ncnn_export",
-    "export_ncnn": "export.ncnn_export",
-    "BuildSettings": "export.trt_build",
-    "BuildError": "export.trt_build",
-    "EngineResult": "export.trt_build",
-    "Profile": "export.trt_build",
-    "build_engine": "export.trt_build",
-    "TritonRepository": "export.triton_repo",
-    "write_triton_repository": "export.triton_repo",
-    "ArtifactError": "msn.formats.precision",
-    "EngineSidecar": "msn.formats.sidecar",
-    "GraphMetadata": "msn.formats.graph",
-    "MSNGraph": "msn.formats.graph",
+    "ExportOptions": "msn_deploy.export.onnx_graph",
+    "ExportError": "msn_deploy.export.onnx_graph",
+    "ExportResult": "msn_deploy.export.onnx_export",
+    "export_onnx": "msn_deploy.export.onnx_export",
+    "VerificationError": "msn_deploy.export.verify",
+    "NcnnExportOptions": "msn_deploy.export.ncnn_export",
+    "NcnnExportResult": "msn_deploy.export.ncnn_export",
+    "export_ncnn": "msn_deploy.export.ncnn_export",
+    "BuildSettings": "msn_deploy.export.trt_build",
+    "BuildError": "msn_deploy.export.trt_build",
+    "EngineResult": "msn_deploy.export.trt_build",
+    "Profile": "msn_deploy.export.trt_build",
+    "build_engine": "msn_deploy.export.trt_build",
+    "TritonRepository": "msn_deploy.export.triton_repo",
+    "write_triton_repository": "msn_deploy.export.triton_repo",
+    "ArtifactError": "msn_deploy.msn.formats.precision",
+    "EngineSidecar": "msn_deploy.msn.formats.sidecar",
+    "GraphMetadata": "msn_deploy.msn.formats.graph",
+    "MSNGraph": "msn_deploy.msn.formats.graph",
 }
 
 __all__ = sorted(_API)

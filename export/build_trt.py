@@ -14,12 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from export import defaults
-from export.onnx_export import export_onnx
-from export.onnx_graph import ExportOptions
-from export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
-from msn.cli import nhw_shape, positive_int, run_cli
-from msn.formats.tensorrt import import_tensorrt
+from msn_deploy.export import defaults
+from msn_deploy.export.onnx_export import export_onnx
+from msn_deploy.export.onnx_graph import ExportOptions
+from msn_deploy.export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
+from msn_deploy.msn.cli import nhw_shape, positive_int, run_cli
+from msn_deploy.msn.formats.tensorrt import import_tensorrt
 
 
 def _shape_text(shape: tuple[int, int, int]) -> str:

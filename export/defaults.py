@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from msn import MIN_INPUT_SIZE
+from msn_deploy.msn import MIN_INPUT_SIZE
 
 # ONNX export.
 OPSET = 20  # first opset with a Gelu op: one node per GELU instead of five

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from export.onnx_graph import ExportError
-from export.parity import ParityResult, Tolerance
-from export.verify import VerificationError
-from msn import MIN_INPUT_SIZE, MSN, UsageError, build_model, read_checkpoint, to_inference_form
-from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
-from msn.formats.ncnn_net import NcnnNet, weights_path
-from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
-from msn.sample_images import smooth_test_image
+from msn_deploy.export.onnx_graph import ExportError
+from msn_deploy.export.parity import ParityResult, Tolerance
+from msn_deploy.export.verify import VerificationError
+from msn_deploy.msn import MIN_INPUT_SIZE, MSN, UsageError, build_model, read_checkpoint, to_inference_form
+from msn_deploy.msn.files import atomic_output, check_writable, refuse_overwriting_inputs
+from msn_deploy.msn.formats.ncnn_net import NcnnNet, weights_path
+from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+from msn_deploy.msn.sample_images import smooth_test_image
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import onnx
 import torch
 
-from export.onnx_graph import ExportOptions, export_graph
-from export.parity import ParityResult
-from export.verify import VerificationError, verify_onnx
-from msn import MIN_INPUT_SIZE, build_model, read_checkpoint, to_inference_form
-from msn.files import atomic_output, check_writable, refuse_overwriting_inputs
-from msn.formats.graph import GraphMetadata
+from msn_deploy.export.onnx_graph import ExportOptions, export_graph
+from msn_deploy.export.parity import ParityResult
+from msn_deploy.export.verify import VerificationError, verify_onnx
+from msn_deploy.msn import MIN_INPUT_SIZE, build_model, read_checkpoint, to_inference_form
+from msn_deploy.msn.files import atomic_output, check_writable, refuse_overwriting_inputs
+from msn_deploy.msn.formats.graph import GraphMetadata
 
 log = logging.getLogger(__name__)
 

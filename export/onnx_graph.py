@@ -12,9 +12,9 @@ import onnx.version_converter
 import torch
 from torch import nn
 
-from export import defaults
-from export.trt_ops import unsupported_ops
-from msn import MIN_INPUT_SIZE, MSNError, MSNInference, UsageError
+from msn_deploy.export import defaults
+from msn_deploy.export.trt_ops import unsupported_ops
+from msn_deploy.msn import MIN_INPUT_SIZE, MSNError, MSNInference, UsageError
 
 log = logging.getLogger(__name__)
 

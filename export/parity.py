@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msn import metrics
+from msn_deploy.msn import metrics
 
 # The FP16 floor everywhere (exporter, validator, tests): above 8-bit quantisation noise (58.9 dB),
 # below what the FP16 graph measures on photos (67-77 dB vs float64).

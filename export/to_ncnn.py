@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.ncnn_export import NcnnExportOptions, export_ncnn
-from msn.cli import run_cli
+from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
+from msn_deploy.msn.cli import run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

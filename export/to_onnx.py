@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from export import defaults
-from export.onnx_export import export_onnx
-from export.onnx_graph import ExportOptions
-from msn.cli import hw_size, positive_int, run_cli
+from msn_deploy.export import defaults
+from msn_deploy.export.onnx_export import export_onnx
+from msn_deploy.export.onnx_graph import ExportOptions
+from msn_deploy.msn.cli import hw_size, positive_int, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

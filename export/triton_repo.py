@@ -24,13 +24,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from export import defaults
-from msn import MissingFileError, UsageError, read_checkpoint
-from msn.cli import non_negative_int, positive_int, run_cli
-from msn.files import make_output_folder
-from msn.formats.graph import MSNGraph
-from msn.formats.kinds import ENGINE, GRAPH, artifact_kind, companion_path, locate_artifact
-from msn.formats.sidecar import EngineSidecar
+from msn_deploy.export import defaults
+from msn_deploy.msn import MissingFileError, UsageError, read_checkpoint
+from msn_deploy.msn.cli import non_negative_int, positive_int, run_cli
+from msn_deploy.msn.files import make_output_folder
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.kinds import ENGINE, GRAPH, artifact_kind, companion_path, locate_artifact
+from msn_deploy.msn.formats.sidecar import EngineSidecar
 
 log = logging.getLogger("msn.triton_repo")
 
@@ -241,7 +241,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto",
                    help="instance kind (auto: GPU for engines, CPU otherwise)")
     p.add_argument("--python-path", action="append", default=[], metavar="DIR",
-                   help="with --python: a folder for Triton's Python to import msn-deploy from (repeatable)")
+                   help="with --python: site-packages where msn-deploy is installed, for Triton's Python (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty model folder")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export import defaults
-from msn import MIN_INPUT_SIZE, MSNError, UsageError, sha256_of
-from msn.checkpoint import cache_dir
-from msn.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
-from msn.formats.graph import MSNGraph
-from msn.formats.precision import canonical_dtype
-from msn.formats.sidecar import EngineSidecar, TensorIO, sidecar_path
-from msn.formats.tensorrt import TensorRT, current_gpu, import_tensorrt
+from msn_deploy.export import defaults
+from msn_deploy.msn import MIN_INPUT_SIZE, MSNError, UsageError, sha256_of
+from msn_deploy.msn.checkpoint import cache_dir
+from msn_deploy.msn.files import atomic_write_bytes, check_writable, refuse_overwriting_inputs
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.precision import canonical_dtype
+from msn_deploy.msn.formats.sidecar import EngineSidecar, TensorIO, sidecar_path
+from msn_deploy.msn.formats.tensorrt import TensorRT, current_gpu, import_tensorrt
 
 log = logging.getLogger(__name__)
 

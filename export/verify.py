@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.parity import ParityResult, Tolerance
-from msn import MSN, MSNError
-from msn.sample_images import smooth_test_image
+from msn_deploy.export.parity import ParityResult, Tolerance
+from msn_deploy.msn import MSN, MSNError
+from msn_deploy.msn.sample_images import smooth_test_image
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """MSN (NTIRE 2024 ESR, DASE-IDEALab) in PyTorch: training form, inference form, loading."""
 
 # First, before anything loads torch: passive OpenMP waiting (msn.threads).
-import msn.threads  # noqa: F401
+import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-from msn.arch import MSN
-from msn.checkpoint import (
+from msn_deploy.msn.arch import MSN
+from msn_deploy.msn.checkpoint import (
     KNOWN_CHECKPOINTS,
     Checkpoint,
     ChecksumError,
@@ -14,11 +14,11 @@ from msn.checkpoint import (
     resolve_checkpoint,
     sha256_of,
 )
-from msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
-from msn.errors import MissingFileError, MSNError, PathError, UsageError
-from msn.inference import MSNInference, to_inference_form
-from msn.loading import build_model, load_model, random_model
-from msn.validation import InputError, check_input
+from msn_deploy.msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
+from msn_deploy.msn.errors import MissingFileError, MSNError, PathError, UsageError
+from msn_deploy.msn.inference import MSNInference, to_inference_form
+from msn_deploy.msn.loading import build_model, load_model, random_model
+from msn_deploy.msn.validation import InputError, check_input
 
 __all__ = [
     "KNOWN_CHECKPOINTS",

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msn.config import LAYER_NORM_EPS, RGB_MEAN, MSNConfig
-from msn.validation import check_input, should_check
+from msn_deploy.msn.config import LAYER_NORM_EPS, RGB_MEAN, MSNConfig
+from msn_deploy.msn.validation import check_input, should_check
 
 
 class SSConv(nn.Module):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from msn.config import CheckpointError, MSNConfig
-from msn.errors import MissingFileError
+from msn_deploy.msn.config import CheckpointError, MSNConfig
+from msn_deploy.msn.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 

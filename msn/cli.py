@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-from msn import MIN_INPUT_SIZE, MSNError
+from msn_deploy.msn import MIN_INPUT_SIZE, MSNError
 
 log = logging.getLogger("msn")
 

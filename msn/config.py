@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 # Per-channel RGB mean subtracted from the input and added back to the output (DIV2K mean).
 RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from msn import MissingFileError, PathError, UsageError
+from msn_deploy.msn import MissingFileError, PathError, UsageError
 
 
 def check_folder_writable(folder: Path) -> None:

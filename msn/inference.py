@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msn import stats
-from msn.arch import ESA, MDAB, MSN, SSConv
-from msn.config import MSNConfig
-from msn.validation import check_input, should_check
+from msn_deploy.msn import stats
+from msn_deploy.msn.arch import ESA, MDAB, MSN, SSConv
+from msn_deploy.msn.config import MSNConfig
+from msn_deploy.msn.validation import check_input, should_check
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, groups: int = 1) -> nn.Conv2d:

@@ -6,10 +6,10 @@ import os
 
 import torch
 
-from msn.arch import MSN
-from msn.checkpoint import Checkpoint, read_checkpoint, state_dict_mismatches
-from msn.config import CheckpointError, MSNConfig
-from msn.inference import MSNInference, to_inference_form
+from msn_deploy.msn.arch import MSN
+from msn_deploy.msn.checkpoint import Checkpoint, read_checkpoint, state_dict_mismatches
+from msn_deploy.msn.config import CheckpointError, MSNConfig
+from msn_deploy.msn.inference import MSNInference, to_inference_form
 
 
 def build_model(checkpoint: Checkpoint) -> MSN:

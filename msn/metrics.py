@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:

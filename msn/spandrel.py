@@ -1,6 +1,6 @@
 """MSN for spandrel, the model loader of ComfyUI, chaiNNer and InvokeAI.
 
-    import msn.spandrel  # registers MSN in spandrel's main registry
+    import msn_deploy.msn.spandrel  # registers MSN in spandrel's main registry
     import spandrel
     model = spandrel.ModelLoader().load_from_file("team28_MSN.pth")  # an ImageModelDescriptor
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from spandrel import MAIN_REGISTRY, Architecture, ArchSupport, ImageModelDescriptor, SizeRequirements, StateDict
 
-from msn.arch import MSN
-from msn.checkpoint import state_dict_mismatches
-from msn.config import CheckpointError, MSNConfig
-from msn.inference import MSNInference, to_inference_form
-from msn.validation import MIN_INPUT_SIZE
+from msn_deploy.msn.arch import MSN
+from msn_deploy.msn.checkpoint import state_dict_mismatches
+from msn_deploy.msn.config import CheckpointError, MSNConfig
+from msn_deploy.msn.inference import MSNInference, to_inference_form
+from msn_deploy.msn.validation import MIN_INPUT_SIZE
 
 ARCH_ID = "MSN"
 # Keys of MSN's own modules (strip convs with pw/dw1/dw2, ESA's max branches, CCA's squeeze), which

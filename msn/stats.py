@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from msn.config import LAYER_NORM_EPS
+from msn_deploy.msn.config import LAYER_NORM_EPS
 
 
 def _widen(x: torch.Tensor) -> torch.Tensor:

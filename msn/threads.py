@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
 

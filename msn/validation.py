@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import torch
 
-from msn.config import MIN_INPUT_SIZE
-from msn.errors import UsageError
+from msn_deploy.msn.config import MIN_INPUT_SIZE
+from msn_deploy.msn.errors import UsageError
 
 
 class InputError(UsageError, ValueError):

@@ -71,7 +71,7 @@ def two_node_cluster(extra_env: dict[str, str] | None = None):
     """A real two-node Ray cluster on this machine: `ray start --head` and `ray start --address`,
     one CPU each (the second node has a `second_node` resource). Yields (address, RAY_TMPDIR, the
     auth environment a driver needs); every process of the cluster is gone afterwards."""
-    from engines.serve.cluster import PROXY_READY_TIMEOUT_S
+    from msn_deploy.engines.serve.cluster import PROXY_READY_TIMEOUT_S
 
     tmpdir, port = ray_tmpdir(), free_port()
     # Every process of the cluster, and each driver, shares one Ray auth token.

@@ -16,13 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from engines import upscale
-from engines.serve import __main__ as serve_cli
-from export import build_trt, to_ncnn, to_onnx, triton_repo
-from msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
+from msn_deploy.engines import upscale
+from msn_deploy.engines.serve import __main__ as serve_cli
+from msn_deploy.export import build_trt, to_ncnn, to_onnx, triton_repo
+from msn_deploy.msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
+from msn_deploy.validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
-from validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
 
 COMMANDS = {
     "msn-export": to_onnx.main,
@@ -144,23 +144,23 @@ def test_the_layerwise_search_on_an_image_below_29x29_says_so(tmp_path, random_g
 # Where each command's work starts: Ctrl-C arriving there must give 130 and a one-line message.
 # (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/engines/serve.)
 WORK = {
-    "msn-export": ("export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
-    "msn-export-ncnn": ("export.to_ncnn.export_ncnn", lambda p: ["--ckpt", str(p["ckpt"]), "-o",
+    "msn-export": ("msn_deploy.export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
+    "msn-export-ncnn": ("msn_deploy.export.to_ncnn.export_ncnn", lambda p: ["--ckpt", str(p["ckpt"]), "-o",
                                                                   str(p["tmp"] / "x.param")]),
-    "msn-build-trt": ("export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
-    "msn-triton": ("export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
-    "msn-upscale": ("engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
+    "msn-build-trt": ("msn_deploy.export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
+    "msn-triton": ("msn_deploy.export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
+    "msn-upscale": ("msn_deploy.engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
                                                                  "--model", str(p["ckpt"])]),
-    "msn-validate": ("validate.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
-    "msn-loadtest": ("validate.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
+    "msn-validate": ("msn_deploy.validate.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
+    "msn-loadtest": ("msn_deploy.validate.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
                                                                str(p["photo"].parent), "--out", str(p["tmp"] / "l")]),
-    "msn-video-bench": ("validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
+    "msn-video-bench": ("msn_deploy.validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
                                                                        str(p["photo"]), "--out", str(p["tmp"])]),
-    "msn-jobs-bench": ("validate.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
+    "msn-jobs-bench": ("msn_deploy.validate.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
                                                                       "--out", str(p["tmp"] / "j")]),
-    "msn-busy-bench": ("validate.busy_bench.timed", lambda p: ["--model", str(p["ckpt"]), "--out", str(p["tmp"])]),
-    "msn-seams": ("validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
-    "msn-layerwise": ("validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
+    "msn-busy-bench": ("msn_deploy.validate.busy_bench.timed", lambda p: ["--model", str(p["ckpt"]), "--out", str(p["tmp"])]),
+    "msn-seams": ("msn_deploy.validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
+    "msn-layerwise": ("msn_deploy.validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
                                                                       str(p["graph"]), "--out", str(p["tmp"])]),
 }
 
@@ -188,7 +188,7 @@ def test_ctrl_c_in_a_real_folder_run_says_how_far_it_got(tmp_path, random_ckpt):
 
     for i in range(40):
         cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    proc = subprocess.Popen([sys.executable, "-m", "engines.upscale", str(folder), "-o", str(tmp_path / "out"),
+    proc = subprocess.Popen([sys.executable, "-m", "msn_deploy.engines.upscale", str(folder), "-o", str(tmp_path / "out"),
                              "--model", str(random_ckpt)], cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
     while time.monotonic() < deadline and not any((tmp_path / "out").glob("*_x4.png")):
@@ -271,7 +271,7 @@ def test_ctrl_c_inside_a_deferred_step_arrives_when_the_step_ends():
     In a process of its own, as a command runs (the suite's process holds other libraries' threads)."""
     script = """
 import os, signal, time
-from msn.cli import interrupts_deferred
+from msn_deploy.msn.cli import interrupts_deferred
 finished = False
 try:
     with interrupts_deferred():

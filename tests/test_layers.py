@@ -8,27 +8,48 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 
 import pytest
 
 from tests.conftest import REPO
 
 LAYERS = ["msn", "export", "engines", "validate"]
+PROJECT = "msn_deploy"  # what an install puts the four folders under (pyproject.toml)
+
+
+def project_name(name: str) -> str:
+    """A module of this project by its folder path (`msn_deploy.engines.jobs` -> `engines.jobs`)."""
+    return name.removeprefix(f"{PROJECT}.")
 
 
 def imported_modules(path) -> set[str]:
-    """Every module `path` imports, at any depth, as written: `import a.b` gives a.b; `from a.b
-    import c` gives a.b and a.b.c (c may be a module); `from a import b` gives a.b only."""
+    """Every module of this project `path` imports, at any depth, named from its folder: `import
+    msn_deploy.a.b` gives a.b; `from msn_deploy.a.b import c` gives a.b and a.b.c (c may be a module);
+    `from msn_deploy.a import b` gives a.b only; `from msn_deploy import a` gives a (the package face)."""
     tree = ast.parse(path.read_text(), str(path))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
+            names |= {project_name(alias.name) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == PROJECT:
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            top_level = "." not in node.module  # `from engines import runtime` imports the room, not the package face
-            names |= ({node.module} - ({node.module} if top_level and node.module in LAYERS else set())
-                      | {f"{node.module}.{alias.name}" for alias in node.names})
+            module = project_name(node.module)
+            top_level = "." not in module  # `from msn_deploy.engines import runtime` imports the room, not the face
+            names |= ({module} - ({module} if top_level and module in LAYERS else set())
+                      | {f"{module}.{alias.name}" for alias in node.names})
     return names
+
+
+def bare_layer_imports(path) -> list[str]:
+    """Imports of a layer by its folder name (`import engines`): installed, there is no such package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                   else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+        found += [m for m in modules if m.split(".")[0] in LAYERS]
+    return found
 
 
 def imported_packages(path) -> set[str]:
@@ -49,8 +70,31 @@ def test_a_layer_imports_no_layer_above_it(layer):
 def test_the_check_sees_lazy_imports(tmp_path):
     """The scanner itself: an import inside a function counts as much as one at the top."""
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from engines.runtime.base import Engine\n    import validate.runner\n")
+    module.write_text("def f():\n    from msn_deploy.engines.runtime.base import Engine\n    import msn_deploy.validate.runner\n")
     assert imported_packages(module) == {"engines", "validate"}
+
+
+def test_every_import_of_the_project_goes_through_its_installed_name():
+    """Every module and test imports `msn_deploy.engines...`, never `engines...`: the checkout is
+    importable that way only through an install, and an install has no top-level `engines`."""
+    offenders = {str(p.relative_to(REPO)): bare for folder in [*LAYERS, "tests"]
+                 for p in sorted((REPO / folder).rglob("*.py")) if (bare := bare_layer_imports(p))}
+    assert not offenders, offenders
+
+
+def test_the_bare_import_check_sees_one(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import msn_deploy.engines\ndef f():\n    from export.onnx_export import export_onnx\n")
+    assert bare_layer_imports(module) == ["export.onnx_export"]
+
+
+def test_the_wheel_lists_every_package_folder():
+    """pyproject.toml maps the folders under msn_deploy one package at a time: a new package folder
+    missing from that list would be left out of every wheel."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {f"{PROJECT}.{'.'.join(init.parent.relative_to(REPO).parts)}"
+               for layer in LAYERS for init in (REPO / layer).rglob("__init__.py")}
+    assert listed == folders
 
 
 def test_no_command_calls_another_commands_main():
@@ -138,7 +182,7 @@ def test_the_modules_of_engines_import_no_cycle():
 
 def test_the_room_check_sees_a_jobs_import_from_media(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from engines.jobs.folder import FolderJob\n")
+    module.write_text("def f():\n    from msn_deploy.engines.jobs.folder import FolderJob\n")
     assert engines_imports(module) == {"engines.jobs.folder", "engines.jobs.folder.FolderJob"}
     assert room_of("engines.jobs.folder") == "jobs" and room_of("engines.upscale") is None
 

@@ -24,7 +24,7 @@ def test_scripts_start(script):
 
 
 def test_module_cli_starts():
-    result = run("-m", "engines.upscale", "--help")
+    result = run("-m", "msn_deploy.engines.upscale", "--help")
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
 
 

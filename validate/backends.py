@@ -17,14 +17,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import engines
-from engines.runtime.base import Engine
-from engines.runtime.targets import BACKENDS, Target
-from export.parity import NCNN_FP16_MIN_PSNR_DB
-from msn.formats.kinds import read_artifact_header
-from msn.formats.ncnn_net import vulkan_devices
-from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS
-from validate.variants import BASELINE, TORCH_VARIANTS
+from msn_deploy import engines
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.targets import BACKENDS, Target
+from msn_deploy.export.parity import NCNN_FP16_MIN_PSNR_DB
+from msn_deploy.msn.formats.kinds import read_artifact_header
+from msn_deploy.msn.formats.ncnn_net import vulkan_devices
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS
+from msn_deploy.validate.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@
 run as a user types it (start-up, model load and compile included), round-robin, `--repeats`
 times; median and range, and the busy/idle ratio of each variant from one run.
 
-    python -m validate.busy_bench --model ../shared/checkpoints/team28_MSN.pth --out reports/busy
+    python -m msn_deploy.validate.busy_bench --model ../shared/checkpoints/team28_MSN.pth --out reports/busy
 
 Variants: eager PyTorch with OpenMP's default spinning (`GOMP_SPINCOUNT=300000`: how torch ran
 before msn.threads made it wait passively), eager PyTorch as it runs now (`--backend torch`),
 and the default (`--backend auto`: the checkpoint's graph from the cache on OpenVINO; the cache is
 filled before the rounds, so these are second runs). "Busy" is another process spinning on one
 core for the whole round. The first-run cost of the default (export into an empty cache) is
-timed on its own, idle. The same three as a Serve replica (`python -m engines.serve`, one replica
+timed on its own, idle. The same three as a Serve replica (`python -m msn_deploy.engines.serve`, one replica
 of 2 CPUs) under the load generator (validate.loadtest, 4 clients), idle and busy.
 """
 
@@ -32,14 +32,14 @@ import cv2
 import numpy as np
 import requests
 
-from msn.checkpoint import CACHE_ENV, resolve_checkpoint
-from msn.cli import display_size, non_negative_int, positive_int, run_cli
-from msn.files import make_output_folder
-from msn.sample_images import smooth_test_image
-from validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
-from validate.loadtest import load_test
-from validate.machine import machine_info, machine_line
-from validate.tables import markdown_table
+from msn_deploy.msn.checkpoint import CACHE_ENV, resolve_checkpoint
+from msn_deploy.msn.cli import display_size, non_negative_int, positive_int, run_cli
+from msn_deploy.msn.files import make_output_folder
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
+from msn_deploy.validate.loadtest import load_test
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.tables import markdown_table
 
 log = logging.getLogger("msn.busy_bench")
 
@@ -94,11 +94,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def service(model: str, extra: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`python -m engines.serve` with one 2-CPU replica on a free local port, until it is healthy."""
+    """`python -m msn_deploy.engines.serve` with one 2-CPU replica on a free local port, until it is healthy."""
     port = free_port()
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "engines.serve", model, "--port", str(port), "--replicas", "1",
-                                 "--cpus-per-replica", "2", *extra], env=env, stdout=log_file,
+        proc = subprocess.Popen([sys.executable, "-m", "msn_deploy.engines.serve", model, "--port", str(port),
+                                 "--replicas", "1", "--cpus-per-replica", "2", *extra], env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

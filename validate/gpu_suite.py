@@ -4,7 +4,7 @@ a fixed time budget (validate/gpu_suite.sh wraps it; docs/BENCHMARKS.md says how
     bash validate/gpu_suite.sh OUT           # a CUDA machine: the whole suite, about 8 minutes at most
     bash validate/gpu_suite.sh --smoke OUT   # any machine: the same code paths at tiny sizes
 
-It reads what `python -m validate.prepare_gpu_run` put in the take-along folder (the checkpoint,
+It reads what `python -m msn_deploy.validate.prepare_gpu_run` put in the take-along folder (the checkpoint,
 the float64 reference photos) and writes OUT/gpu_suite.json and OUT/gpu_suite.md:
 
 * the NTIRE protocol: eager FP32 training form, batch 1, cudnn.benchmark off, no warm-up, mean;
@@ -35,23 +35,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import Engine
-from engines.runtime.targets import Target
-from engines.runtime.torch_engine import TorchEngine
-from export.parity import FP16_MIN_PSNR_DB
-from msn import random_model
-from msn.cli import non_negative_float, run_cli
-from msn.files import atomic_write_bytes, make_output_folder
-from msn.formats.tensorrt import FLAVOURS
-from msn.sample_images import smooth_test_image
-from validate.backends import graph_candidates, torch_candidates
-from validate.machine import machine_info, machine_line
-from validate.ntire import ntire_protocol, ntire_table
-from validate.parity import compare, parity_images, parity_table
-from validate.speed import SpeedBudget, time_shape
-from validate.tables import markdown_table
-from validate.timing import measure_interleaved
-from validate.variants import BASELINE
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.engines.runtime.torch_engine import TorchEngine
+from msn_deploy.export.parity import FP16_MIN_PSNR_DB
+from msn_deploy.msn import random_model
+from msn_deploy.msn.cli import non_negative_float, run_cli
+from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
+from msn_deploy.msn.formats.tensorrt import FLAVOURS
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate.backends import graph_candidates, torch_candidates
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.ntire import ntire_protocol, ntire_table
+from msn_deploy.validate.parity import compare, parity_images, parity_table
+from msn_deploy.validate.speed import SpeedBudget, time_shape
+from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.timing import measure_interleaved
+from msn_deploy.validate.variants import BASELINE
 
 log = logging.getLogger("msn.gpu_suite")
 
@@ -240,8 +240,8 @@ class Suite:
         except ImportError:
             self.budget.skipped.append("video pipeline: PyAV is not installed (prepare_gpu_run.py carries its wheel)")
             return []
-        from engines.media.video import VideoOptions
-        from validate.video_bench import bench_video, synthetic_clip
+        from msn_deploy.engines.media.video import VideoOptions
+        from msn_deploy.validate.video_bench import bench_video, synthetic_clip
 
         engine = self.engines[variant]
         h, w, frames = self.plan.video
@@ -294,7 +294,7 @@ def encoder_alone_fps(height: int, width: int, frames: int, options) -> float:
     when it is slower than inference)."""
     import av
 
-    from engines.media.video import encoder_options
+    from msn_deploy.engines.media.video import encoder_options
 
     picture = np.zeros((height, width, 3), np.uint8)
     picture[:, : width // 2] = 200  # not flat, so the encoder has something to do
@@ -405,7 +405,7 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m validate.gpu_suite", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.gpu_suite", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for gpu_suite.json and gpu_suite.md")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a few runs: checks the code paths (~2 min)")

@@ -2,8 +2,8 @@
 variant run as the command a user types (start-up, model load and per-shape compiles included),
 round-robin, `--repeats` times; median and range of images/s (frames/s), ratios from one run.
 
-    python -m validate.jobs_bench --model msn_x4_fp32.onnx --out reports/jobs
-    python -m validate.jobs_bench --model msn_x4_fp32.onnx --only video --repeats 3
+    python -m msn_deploy.validate.jobs_bench --model msn_x4_fp32.onnx --out reports/jobs
+    python -m msn_deploy.validate.jobs_bench --model msn_x4_fp32.onnx --only video --repeats 3
 
 Folder variants: sequential (the loop before pipelining: read, infer, write in turn, in name
 order), pipelined (--workers 1), --workers 2, and Ray with one node vs two (one CPU each, `ray
@@ -32,17 +32,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import engines
-from engines.jobs.manifest import MANIFEST_NAME, Manifest
-from engines.jobs.tree import output_name
-from engines.media.images import read_image, write_image
-from msn import MissingFileError
-from msn.cli import positive_int, run_cli
-from msn.files import make_output_folder
-from msn.formats.kinds import read_artifact_header
-from validate.machine import machine_info, machine_line
-from validate.tables import markdown_table
-from validate.video_bench import synthetic_clip
+from msn_deploy import engines
+from msn_deploy.engines.jobs.manifest import MANIFEST_NAME, Manifest
+from msn_deploy.engines.jobs.tree import output_name
+from msn_deploy.engines.media.images import read_image, write_image
+from msn_deploy.msn import MissingFileError
+from msn_deploy.msn.cli import positive_int, run_cli
+from msn_deploy.msn.files import make_output_folder
+from msn_deploy.msn.formats.kinds import read_artifact_header
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.video_bench import synthetic_clip
 
 log = logging.getLogger("msn.jobs_bench")
 
@@ -171,7 +171,7 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def upscale_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "engines.upscale", *args]
+    return [sys.executable, "-m", "msn_deploy.engines.upscale", *args]
 
 
 # A variant: run the command once; (wall seconds, steady images/s or None).

@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engines.media.images import read_image
-from msn import MissingFileError, UsageError
-from msn.cli import EXIT_FAILED, non_negative_float, run_cli
-from msn.files import atomic_write_bytes, make_output_folder
-from msn.formats.graph import MSNGraph
-from msn.formats.tensorrt import FLAVOURS
-from msn.metrics import tensor_error
-from msn.sample_images import smooth_test_image
-from msn.validation import check_batch
-from validate.tables import markdown_table
+from msn_deploy.engines.media.images import read_image
+from msn_deploy.msn import MissingFileError, UsageError
+from msn_deploy.msn.cli import EXIT_FAILED, non_negative_float, run_cli
+from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.tensorrt import FLAVOURS
+from msn_deploy.msn.metrics import tensor_error
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.msn.validation import check_batch
+from msn_deploy.validate.tables import markdown_table
 
 log = logging.getLogger("msn.layerwise")
 

@@ -1,4 +1,4 @@
-"""Load-test an MSN HTTP service (python -m engines.serve): throughput, latency percentiles and
+"""Load-test an MSN HTTP service (python -m msn_deploy.engines.serve): throughput, latency percentiles and
 errors by status at several concurrency levels, as JSON + Markdown.
 
     python validate/loadtest.py --url http://127.0.0.1:8000 --images photos/ --concurrency 1,4,16 --requests 64
@@ -25,13 +25,13 @@ from urllib.parse import urlparse
 import numpy as np
 import requests
 
-from engines.media.images import IMAGE_SUFFIXES, decode_image
-from engines.serve.settings import token_from
-from msn import MissingFileError, MSNError
-from msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
-from msn.files import atomic_write_bytes, check_writable
-from validate.machine import machine_info, machine_line
-from validate.tables import markdown_table
+from msn_deploy.engines.media.images import IMAGE_SUFFIXES, decode_image
+from msn_deploy.engines.serve.settings import token_from
+from msn_deploy.msn import MissingFileError, MSNError
+from msn_deploy.msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
+from msn_deploy.msn.files import atomic_write_bytes, check_writable
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.tables import markdown_table
 
 log = logging.getLogger("msn.loadtest")
 
@@ -196,7 +196,7 @@ def service_info(url: str, token: str | None, timeout_s: float) -> dict:
         reply = requests.get(url + "/v1/info", headers=headers, timeout=timeout_s)
     except requests.RequestException as exc:
         raise ServiceUnreachable(f"no MSN service answers at {url} ({type(exc).__name__}); start one with "
-                              "python -m engines.serve MODEL") from None
+                              "python -m msn_deploy.engines.serve MODEL") from None
     if reply.status_code != 200:
         raise ServiceUnreachable(f"{url}/v1/info answered {reply.status_code}: {reply.text[:200]}")
     return reply.json()

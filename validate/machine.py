@@ -8,8 +8,8 @@ import subprocess
 
 import torch
 
-from msn.formats.tensorrt import FLAVOURS
-from msn.threads import WAIT_POLICY_VARIABLE
+from msn_deploy.msn.formats.tensorrt import FLAVOURS
+from msn_deploy.msn.threads import WAIT_POLICY_VARIABLE
 
 
 def _cpu_name() -> str:

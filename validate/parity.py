@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import Engine
-from msn.metrics import error_stats, psnr_y
-from msn.sample_images import smooth_test_image
-from validate.reference import load_reference_cases
-from validate.tables import markdown_table
-from validate.variants import BASELINE
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.msn.metrics import error_stats, psnr_y
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate.reference import load_reference_cases
+from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.variants import BASELINE
 
 SYNTHETIC_HW = (96, 120)  # the image compared when there are no reference photos (random weights)
 

@@ -1,8 +1,8 @@
 """Prepare the folder that a GPU run takes along (default .gpu-run/, git-ignored), on a machine
 with the project installed and a package registry:
 
-    python -m validate.prepare_gpu_run                 # ../shared beside the checkout
-    python -m validate.prepare_gpu_run --shared DIR --out .gpu-run --no-wheels
+    python -m msn_deploy.validate.prepare_gpu_run                 # ../shared beside the checkout
+    python -m msn_deploy.validate.prepare_gpu_run --shared DIR --out .gpu-run --no-wheels
 
 GPU machines lent for a few minutes often have torch but no registry, and only the repository
 travels there. So this copies the checkpoint and the float64 reference photos out of the shared
@@ -24,12 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msn import MissingFileError, MSNError, sha256_of
-from msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
-from msn.cli import positive_int, run_cli
-from msn.files import atomic_write_bytes, make_output_folder
-from msn.formats.precision import PRECISIONS
-from validate.gpu_suite import CHECKPOINT, REFERENCES
+from msn_deploy.msn import MissingFileError, MSNError, sha256_of
+from msn_deploy.msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
+from msn_deploy.msn.cli import positive_int, run_cli
+from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
+from msn_deploy.msn.formats.precision import PRECISIONS
+from msn_deploy.validate.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")
 
@@ -80,7 +80,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
     shutil.copyfile(checkpoint, out / CHECKPOINT)
     shutil.copytree(references, out / REFERENCES, dirs_exist_ok=True, copy_function=shutil.copyfile)
     if graphs:
-        from engines.runtime.graph_cache import cached_graph
+        from msn_deploy.engines.runtime.graph_cache import cached_graph
 
         (out / "graphs").mkdir(exist_ok=True)
         for precision in PRECISIONS:
@@ -104,7 +104,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m validate.prepare_gpu_run", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.prepare_gpu_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared",
                    help=f"folder with {CHECKPOINT} and {REFERENCES}/ (default ../shared)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from msn import MissingFileError, UsageError
+from msn_deploy.msn import MissingFileError, UsageError
 
 
 @dataclass(frozen=True)

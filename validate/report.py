@@ -11,12 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from msn.files import atomic_output, atomic_write_bytes  # noqa: E402
-from validate.machine import machine_line  # noqa: E402
-from validate.ntire import ntire_table  # noqa: E402
-from validate.parity import parity_table  # noqa: E402
-from validate.speed import lr_size
-from validate.tables import markdown_table  # noqa: E402
+from msn_deploy.msn.files import atomic_output, atomic_write_bytes  # noqa: E402
+from msn_deploy.validate.machine import machine_line  # noqa: E402
+from msn_deploy.validate.ntire import ntire_table  # noqa: E402
+from msn_deploy.validate.parity import parity_table  # noqa: E402
+from msn_deploy.validate.speed import lr_size
+from msn_deploy.validate.tables import markdown_table  # noqa: E402
 
 SCHEMA = "msn-validate/3"  # 3: speed rows in the one schema of validate.speed
 

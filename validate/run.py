@@ -2,7 +2,7 @@
 
 import sys
 
-from validate.runner import main
+from msn_deploy.validate.runner import main
 
 if __name__ == "__main__":
     sys.exit(main())

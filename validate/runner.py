@@ -23,20 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import DeviceError, Engine
-from engines.runtime.targets import BACKENDS
-from export.ncnn_export import NcnnExportOptions, export_ncnn
-from export.onnx_export import export_onnx
-from export.onnx_graph import ExportOptions
-from export.parity import FP16_MIN_PSNR_DB, Tolerance
-from msn import MissingFileError, MSNError, UsageError, read_checkpoint
-from msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
-from msn.files import make_output_folder
-from msn.formats.kinds import read_artifact_header
-from msn.sample_images import smooth_test_image
-from validate import layerwise
-from validate import report as reporting
-from validate.backends import (
+from msn_deploy.engines.runtime.base import DeviceError, Engine
+from msn_deploy.engines.runtime.targets import BACKENDS
+from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
+from msn_deploy.export.onnx_export import export_onnx
+from msn_deploy.export.onnx_graph import ExportOptions
+from msn_deploy.export.parity import FP16_MIN_PSNR_DB, Tolerance
+from msn_deploy.msn import MissingFileError, MSNError, UsageError, read_checkpoint
+from msn_deploy.msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
+from msn_deploy.msn.files import make_output_folder
+from msn_deploy.msn.formats.kinds import read_artifact_header
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate import layerwise
+from msn_deploy.validate import report as reporting
+from msn_deploy.validate.backends import (
     Candidate,
     graph_candidates,
     ncnn_candidates,
@@ -45,11 +45,11 @@ from validate.backends import (
     torch_candidates,
     wanted_names,
 )
-from validate.machine import machine_info, machine_line
-from validate.ntire import ntire_protocol
-from validate.parity import ParityImage, compare, parity_images
-from validate.speed import SpeedBudget, time_shape
-from validate.variants import BASELINE
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.ntire import ntire_protocol
+from msn_deploy.validate.parity import ParityImage, compare, parity_images
+from msn_deploy.validate.speed import SpeedBudget, time_shape
+from msn_deploy.validate.variants import BASELINE
 
 log = logging.getLogger("msn.validate")
 
@@ -207,7 +207,7 @@ def run_speed(engines: dict[str, Engine], candidates: dict[str, Candidate], sett
 
 def device_only(engine: Engine, x: np.ndarray):
     """A call of a CUDA PyTorch engine on input already on the GPU (None for other engines)."""
-    from engines.runtime.torch_engine import TorchEngine
+    from msn_deploy.engines.runtime.torch_engine import TorchEngine
 
     if not isinstance(engine, TorchEngine) or engine.tensor_device.type != "cuda":
         return None

@@ -13,14 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import engines
-from engines.media.images import read_image
-from engines.runtime.base import Engine
-from engines.runtime.tiling import check_tiling
-from msn import MissingFileError
-from msn.cli import hw_size, non_negative_int, positive_int, run_cli
-from msn.metrics import psnr
-from validate.tables import markdown_table
+from msn_deploy import engines
+from msn_deploy.engines.media.images import read_image
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.tiling import check_tiling
+from msn_deploy.msn import MissingFileError
+from msn_deploy.msn.cli import hw_size, non_negative_int, positive_int, run_cli
+from msn_deploy.msn.metrics import psnr
+from msn_deploy.validate.tables import markdown_table
 
 
 def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int,
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m validate.seams --model msn_x4_fp32.onnx --image photo.png --resize 256x384"""
+    """python -m msn_deploy.validate.seams --model msn_x4_fp32.onnx --image photo.png --resize 256x384"""
     args = parse_args(argv)
     return run_cli(lambda: print_seams(args), verbose=args.verbose)
 

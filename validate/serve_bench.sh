@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The serving table of docs/BENCHMARKS.md: validate/loadtest.py against `python -m engines.serve` with
+# The serving table of docs/BENCHMARKS.md: validate/loadtest.py against `python -m msn_deploy.engines.serve` with
 # one replica (batching on and off) and two replicas, one configuration after the other on this machine.
 #   bash validate/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]
 set -euo pipefail
@@ -14,7 +14,7 @@ mkdir -p "$out"
 serve_and_load() {
   local name=$1
   shift
-  python -m engines.serve "$model" --port "$port" "$@" >"$out/$name.serve.log" 2>&1 &
+  python -m msn_deploy.engines.serve "$model" --port "$port" "$@" >"$out/$name.serve.log" 2>&1 &
   local pid=$!
   python - "$port" "$pid" <<'PY'
 import os, sys, time, requests
@@ -26,7 +26,7 @@ for _ in range(240):
     except requests.RequestException:
         pass
     if not os.path.exists(f"/proc/{pid}"):
-        sys.exit("engines.serve exited; see its log")
+        sys.exit("msn_deploy.engines.serve exited; see its log")
     time.sleep(0.5)
 sys.exit("no healthy service after 120 s")
 PY

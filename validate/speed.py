@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from validate.timing import measure_interleaved
-from validate.variants import BASELINE
+from msn_deploy.validate.timing import measure_interleaved
+from msn_deploy.validate.variants import BASELINE
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engines.runtime.targets import Target
+from msn_deploy.engines.runtime.targets import Target
 
 BASELINE = "eager-fp32"  # what every other variant and backend is judged against
 

@@ -1,7 +1,7 @@
 """How much of the engine's speed the video pipeline keeps: frames/s of the whole decode ->
 infer -> encode pipeline against inference alone on the same frames, in one process.
 
-    python -m validate.video_bench --model msn_x4_fp32.onnx --size 360x640 --frames 24 --out reports/video
+    python -m msn_deploy.validate.video_bench --model msn_x4_fp32.onnx --size 360x640 --frames 24 --out reports/video
 
 Without --input a synthetic clip (smooth moving colours, x264) is made first. Inference alone is
 timed on frames decoded beforehand; both runs follow a warm-up batch, so OpenVINO's per-shape
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-import engines
-from engines.media.video import VideoOptions, VideoReport, upscale_video
-from msn import MissingFileError
-from msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
-from msn.files import make_output_folder
-from validate.machine import machine_info, machine_line
-from validate.tables import markdown_table
+from msn_deploy import engines
+from msn_deploy.engines.media.video import VideoOptions, VideoReport, upscale_video
+from msn_deploy.msn import MissingFileError
+from msn_deploy.msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
+from msn_deploy.msn.files import make_output_folder
+from msn_deploy.validate.machine import machine_info, machine_line
+from msn_deploy.validate.tables import markdown_table
 
 log = logging.getLogger("msn.video_bench")
 

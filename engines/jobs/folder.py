@@ -18,19 +18,27 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from engines import runtime
-from engines.jobs.manifest import DONE, FAILED, MANIFEST_NAME, InputState, JobSettings, Manifest, ManifestError
-from engines.jobs.tree import Task, find_tasks
-from engines.jobs.work import ImageOptions, stored_size
-from engines.media.images import IMAGE_SUFFIXES, read_header
-from engines.runtime.base import Engine
-from engines.runtime.model_files import ModelFiles
-from engines.runtime.targets import Target
-from engines.runtime.tiling import check_tiling
-from msn import MissingFileError, PathError, UsageError
-from msn.cli import interrupts_deferred
-from msn.files import atomic_output, check_folder_writable, check_writable
-from msn.formats.kinds import read_artifact_header
+from msn_deploy.engines import runtime
+from msn_deploy.engines.jobs.manifest import (
+    DONE,
+    FAILED,
+    MANIFEST_NAME,
+    InputState,
+    JobSettings,
+    Manifest,
+    ManifestError,
+)
+from msn_deploy.engines.jobs.tree import Task, find_tasks
+from msn_deploy.engines.jobs.work import ImageOptions, stored_size
+from msn_deploy.engines.media.images import IMAGE_SUFFIXES, read_header
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.engines.runtime.tiling import check_tiling
+from msn_deploy.msn import MissingFileError, PathError, UsageError
+from msn_deploy.msn.cli import interrupts_deferred
+from msn_deploy.msn.files import atomic_output, check_folder_writable, check_writable
+from msn_deploy.msn.formats.kinds import read_artifact_header
 
 log = logging.getLogger("msn.upscale")
 
@@ -258,11 +266,11 @@ def run_folder_job(job: FolderJob) -> JobReport:
 
 def _run(plan: _Plan, job: FolderJob, finish) -> None:
     if job.ray is None:
-        from engines.jobs.pipeline import run_pipelined
+        from msn_deploy.engines.jobs.pipeline import run_pipelined
 
         run_pipelined(plan.todo, load_engines(job, plan.model, plan.target), job.options, finish)
     else:
-        from engines.jobs.on_ray import run_on_ray
+        from msn_deploy.engines.jobs.on_ray import run_on_ray
 
         run_on_ray(plan.todo, plan.model, plan.target, job, finish)
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from msn import UsageError
+from msn_deploy.msn import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.jobs.ray_cluster import connect
-from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, failure, upscale_image
-from engines.media.images import read_image
-from engines.media.upscaled import encode_upscaled
-from engines.runtime.model_files import ModelFiles
-from engines.runtime.targets import Target
-from msn import MSNError, UsageError
+from msn_deploy.engines.jobs.ray_cluster import connect
+from msn_deploy.engines.jobs.tree import Task
+from msn_deploy.engines.jobs.work import ImageOptions, failure, upscale_image
+from msn_deploy.engines.media.images import read_image
+from msn_deploy.engines.media.upscaled import encode_upscaled
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.msn import MSNError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.jobs.tree import Task
-from engines.jobs.work import ImageOptions, failure, upscale_image
-from engines.media.images import read_image
-from engines.media.stages import END, Stage, get, put, raise_stage_error
-from engines.media.upscaled import Upscaled, encode_upscaled
-from engines.runtime.base import Engine
-from msn import MSNError
+from msn_deploy.engines.jobs.tree import Task
+from msn_deploy.engines.jobs.work import ImageOptions, failure, upscale_image
+from msn_deploy.engines.media.images import read_image
+from msn_deploy.engines.media.stages import END, Stage, get, put, raise_stage_error
+from msn_deploy.engines.media.upscaled import Upscaled, encode_upscaled
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.msn import MSNError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from msn import UsageError
+from msn_deploy.msn import UsageError
 
 log = logging.getLogger(__name__)
 

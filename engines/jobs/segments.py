@@ -33,9 +33,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engines import runtime
-from engines.jobs.manifest import InputState, settings_digest
-from engines.media.video import (
+from msn_deploy.engines import runtime
+from msn_deploy.engines.jobs.manifest import InputState, settings_digest
+from msn_deploy.engines.media.video import (
     VideoError,
     VideoOptions,
     VideoReport,
@@ -48,9 +48,9 @@ from engines.media.video import (
     truncation,
     upscale_video,
 )
-from engines.runtime.model_files import ModelFiles
-from engines.runtime.targets import Target
-from msn.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.msn.files import atomic_output, atomic_write_bytes, check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger("msn.upscale")
 
@@ -238,7 +238,7 @@ def _run_on_ray(job: SegmentJob, src: Path, folder: Path, todo: list[tuple[int, 
                 frames_of: dict[int, int]) -> None:
     import ray
 
-    from engines.jobs.ray_cluster import connect
+    from msn_deploy.engines.jobs.ray_cluster import connect
 
     connect(job.ray)
     try:

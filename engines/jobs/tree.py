@@ -10,9 +10,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.jobs.manifest import MANIFEST_NAME
-from engines.media.images import IMAGE_SUFFIXES
-from msn import MissingFileError, UsageError
+from msn_deploy.engines.jobs.manifest import MANIFEST_NAME
+from msn_deploy.engines.media.images import IMAGE_SUFFIXES
+from msn_deploy.msn import MissingFileError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One video in, one video out: the job, every check before the model loads, and the run, in
 one process (engines.media.video.upscale_video) or in parallel segments (engines.jobs.segments).
 
-    from engines.jobs.video import VideoJob, run_video_job
+    from msn_deploy.engines.jobs.video import VideoJob, run_video_job
     report = run_video_job(VideoJob(Path("clip.mp4"), Path("out/"), model="official"))
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines import runtime
-from engines.jobs.folder import prepare_output
-from engines.jobs.segments import WORKERS as SEGMENT_WORKERS
-from engines.jobs.segments import SegmentJob, upscale_video_in_segments
-from engines.media.video import (
+from msn_deploy.engines import runtime
+from msn_deploy.engines.jobs.folder import prepare_output
+from msn_deploy.engines.jobs.segments import WORKERS as SEGMENT_WORKERS
+from msn_deploy.engines.jobs.segments import SegmentJob, upscale_video_in_segments
+from msn_deploy.engines.media.video import (
     OUTPUT_SUFFIXES,
     VideoError,
     VideoOptions,
@@ -26,12 +26,12 @@ from engines.media.video import (
     is_video,
     upscale_video,
 )
-from engines.runtime.model_files import ModelFiles
-from engines.runtime.targets import Target
-from engines.runtime.tiling import check_tiling
-from msn import MissingFileError, UsageError
-from msn.files import check_writable, refuse_overwriting_inputs
-from msn.formats.kinds import read_artifact_header
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.engines.runtime.tiling import check_tiling
+from msn_deploy.msn import MissingFileError, UsageError
+from msn_deploy.msn.files import check_writable, refuse_overwriting_inputs
+from msn_deploy.msn.formats.kinds import read_artifact_header
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from engines.media.images import LoadedImage
-from engines.media.target import TargetSize
-from engines.media.upscaled import Upscaled, finish_upscaled
-from engines.runtime.base import Engine
-from engines.runtime.tiling import TILE_OVERLAP
+from msn_deploy.engines.media.images import LoadedImage
+from msn_deploy.engines.media.target import TargetSize
+from msn_deploy.engines.media.upscaled import Upscaled, finish_upscaled
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ import png
 import simplejpeg
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from msn import UsageError
-from msn.files import atomic_output
+from msn_deploy.msn import UsageError
+from msn_deploy.msn.files import atomic_output
 
 log = logging.getLogger(__name__)
 

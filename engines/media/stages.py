@@ -8,7 +8,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from msn.cli import WorkerThread
+from msn_deploy.msn.cli import WorkerThread
 
 END = object()  # put after a stage's last item; what `get` returns once the pipeline stops
 

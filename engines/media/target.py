@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from msn import UsageError
+from msn_deploy.msn import UsageError
 
 MIN_TARGET_PX = 16
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.media.images import LoadedImage, encode_image, upscale_alpha
-from engines.media.target import TargetSize, resize_to
+from msn_deploy.engines.media.images import LoadedImage, encode_image, upscale_alpha
+from msn_deploy.engines.media.target import TargetSize, resize_to
 
 
 @dataclass

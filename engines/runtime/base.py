@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.tiling import TILE_OVERLAP, TilePlan, check_tiling, tile_weight
-from msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
-from msn.formats.graph import MSNGraph
-from msn.validation import check_batch, check_values, inputs_checked
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP, TilePlan, check_tiling, tile_weight
+from msn_deploy.msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.validation import check_batch, check_values, inputs_checked
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from msn.checkpoint import cache_root, resolve_checkpoint, sha256_of
-from msn.formats.graph import MSNGraph
-from msn.formats.precision import ArtifactError, check_precision
+from msn_deploy.msn.checkpoint import cache_root, resolve_checkpoint, sha256_of
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.precision import ArtifactError, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def graph_cache_dir() -> Path:
 
 def cached_graph_name(checkpoint_sha256: str, precision: str) -> str:
     """The cache's file name: sha256, exporter and torch version, precision (one graph for each)."""
-    from export.onnx_export import EXPORTER
+    from msn_deploy.export.onnx_export import EXPORTER
 
     tools = re.sub(r"[^A-Za-z0-9.]+", "-", f"{EXPORTER} torch {torch.__version__}")
     return f"msn-{checkpoint_sha256[:20]}-{tools}-{precision}.onnx"
@@ -69,7 +69,7 @@ def cached_graph(checkpoint: str | os.PathLike, precision: str = "fp32", folder:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be exporting it: wait, then use its graph
         if _usable(path, sha256, say_why=True):
             return path
-        from export import ExportOptions, export_onnx
+        from msn_deploy.export import ExportOptions, export_onnx
 
         log.info("exporting %s to an %s ONNX graph for the fast CPU runtimes (once; kept as %s)",
                  checkpoint, precision.upper(), path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engines.runtime.base import Engine
-from engines.runtime.targets import AUTO, Target
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.targets import AUTO, Target
 
 
 def share_of_cores(workers: int) -> int:

@@ -8,11 +8,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.runtime.base import Engine
-from engines.runtime.loading import load
-from engines.runtime.targets import Target
-from msn import MSNError, UsageError
-from msn.formats.kinds import companion_path, locate_artifact
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.loading import load
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.msn import MSNError, UsageError
+from msn_deploy.msn.formats.kinds import companion_path, locate_artifact
 
 
 @dataclass(frozen=True)

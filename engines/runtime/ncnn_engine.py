@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import DeviceError, Engine, ShapeProfile
-from engines.runtime.targets import BACKENDS
-from msn.formats.kinds import read_artifact_header
-from msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
-from msn.formats.precision import DEFAULT_PRECISION, check_precision
-from msn.threads import check_threads
+from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
+from msn_deploy.engines.runtime.targets import BACKENDS
+from msn_deploy.msn.formats.kinds import read_artifact_header
+from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, check_precision
+from msn_deploy.msn.threads import check_threads
 
 
 class NcnnEngine(Engine):

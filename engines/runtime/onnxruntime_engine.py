@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
-from msn.formats.graph import MSNGraph
-from msn.threads import check_threads
+from msn_deploy.engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.threads import check_threads
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import DeviceError, Engine, ShapeProfile
-from engines.runtime.shape_cache import ShapeCache
-from msn import UsageError
-from msn.formats.graph import MSNGraph
-from msn.threads import check_threads
+from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
+from msn_deploy.engines.runtime.shape_cache import ShapeCache
+from msn_deploy.msn import UsageError
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.threads import check_threads
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from msn import UsageError
+from msn_deploy.msn import UsageError
 
 log = logging.getLogger(__name__)
 

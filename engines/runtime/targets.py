@@ -15,10 +15,10 @@ import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engines.runtime.base import Engine
-from msn.errors import MissingFileError, UsageError
-from msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, NCNN, SAFETENSORS, ArtifactKind, artifact_kind
-from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.msn.errors import MissingFileError, UsageError
+from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, NCNN, SAFETENSORS, ArtifactKind, artifact_kind
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
 
 AUTO = "auto"  # the backend `Target.resolve` picks by artifact kind and device
 
@@ -75,22 +75,22 @@ _DEVICE_NOTES = (
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", ("cpu", "cuda"), PRECISIONS, (CHECKPOINT, SAFETENSORS),
-            "engines.runtime.torch_engine:TorchEngine", None, "", "checkpoints",
+            "msn_deploy.engines.runtime.torch_engine:TorchEngine", None, "", "checkpoints",
             device_separator=":", takes_threads=True, runs_weights=True),
     # tensorrt here is ONNX Runtime's TensorRT provider, on the GPU
     Backend("onnxruntime", ("cpu", "cuda", "tensorrt"), PRECISIONS, (GRAPH, CHECKPOINT, SAFETENSORS),
-            "engines.runtime.onnxruntime_engine:OnnxRuntimeEngine", "onnxruntime", "pip install onnxruntime",
+            "msn_deploy.engines.runtime.onnxruntime_engine:OnnxRuntimeEngine", "onnxruntime", "pip install onnxruntime",
             "ONNX graphs", takes_threads=True),
     # gpu, npu: an Intel GPU or NPU
     Backend("openvino", ("cpu", "gpu", "npu"), PRECISIONS, (GRAPH, CHECKPOINT, SAFETENSORS),
-            "engines.runtime.openvino_engine:OpenVINOEngine", "openvino", "pip install -e '.[cpu]'",
+            "msn_deploy.engines.runtime.openvino_engine:OpenVINOEngine", "openvino", "pip install -e '.[cpu]'",
             "ONNX graphs", device_separator=".", takes_threads=True),
     Backend("tensorrt", ("cuda",), PRECISIONS, (ENGINE,),
-            "engines.runtime.tensorrt_engine:TensorRTEngine", None, "", "TensorRT engines"),
+            "msn_deploy.engines.runtime.tensorrt_engine:TensorRTEngine", None, "", "TensorRT engines"),
     # vulkan: any GPU with a Vulkan driver (AMD, Intel, Apple, NVIDIA); the precision of an ncnn graph is
     # how ncnn computes, chosen when it loads
     Backend("ncnn", ("cpu", "vulkan"), PRECISIONS, (NCNN,),
-            "engines.runtime.ncnn_engine:NcnnEngine", "ncnn", "pip install -e '.[ncnn]'", "ncnn graphs",
+            "msn_deploy.engines.runtime.ncnn_engine:NcnnEngine", "ncnn", "pip install -e '.[ncnn]'", "ncnn graphs",
             device_separator=":", takes_threads=True),
 )}
 BACKEND_CHOICES = (AUTO, *BACKENDS)
@@ -196,7 +196,7 @@ class Target:
             if not source.is_file():
                 raise MissingFileError(f"{source} does not exist")
         elif not backend.runs_weights:
-            from engines.runtime.graph_cache import cached_graph
+            from msn_deploy.engines.runtime.graph_cache import cached_graph
 
             source = cached_graph(artifact, self.precision or DEFAULT_PRECISION)
         engine = backend.engine_class().open_on(source, self.device, self.precision, **options)

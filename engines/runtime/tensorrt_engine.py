@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
-from engines.runtime.cuda_graphs import GraphReplay
-from engines.runtime.shape_cache import ShapeCache
-from msn.formats.sidecar import EngineSidecar
-from msn.formats.tensorrt import TensorRT, TensorRTUnavailable, current_gpu, import_tensorrt
+from msn_deploy.engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
+from msn_deploy.engines.runtime.cuda_graphs import GraphReplay
+from msn_deploy.engines.runtime.shape_cache import ShapeCache
+from msn_deploy.msn.formats.sidecar import EngineSidecar
+from msn_deploy.msn.formats.tensorrt import TensorRT, TensorRTUnavailable, current_gpu, import_tensorrt
 
 log = logging.getLogger(__name__)
 

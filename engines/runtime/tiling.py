@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msn import MIN_INPUT_SIZE, InputError
+from msn_deploy.msn import MIN_INPUT_SIZE, InputError
 
 TILE_OVERLAP = 32  # LR px each tile shares with its neighbours, by default
 

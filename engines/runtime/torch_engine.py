@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.runtime.base import DeviceError, Engine, ShapeProfile
-from engines.runtime.cuda_graphs import GraphReplay
-from engines.runtime.shape_cache import ShapeCache
-from engines.runtime.targets import BACKENDS
-from msn import MSN, MSNInference, UsageError, load_model, to_inference_form
-from msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
-from msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
+from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
+from msn_deploy.engines.runtime.cuda_graphs import GraphReplay
+from msn_deploy.engines.runtime.shape_cache import ShapeCache
+from msn_deploy.engines.runtime.targets import BACKENDS
+from msn_deploy.msn import MSN, MSNInference, UsageError, load_model, to_inference_form
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
+from msn_deploy.msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Serve MSN over HTTP on Ray Serve, on this machine or on a Ray cluster.
 
-    python -m engines.serve msn_x4_fp32.onnx                          # local Ray, 127.0.0.1:8000
-    python -m engines.serve official --replicas 2 --max-batch 8 --port 9000
-    python -m engines.serve msn_x4_fp16.plan --address ray://head:10001 --gpus-per-replica 1
+    python -m msn_deploy.engines.serve msn_x4_fp32.onnx                          # local Ray, 127.0.0.1:8000
+    python -m msn_deploy.engines.serve official --replicas 2 --max-batch 8 --port 9000
+    python -m msn_deploy.engines.serve msn_x4_fp16.plan --address ray://head:10001 --gpus-per-replica 1
 
 Blocks until Ctrl-C or SIGTERM; then in-flight requests finish, the application is deleted and a
 Ray cluster started here is stopped. Set the bearer token with $MSN_SERVE_TOKEN (or --token).
@@ -19,9 +19,9 @@ import sys
 import torch
 from pydantic import ValidationError
 
-from engines import runtime
-from engines.runtime.tiling import TILE_OVERLAP
-from engines.serve.settings import (
+from msn_deploy.engines import runtime
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
+from msn_deploy.engines.serve.settings import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_MB,
@@ -32,8 +32,8 @@ from engines.serve.settings import (
     hash_token,
     token_from,
 )
-from msn import PathError, UsageError
-from msn.cli import (
+from msn_deploy.msn import PathError, UsageError
+from msn_deploy.msn.cli import (
     non_negative_float,
     non_negative_int,
     port_number,
@@ -41,7 +41,7 @@ from msn.cli import (
     positive_int,
     run_cli,
 )
-from msn.formats.precision import PRECISIONS
+from msn_deploy.msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.serve")
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.token_sha256 is None and args.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("listening on %s without a token: anyone who can reach this port can use it "
                         "(set $%s)", args.host, TOKEN_ENV)
-        from engines.serve.cluster import run_until_stopped  # imports Ray: after the cheap checks
+        from msn_deploy.engines.serve.cluster import run_until_stopped  # imports Ray: after the cheap checks
 
         return run_until_stopped(settings, model, args.host, args.port, args.address, args.proxy_location)
 

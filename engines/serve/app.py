@@ -38,12 +38,12 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engines.media.images import LoadedImage
-from engines.media.upscaled import encode_upscaled, finish_upscaled
-from engines.runtime.base import EngineError
-from engines.serve.payload import RequestError, check_header, decode, read_body
-from engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
-from engines.web.device import (
+from msn_deploy.engines.media.images import LoadedImage
+from msn_deploy.engines.media.upscaled import encode_upscaled, finish_upscaled
+from msn_deploy.engines.runtime.base import EngineError
+from msn_deploy.engines.serve.payload import RequestError, check_header, decode, read_body
+from msn_deploy.engines.serve.settings import TOKEN_ENV, ModelFiles, ServeSettings, hash_token, token_from
+from msn_deploy.engines.web.device import (
     MODULE_NAME,
     BrowserFiles,
     BrowserGraph,
@@ -51,7 +51,7 @@ from engines.web.device import (
     browser_runtime,
     media_type,
 )
-from msn import InputError
+from msn_deploy.msn import InputError
 
 log = logging.getLogger("msn.serve")
 

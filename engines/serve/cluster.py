@@ -12,10 +12,10 @@ from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.exceptions import RayServeException
 
-from engines.jobs.ray_cluster import LOCAL, connect
-from engines.serve.app import APP_NAME, build_app
-from engines.serve.settings import ModelFiles, ServeSettings
-from msn.cli import exit_on_sigterm
+from msn_deploy.engines.jobs.ray_cluster import LOCAL, connect
+from msn_deploy.engines.serve.app import APP_NAME, build_app
+from msn_deploy.engines.serve.settings import ModelFiles, ServeSettings
+from msn_deploy.msn.cli import exit_on_sigterm
 
 log = logging.getLogger("msn.serve")
 

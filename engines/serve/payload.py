@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engines.media.images import (
+from msn_deploy.engines.media.images import (
     ImageError,
     ImageHeader,
     ImageTooLarge,
@@ -17,7 +17,7 @@ from engines.media.images import (
     decode_image,
     read_header,
 )
-from msn import MIN_INPUT_SIZE, MSNError
+from msn_deploy.msn import MIN_INPUT_SIZE, MSNError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 

@@ -1,6 +1,6 @@
 """What one MSN service is: the model, how replicas are placed, and the limits that protect it.
 
-The same settings come from the command line (`python -m engines.serve`) and from the `args:` of a
+The same settings come from the command line (`python -m msn_deploy.engines.serve`) and from the `args:` of a
 Ray Serve config file (`serve run` / `serve deploy`), so both are validated by one pydantic model.
 """
 
@@ -12,10 +12,10 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engines.runtime.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
-from engines.runtime.targets import Target
-from engines.runtime.tiling import TILE_OVERLAP, check_tiling
-from msn import MIN_INPUT_SIZE, UsageError
+from msn_deploy.engines.runtime.model_files import ModelFiles  # noqa: F401 - the service's model, re-exported
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP, check_tiling
+from msn_deploy.msn import MIN_INPUT_SIZE, UsageError
 
 TOKEN_ENV = "MSN_SERVE_TOKEN"
 # 1920x1080 fits; its x4 output is ~100 MB as 8-bit RGB and ~400 MB as float32 while it is upscaled.

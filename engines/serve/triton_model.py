@@ -1,6 +1,6 @@
-"""Triton Python-backend model over `engines.load`.
+"""Triton Python-backend model over `msn_deploy.engines.load`.
 
-`export.write_triton_repository(..., python=True)` copies this file into a model repository as
+`msn_deploy.export.write_triton_repository(..., python=True)` copies this file into a model repository as
 `<name>/1/model.py`; Triton's Python stub then imports it there, beside the artifact. Tensors
 cross the stub through DLPack: its numpy conversions (built for numpy 1) return empty or wrong
 buffers under numpy 2 (measured with Triton 2.51's stub).
@@ -9,7 +9,7 @@ buffers under numpy 2 (measured with Triton 2.51's stub).
 from __future__ import annotations
 
 import json
-import sys
+import site
 from pathlib import Path
 
 
@@ -17,11 +17,14 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = {k: v["string_value"] for k, v in config["parameters"].items()}
-        # Where msn-deploy is installed, when Triton's Python does not have it (--python-path).
-        sys.path[:0] = [p for p in parameters.get("python_path", "").split(":") if p and p not in sys.path]
+        # The site-packages where msn-deploy is installed, when Triton's Python does not have it
+        # (--python-path); as a site folder, so that an editable install's path hooks load too.
+        for folder in parameters.get("python_path", "").split(":"):
+            if folder:
+                site.addsitedir(folder)
         # msn-deploy first: it sets passive OpenMP waiting before torch loads (msn.threads).
-        import msn
-        from engines import runtime
+        from msn_deploy import msn
+        from msn_deploy.engines import runtime
 
         # isort: split
 

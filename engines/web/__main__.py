@@ -1,8 +1,8 @@
 """Write the static in-browser upscaler (a thin command over engines.web.export_site).
 
-    python -m engines.web export site/                     # FP16 graph, the official weights
-    python -m engines.web export site/ --model best.pth --precision fp32
-    python -m engines.web export site/ --model msn_x4_fp32.onnx            # a graph from export/to_onnx.py
+    python -m msn_deploy.engines.web export site/                     # FP16 graph, the official weights
+    python -m msn_deploy.engines.web export site/ --model best.pth --precision fp32
+    python -m msn_deploy.engines.web export site/ --model msn_x4_fp32.onnx            # a graph from export/to_onnx.py
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from engines.runtime.tiling import TILE_OVERLAP
-from engines.web.site import DEFAULT_MAX_PIXELS, DEFAULT_TILE, SiteOptions, export_site
-from msn.cli import non_negative_int, positive_int, run_cli
-from msn.formats.precision import PRECISIONS
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
+from msn_deploy.engines.web.site import DEFAULT_MAX_PIXELS, DEFAULT_TILE, SiteOptions, export_site
+from msn_deploy.msn.cli import non_negative_int, positive_int, run_cli
+from msn_deploy.msn.formats.precision import PRECISIONS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m engines.web", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.engines.web", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True)
     site = commands.add_parser("export", help="write the site into a new folder")

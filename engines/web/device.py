@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from engines.runtime.graph_cache import cached_graph
-from engines.runtime.model_files import ModelFiles
-from engines.web.site import ORT_FILES, SiteOptions, ort_web_dist, page_settings
-from msn import MSNError
-from msn.formats.graph import MSNGraph
-from msn.formats.kinds import GRAPH, artifact_kind
+from msn_deploy.engines.runtime.graph_cache import cached_graph
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.web.site import ORT_FILES, SiteOptions, ort_web_dist, page_settings
+from msn_deploy.msn import MSNError
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.kinds import GRAPH, artifact_kind
 
 MODULE_NAME = "msn-web.js"  # the page's upscaling module, shared with the static site
 MEDIA_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
@@ -66,7 +66,7 @@ class BrowserFiles:
     def __init__(self, graph: BrowserGraph) -> None:
         self.graph = graph
         self.ort, self.reason = browser_runtime(graph)
-        self.module = (resources.files("engines.web") / "page" / MODULE_NAME).read_bytes()  # read once
+        self.module = (resources.files("msn_deploy.engines.web") / "page" / MODULE_NAME).read_bytes()  # read once
 
     @property
     def available(self) -> bool:

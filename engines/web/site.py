@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from engines.runtime.graph_cache import cached_graph
-from engines.runtime.tiling import TILE_OVERLAP, check_tiling
-from msn import MissingFileError, UsageError
-from msn.files import check_folder_writable, give_usual_permissions
-from msn.formats.graph import MSNGraph
-from msn.formats.kinds import GRAPH, artifact_kind
+from msn_deploy.engines.runtime.graph_cache import cached_graph
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP, check_tiling
+from msn_deploy.msn import MissingFileError, UsageError
+from msn_deploy.msn.files import check_folder_writable, give_usual_permissions
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.kinds import GRAPH, artifact_kind
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
         (staging / "ort").mkdir()
         for name in ORT_FILES:
             shutil.copyfile(dist / name, staging / "ort" / name)
-        page = resources.files("engines.web") / "page"
+        page = resources.files("msn_deploy.engines.web") / "page"
         for name in PAGE_FILES:
             (staging / name).write_bytes((page / name).read_bytes())
         config = {"precision": metadata.precision, "graph": GRAPH_NAME, "ort_web": ORT_WEB_VERSION,

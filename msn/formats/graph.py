@@ -10,8 +10,8 @@ from pathlib import Path
 
 import onnx
 
-from msn.errors import MissingFileError
-from msn.formats.precision import ArtifactError, canonical_dtype, canonical_precision
+from msn_deploy.msn.errors import MissingFileError
+from msn_deploy.msn.formats.precision import ArtifactError, canonical_dtype, canonical_precision
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from msn.checkpoint import SAFETENSORS_SUFFIX, resolve_checkpoint
-from msn.errors import MissingFileError
-from msn.formats.graph import MSNGraph
-from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
-from msn.formats.precision import DEFAULT_PRECISION, ArtifactError
-from msn.formats.sidecar import EngineSidecar, sidecar_path
+from msn_deploy.msn.checkpoint import SAFETENSORS_SUFFIX, resolve_checkpoint
+from msn_deploy.msn.errors import MissingFileError
+from msn_deploy.msn.formats.graph import MSNGraph
+from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, ArtifactError
+from msn_deploy.msn.formats.sidecar import EngineSidecar, sidecar_path
 
 
 def ncnn_weights_path(param: str | os.PathLike) -> Path:
@@ -83,7 +83,7 @@ class ArtifactHeader:
 def read_artifact_header(artifact: str | os.PathLike, precision: str | None = None) -> ArtifactHeader:
     """Scale and precision of a checkpoint (or known name), graph or engine, read from its header
     or tensor shapes: nothing is loaded onto a device."""
-    from msn import read_checkpoint
+    from msn_deploy.msn import read_checkpoint
 
     kind = artifact_kind(artifact)
     if kind is GRAPH:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from msn.errors import MSNError, UsageError
-from msn.formats.kinds import ncnn_weights_path as weights_path
-from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB
+from msn_deploy.msn.errors import MSNError, UsageError
+from msn_deploy.msn.formats.kinds import ncnn_weights_path as weights_path
+from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 MAGIC = "7767517"
 INPUT_BLOB, OUTPUT_BLOB = "data", "output"  # Real-ESRGAN-ncnn-vulkan's names, which its forks' apps load

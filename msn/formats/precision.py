@@ -6,7 +6,7 @@ user's dtype names (float, half, float16 ...) are translated here, once.
 
 from __future__ import annotations
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16")  # of every artifact; a checkpoint runs in either
 DEFAULT_PRECISION = "fp32"

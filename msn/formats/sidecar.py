@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msn.files import atomic_write_bytes
-from msn.formats.precision import ArtifactError, canonical_dtype, canonical_precision
-from msn.formats.tensorrt import FLAVOURS
+from msn_deploy.msn.files import atomic_write_bytes
+from msn_deploy.msn.formats.precision import ArtifactError, canonical_dtype, canonical_precision
+from msn_deploy.msn.formats.tensorrt import FLAVOURS
 
 SIDECAR_FORMAT = "msn-engine/2"
 # Format 1 stored TensorRT's dtype names (float, half); format 2 stores float32 / float16. Both read.

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from msn.errors import UsageError
+from msn_deploy.msn.errors import UsageError
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engines.jobs.work import ImageOptions, upscale_image
-from engines.media.images import read_image, write_image
-from engines.media.upscaled import encode_upscaled
-from engines.runtime.openvino_engine import OpenVINOEngine
-from export import ExportOptions, export_onnx
-from msn import random_model
-from msn.sample_images import smooth_test_image
+from msn_deploy.engines.jobs.work import ImageOptions, upscale_image
+from msn_deploy.engines.media.images import read_image, write_image
+from msn_deploy.engines.media.upscaled import encode_upscaled
+from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine
+from msn_deploy.export import ExportOptions, export_onnx
+from msn_deploy.msn import random_model
+from msn_deploy.msn.sample_images import smooth_test_image
 
 # (name, LR height, LR width, tile, overlap): one whole-image case and one that tiles 3x2.
 CASES = [("whole", 45, 61, 0, 32), ("tiled", 70, 52, 32, 8)]

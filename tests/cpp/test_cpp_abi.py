@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from engines.media.images import read_image, write_image
-from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
-from engines.runtime.tiling import TilePlan, tile_weight
-from msn.formats.precision import ArtifactError
-from msn.formats.sidecar import EngineSidecar, TensorIO
+from msn_deploy.engines.media.images import read_image, write_image
+from msn_deploy.engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from msn_deploy.engines.runtime.tiling import TilePlan, tile_weight
+from msn_deploy.msn.formats.precision import ArtifactError
+from msn_deploy.msn.formats.sidecar import EngineSidecar, TensorIO
 from tests.conftest import REPO
 
 BUILD = REPO / "build"

@@ -1,4 +1,4 @@
-"""`python -m engines.upscale` on real files: bit depths, gray, alpha, folders, and no overwrites."""
+"""`python -m msn_deploy.engines.upscale` on real files: bit depths, gray, alpha, folders, and no overwrites."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from engines import upscale
-from export import to_onnx
-from msn import InputError
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines import upscale
+from msn_deploy.export import to_onnx
+from msn_deploy.msn import InputError
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.util import exit_code, png_claiming, visible_names
 
 

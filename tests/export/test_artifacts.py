@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from msn import MissingFileError
-from msn.formats.graph import GraphMetadata, MSNGraph
-from msn.formats.kinds import (
+from msn_deploy.msn import MissingFileError
+from msn_deploy.msn.formats.graph import GraphMetadata, MSNGraph
+from msn_deploy.msn.formats.kinds import (
     ARTIFACT_KINDS,
     CHECKPOINT,
     ENGINE,
@@ -22,8 +22,8 @@ from msn.formats.kinds import (
     locate_artifact,
     read_artifact_header,
 )
-from msn.formats.precision import ArtifactError, canonical_dtype
-from msn.formats.sidecar import EngineSidecar, TensorIO
+from msn_deploy.msn.formats.precision import ArtifactError, canonical_dtype
+from msn_deploy.msn.formats.sidecar import EngineSidecar, TensorIO
 
 SIDECAR = EngineSidecar(
     flavour="tensorrt", version="10.9.0", compute_capabilities=[], gpu={"name": "L4", "compute_capability": "SM89"},

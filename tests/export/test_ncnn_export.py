@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from export import to_ncnn
-from export.ncnn_export import export_ncnn
-from export.parity import FP32_MAX_ABS
-from export.verify import VerificationError
-from msn.formats.ncnn_net import NcnnNet, NcnnSettings, vulkan_devices
-from msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
-from msn.metrics import max_abs, psnr
-from msn.sample_images import smooth_test_image
+from msn_deploy.export import to_ncnn
+from msn_deploy.export.ncnn_export import export_ncnn
+from msn_deploy.export.parity import FP32_MAX_ABS
+from msn_deploy.export.verify import VerificationError
+from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, vulkan_devices
+from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+from msn_deploy.msn.metrics import max_abs, psnr
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, exit_code, visible_names
 
 # Measured vs the float64 references: ncnn CPU FP32 1.2e-5 (astronaut), Vulkan (lavapipe) FP32 2.3e-6,

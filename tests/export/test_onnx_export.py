@@ -14,15 +14,15 @@ import onnx
 import pytest
 import torch
 
-from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
-from export import onnx_export, to_onnx
-from export.onnx_graph import default_opset
-from export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
-from export.parity import Tolerance
-from export.trt_ops import unsupported_ops
-from msn.formats.graph import GraphMetadata
-from msn.metrics import psnr
-from msn.sample_images import smooth_test_image
+from msn_deploy.engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from msn_deploy.export import onnx_export, to_onnx
+from msn_deploy.export.onnx_graph import default_opset
+from msn_deploy.export.parity import FP16_MIN_PSNR_DB as VERIFY_FP16_FLOOR
+from msn_deploy.export.parity import Tolerance
+from msn_deploy.export.trt_ops import unsupported_ops
+from msn_deploy.msn.formats.graph import GraphMetadata
+from msn_deploy.msn.metrics import psnr
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.conftest import REPO
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from msn.sample_images import smooth_test_image
+from msn_deploy.msn.sample_images import smooth_test_image
 
 OPENCV_MAX_ABS = 1e-3
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from export import build_trt, to_onnx, triton_repo
+from msn_deploy.export import build_trt, to_onnx, triton_repo
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
                                        reason="tritonclient is not installed (pip install -e '.[triton]')")
@@ -98,7 +98,7 @@ def test_the_python_backend_takes_a_known_checkpoint_name(seeded_cache, tmp_path
 
 def test_the_python_model_is_a_real_module_copied_as_is(random_ckpt, tmp_path):
     """model.py is engines/serve/triton_model.py itself (importable, linted), not generated text."""
-    from engines.serve import triton_model
+    from msn_deploy.engines.serve import triton_model
 
     assert callable(triton_model.TritonPythonModel().execute)
     repo = triton_repo.write_triton_repository(random_ckpt, tmp_path, python=True)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from engines.runtime.base import DeviceError
-from engines.runtime.tensorrt_engine import TensorRTEngine, compatibility_problems
-from export import build_trt, to_onnx
-from export.trt_build import BuildError, BuildSettings, Profile, build_engine
-from msn import UsageError
-from msn.formats.sidecar import EngineSidecar, TensorIO
-from msn.formats.tensorrt import import_tensorrt
+from msn_deploy.engines.runtime.base import DeviceError
+from msn_deploy.engines.runtime.tensorrt_engine import TensorRTEngine, compatibility_problems
+from msn_deploy.export import build_trt, to_onnx
+from msn_deploy.export.trt_build import BuildError, BuildSettings, Profile, build_engine
+from msn_deploy.msn import UsageError
+from msn_deploy.msn.formats.sidecar import EngineSidecar, TensorIO
+from msn_deploy.msn.formats.tensorrt import import_tensorrt
 from tests.util import exit_code
 
 trt_rtx = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX not installed (pip install .[rtx])")
@@ -167,7 +167,7 @@ def test_compatibility_problems(trt, gpu, expected):
 
 @pytest.mark.gpu
 def test_gpu_execution_matches_onnxruntime(built, fp16_graph):
-    from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+    from msn_deploy.engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
     x = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
     out = TensorRTEngine(built)(x)

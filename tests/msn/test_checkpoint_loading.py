@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from export import to_onnx
-from msn import (
+from msn_deploy.export import to_onnx
+from msn_deploy.msn import (
     MSN,
     CheckpointError,
     ChecksumError,
@@ -22,7 +22,7 @@ from msn import (
     read_checkpoint,
     resolve_checkpoint,
 )
-from msn import checkpoint as checkpoint_module
+from msn_deploy.msn import checkpoint as checkpoint_module
 
 
 def save(obj, path: Path) -> Path:
@@ -242,7 +242,7 @@ def test_safetensors_get_the_same_checks_and_messages(tmp_path, random_msn):
 
 @pytest.mark.build
 def test_safetensors_run_through_the_commands(tmp_path, random_msn, photo):
-    from engines import upscale
+    from msn_deploy.engines import upscale
 
     st = save_safetensors(random_msn.state_dict(), tmp_path / "fine-tune.safetensors")
     # Eager, and a static export: the default path's export of a checkpoint is to_onnx's (and

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from msn import PathError
-from msn.files import atomic_output, atomic_write_bytes, give_usual_permissions, make_output_folder
+from msn_deploy.msn import PathError
+from msn_deploy.msn.files import atomic_output, atomic_write_bytes, give_usual_permissions, make_output_folder
 
 
 def test_a_name_near_the_255_byte_limit_is_written(tmp_path):

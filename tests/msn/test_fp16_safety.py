@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from msn import stats, to_inference_form
-from msn.metrics import psnr
+from msn_deploy.msn import stats, to_inference_form
+from msn_deploy.msn.metrics import psnr
 from tests.conftest import REFERENCE_DIR
 from tests.util import converted, to_hwc
 

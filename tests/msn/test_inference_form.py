@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from msn import MSN, MSNConfig, to_inference_form
-from msn.arch import local_variance_unfold
-from msn.stats import local_variance
+from msn_deploy.msn import MSN, MSNConfig, to_inference_form
+from msn_deploy.msn.arch import local_variance_unfold
+from msn_deploy.msn.stats import local_variance
 from tests.util import converted
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from msn import InputError, to_inference_form
+from msn_deploy.msn import InputError, to_inference_form
 
 
 @pytest.mark.parametrize(

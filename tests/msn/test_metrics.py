@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from export.parity import FP16_MIN_PSNR_DB as CODE_FP16_FLOOR
-from msn.metrics import error_stats, psnr, psnr_y
+from msn_deploy.export.parity import FP16_MIN_PSNR_DB as CODE_FP16_FLOOR
+from msn_deploy.msn.metrics import error_stats, psnr, psnr_y
 from tests.util import FP16_MIN_PSNR_DB
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from msn import to_inference_form
-from msn.metrics import psnr, psnr_y
+from msn_deploy.msn import to_inference_form
+from msn_deploy.msn.metrics import psnr, psnr_y
 from tests.conftest import REFERENCE_DIR
 from tests.util import FP16_MIN_PSNR_DB, converted, to_hwc
 

@@ -13,9 +13,10 @@ except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built 
     pytest.skip(f"spandrel does not import here ({exc}); it needs torchvision built for this torch "
                 "(pip install -e '.[spandrel]' where one exists)", allow_module_level=True)
 
-import msn.spandrel  # noqa: E402  (registers MSN)
-from msn import MSN, CheckpointError, MSNConfig, load_model  # noqa: E402
-from msn.metrics import max_abs, psnr  # noqa: E402
+import msn_deploy.msn.spandrel  # noqa: E402, F401  (registers MSN)
+from msn_deploy.msn import MSN, CheckpointError, MSNConfig, load_model  # noqa: E402
+from msn_deploy.msn.inference import MSNInference  # noqa: E402
+from msn_deploy.msn.metrics import max_abs, psnr  # noqa: E402
 from tests.util import FP16_MIN_PSNR_DB  # noqa: E402
 
 INFERENCE_FORM_MAX_ABS_VS_FP64 = 2e-5  # measured 4.2e-6 (astronaut)
@@ -26,7 +27,7 @@ def test_the_official_checkpoint_is_an_sr_model_for_spandrel(official_ckpt):
     assert isinstance(model, spandrel.ImageModelDescriptor) and model.architecture.id == "MSN"
     assert (model.purpose, model.scale, model.input_channels, model.output_channels) == ("SR", 4, 3, 3)
     assert model.size_requirements.minimum == 29 and model.supports_half and not model.supports_bfloat16
-    assert isinstance(model.model, msn.inference.MSNInference)
+    assert isinstance(model.model, MSNInference)
 
 
 def test_its_pixels_are_msn_load_models(official_ckpt, reference_cases):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from engines.runtime.torch_engine import TorchEngine
+from msn_deploy.engines.runtime.torch_engine import TorchEngine
 from tests.conftest import REPO
 
 PASSIVE = "GOMP_SPINCOUNT = '0'"  # what libgomp reports for OMP_WAIT_POLICY=PASSIVE (default: 300000)
@@ -25,13 +25,13 @@ def openmp_report(code: str, **env: str) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize("module", ["msn", "engines.upscale", "validate.runner", "export.onnx_export"])
+@pytest.mark.parametrize("module", ["msn", "msn_deploy.engines.upscale", "msn_deploy.validate.runner", "msn_deploy.export.onnx_export"])
 def test_every_entry_point_makes_torch_wait_passively(module):
     assert PASSIVE in openmp_report(f"import {module}")
 
 
 def test_a_policy_the_user_chose_is_kept():
-    report = openmp_report("import msn.threads as t; assert not t.PASSIVE_WAITING", OMP_WAIT_POLICY="ACTIVE")
+    report = openmp_report("import msn_deploy.msn.threads as t; assert not t.PASSIVE_WAITING", OMP_WAIT_POLICY="ACTIVE")
     assert "OMP_WAIT_POLICY = 'ACTIVE'" in report
 
 

@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from export.parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS
-from msn import MissingFileError, sha256_of
-from msn.checkpoint import ChecksumError
+from msn_deploy.export.parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS
+from msn_deploy.msn import MissingFileError, sha256_of
+from msn_deploy.msn.checkpoint import ChecksumError
+from msn_deploy.validate.gpu_suite import PLANS, goals
+from msn_deploy.validate.prepare_gpu_run import TooLarge, prepare
+from msn_deploy.validate.variants import BASELINE
 from tests.conftest import OFFICIAL_CKPT, REFERENCE_DIR, REPO, SHARED
-from validate.gpu_suite import PLANS, goals
-from validate.prepare_gpu_run import TooLarge, prepare
-from validate.variants import BASELINE
 
 CPU_VARIANTS = {BASELINE, "torch-cpu-fp32", "torch-cpu-fp16"}
 CUDA_VARIANTS = {"torch-cuda-fp16-cuda-graphs", "torch-cuda-fp16-cuda-graphs-channels-last", "torch-cuda-fp16-compiled", "torch-cuda-fp16-compiled-cuda-graphs"}

@@ -11,10 +11,10 @@ import onnx
 import pytest
 import torch
 
-from msn import metrics
-from msn.formats.graph import GraphMetadata
-from msn.sample_images import smooth_test_image
-from validate import layerwise
+from msn_deploy.msn import metrics
+from msn_deploy.msn.formats.graph import GraphMetadata
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate import layerwise
 
 pytest.importorskip("polygraphy", reason="polygraphy is not installed")
 
@@ -116,8 +116,7 @@ def test_the_validator_names_the_first_failing_node_of_a_failed_fp16_graph(train
                                                                              tmp_path):
     import cv2
 
-    import validate
-
+    from msn_deploy import validate
     reference = tmp_path / "reference"
     reference.mkdir()
     lr = np.round(smooth_test_image(1, *WIDE)[0].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)

@@ -13,13 +13,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from msn import UsageError, read_checkpoint
-from msn.cli import hw_sizes
-from msn.formats.ncnn_net import vulkan_devices
-from msn.sample_images import smooth_test_image
+from msn_deploy.msn import UsageError, read_checkpoint
+from msn_deploy.msn.cli import hw_sizes
+from msn_deploy.msn.formats.ncnn_net import vulkan_devices
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate import runner
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
-from validate import runner
 
 FAST = ["--sizes", "32x48", "--runs", "3", "--warmup", "0.05", "--max-seconds", "1", "--ntire-runs", "2"]
 
@@ -140,7 +140,7 @@ def test_broken_artifact_fails(tmp_path, random_setup):
 
 
 def random_model_output(ckpt, x: torch.Tensor) -> np.ndarray:
-    from msn import build_model
+    from msn_deploy.msn import build_model
 
     with torch.no_grad():
         return build_model(read_checkpoint(ckpt))(x).numpy()

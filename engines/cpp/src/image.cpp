@@ -107,7 +107,7 @@ std::vector<CubicTaps> cubic_taps(int32_t src_len, int32_t dst_len) {
 }
 
 // Alpha is not what MSN was trained on: it is resized bicubically, in [0, 1] floats and clamped,
-// exactly as the Python runtime does (engines.media.images.upscale_alpha), so both write the same levels.
+// exactly as the Python runtime does (msn_deploy.engines.media.images.upscale_alpha), so both write the same levels.
 template <class Pixel>
 void resize_alpha(const msn_image& src, msn_image& dst) {
   const float peak = max_value(src.type);

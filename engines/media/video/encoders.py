@@ -9,8 +9,8 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 
-from engines.media.video.frames import Hdr10
-from engines.media.video.options import VideoError
+from msn_deploy.engines.media.video.frames import Hdr10
+from msn_deploy.engines.media.video.options import VideoError
 
 log = logging.getLogger(__name__)
 

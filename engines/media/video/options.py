@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines.media.target import TargetSize
-from engines.runtime.tiling import TILE_OVERLAP
-from msn import UsageError
+from msn_deploy.engines.media.target import TargetSize
+from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
+from msn_deploy.msn import UsageError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")  # read
 # Written. AVI is read but not written: it stores no presentation timestamps, so B-frames would come

@@ -1,6 +1,6 @@
 """Upscale whole videos: decode, infer and encode run concurrently; every other stream is copied.
 
-    python -m engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --batch 4
+    python -m msn_deploy.engines.upscale clip.mp4 -o clip_x4.mkv --model msn_x4_fp32.onnx --batch 4
 
 * Video frames go to RGB with the matrix and range the stream declares (BT.601/709/2020,
   limited/full) and back with the same; the output stream is tagged with them, and with the
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engines.media.stages import END, Stage, get, put, raise_stage_error
-from engines.media.target import resize_to
-from engines.media.video.encoders import check_encoder, scheduling_kept
-from engines.media.video.frames import Colour, Frame, colour_of, from_rgb, to_rgb
-from engines.media.video.options import (
+from msn_deploy.engines.media.stages import END, Stage, get, put, raise_stage_error
+from msn_deploy.engines.media.target import resize_to
+from msn_deploy.engines.media.video.encoders import check_encoder, scheduling_kept
+from msn_deploy.engines.media.video.frames import Colour, Frame, colour_of, from_rgb, to_rgb
+from msn_deploy.engines.media.video.options import (
     VideoError,
     VideoOptions,
     VideoReport,
@@ -40,11 +40,11 @@ from engines.media.video.options import (
     muxer_options,
     output_frame_size,
 )
-from engines.media.video.probing import frame_count, open_video, sequential_step, truncation
-from engines.media.video.repeats import Repeats, log_reuse
-from engines.media.video.streams import add_video_stream, copy_streams
-from engines.runtime.base import Engine
-from msn.files import atomic_output
+from msn_deploy.engines.media.video.probing import frame_count, open_video, sequential_step, truncation
+from msn_deploy.engines.media.video.repeats import Repeats, log_reuse
+from msn_deploy.engines.media.video.streams import add_video_stream, copy_streams
+from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.msn.files import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engines.media.video.options import VideoError, VideoOptions, output_frame_size
-from msn import MIN_INPUT_SIZE
+from msn_deploy.engines.media.video.options import VideoError, VideoOptions, output_frame_size
+from msn_deploy.msn import MIN_INPUT_SIZE
 
 
 def open_video(path: Path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.media.video.frames import Frame
+from msn_deploy.engines.media.video.frames import Frame
 
 log = logging.getLogger(__name__)
 

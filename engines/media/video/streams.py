@@ -6,9 +6,9 @@ import logging
 from fractions import Fraction
 from pathlib import Path
 
-from engines.media.video.encoders import with_hdr10
-from engines.media.video.frames import Colour
-from engines.media.video.options import VideoOptions, encoder_options, output_frame_size
+from msn_deploy.engines.media.video.encoders import with_hdr10
+from msn_deploy.engines.media.video.frames import Colour
+from msn_deploy.engines.media.video.options import VideoOptions, encoder_options, output_frame_size
 
 log = logging.getLogger(__name__)
 

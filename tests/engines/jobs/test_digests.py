@@ -8,12 +8,12 @@ import dataclasses
 
 import pytest
 
-from engines.jobs.manifest import JobSettings
-from engines.jobs.segments import SegmentJob
-from engines.media.target import TargetSize
-from engines.media.video import VideoOptions, Window
-from engines.runtime.model_files import ModelFiles
-from engines.runtime.targets import Target
+from msn_deploy.engines.jobs.manifest import JobSettings
+from msn_deploy.engines.jobs.segments import SegmentJob
+from msn_deploy.engines.media.target import TargetSize
+from msn_deploy.engines.media.video import VideoOptions, Window
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.runtime.targets import Target
 
 SETTINGS = JobSettings("a" * 64, "openvino", "fp32", 4, None, 32, None, None)
 OTHER_SETTINGS = {"model_sha256": "b" * 64, "backend": "onnxruntime", "precision": "fp16", "scale": 2, "tile": 256,

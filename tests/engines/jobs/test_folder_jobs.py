@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from engines import upscale
-from engines.jobs.manifest import MANIFEST_NAME
-from msn import random_model
+from msn_deploy import engines
+from msn_deploy.engines import upscale
+from msn_deploy.engines.jobs.manifest import MANIFEST_NAME
+from msn_deploy.msn import random_model
 from tests.conftest import REPO
 from tests.engines.jobs.trees import (
     BROKEN,
@@ -226,7 +226,7 @@ def test_more_workers_than_cores_are_capped_with_a_word(tmp_path, random_graph, 
 
 def test_a_second_job_on_the_same_output_folder_is_refused_while_the_first_runs(tmp_path, random_graph, caplog):
     """Hardening round 3, #2: two jobs at once both exited 0, one's pixels under the other's records."""
-    from engines.jobs.manifest import Manifest
+    from msn_deploy.engines.jobs.manifest import Manifest
 
     root = tmp_path / "photos"
     names = image_tree(root, count=2)
@@ -266,7 +266,7 @@ def test_a_rerun_sees_an_input_rewritten_at_the_same_size_and_a_new_target(tmp_p
 
 
 def job_process(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engines.upscale", *args], cwd=REPO, text=True,
+    return subprocess.Popen([sys.executable, "-m", "msn_deploy.engines.upscale", *args], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
@@ -392,8 +392,8 @@ def test_an_unreachable_ray_address_fails_at_once_in_one_line(tmp_path, photo, r
 
 
 def test_the_library_refuses_what_the_command_refuses(tmp_path, photo):
-    from engines.jobs import FolderJob, run_folder_job
-    from msn import UsageError
+    from msn_deploy.engines.jobs import FolderJob, run_folder_job
+    from msn_deploy.msn import UsageError
 
     with pytest.raises(UsageError, match="workers must be 1 or more"):
         run_folder_job(FolderJob(inputs=[photo], output=tmp_path / "out", workers=0))
@@ -404,7 +404,7 @@ def test_hidden_folders_are_skipped_like_hidden_files(tmp_path):
     import cv2
     import numpy as np
 
-    from engines.jobs.tree import walk_images
+    from msn_deploy.engines.jobs.tree import walk_images
 
     root = tmp_path / ".photos"  # the root itself is walked whatever its name
     for rel in ("a.png", ".hidden.png", ".thumbnails/b.png", "sub/c.png", "sub/.cache/d.png"):

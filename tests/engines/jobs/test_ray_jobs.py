@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("ray.data", reason="the jobs extra (ray[data]) is not installed")
 
-from engines import upscale
+from msn_deploy.engines import upscale
 from tests.conftest import REPO
 from tests.engines.jobs.test_folder_jobs import interrupt_midway, job_process, outputs_under, wait_for
 from tests.engines.jobs.trees import BROKEN, done_count, image_tree, manifest_records, output_key
@@ -130,8 +130,8 @@ def test_ctrl_c_on_the_driver_then_a_rerun_does_only_the_missing(cluster, tree, 
 # msn-upscale with a Ctrl-C raised in the driver's own code, as the Nth image is recorded.
 INTERRUPTED_IN_FINISH = """
 import sys
-from engines import upscale
-from engines.jobs import on_ray
+from msn_deploy.engines import upscale
+from msn_deploy.engines.jobs import on_ray
 
 real, after = on_ray.run_on_ray, int(sys.argv.pop(1))
 
@@ -168,7 +168,7 @@ def test_video_segments_on_two_nodes_join_into_the_one_process_output(cluster, t
     pytest.importorskip("av", reason="PyAV is not installed")
     import torch
 
-    from msn import random_model
+    from msn_deploy.msn import random_model
     from tests.engines.jobs.test_video_segments import FFV1, audio_packets, decoded, vfr_pts
     from tests.engines.media.test_video import frames_rgb, make_clip
 

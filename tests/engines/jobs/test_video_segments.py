@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import upscale
-from engines.jobs.segments import parts_folder
+from msn_deploy.engines import upscale
+from msn_deploy.engines.jobs.segments import parts_folder
 from tests.engines.jobs.test_folder_jobs import job_process, wait_for
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 
@@ -27,7 +27,7 @@ FFV1 = ["--codec", "ffv1", "--pix-fmt", "bgr0"]
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from msn import random_model
+    from msn_deploy.msn import random_model
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
     torch.save(random_model(seed=0, num_feat=8, num_block=1).state_dict(), path)
@@ -96,7 +96,7 @@ def hdr10_clip(path, count: int = 12):
 
 
 def hdr10_of(path):
-    from engines.media.video.frames import hdr10_of
+    from msn_deploy.engines.media.video.frames import hdr10_of
 
     with av.open(str(path)) as container:
         return hdr10_of(next(container.decode(container.streams.video[0])))

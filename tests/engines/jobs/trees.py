@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import engines
-from engines.jobs.manifest import MANIFEST_NAME
-from engines.media.images import decode_image
+from msn_deploy import engines
+from msn_deploy.engines.jobs.manifest import MANIFEST_NAME
+from msn_deploy.engines.media.images import decode_image
 
 SIZES = ((32, 40), (36, 36), (40, 48))  # LR (height, width)
 BROKEN = ("d1/garbage.png", "d2/deep1/truncated.png", "dangling.png")  # each fails alone, for its own reason

@@ -13,7 +13,7 @@ import png
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from engines.media.images import (
+from msn_deploy.engines.media.images import (
     ImageError,
     ImageTooLarge,
     decode_image,

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import upscale
-from engines.media.target import TargetSize, resize_to
-from msn import UsageError
+from msn_deploy.engines import upscale
+from msn_deploy.engines.media.target import TargetSize, resize_to
+from msn_deploy.msn import UsageError
 from tests.util import exit_code
 
 

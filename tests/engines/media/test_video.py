@@ -1,4 +1,4 @@
-"""Video through `python -m engines.upscale`: frames, timestamps, streams, colour, safety.
+"""Video through `python -m msn_deploy.engines.upscale`: frames, timestamps, streams, colour, safety.
 
 Clips are made here with PyAV: a lossless one (FFV1 in Matroska) for exact checks, x264 with AAC
 audio for the common path, and a 10-bit BT.709 full-range one for colour.
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import upscale
-from engines.media.video import VideoError, check_encoder
+from msn_deploy.engines import upscale
+from msn_deploy.engines.media.video import VideoError, check_encoder
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S
 
@@ -253,7 +253,7 @@ def test_corrupt_packets_are_counted(tmp_path, random_ckpt, caplog):
 def test_ctrl_c_leaves_no_output_and_names_the_frame(tmp_path, random_ckpt):
     src = make_clip(tmp_path / "in.mkv", frames_rgb(400))
     dst = tmp_path / "out.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "engines.upscale", str(src), "-o", str(dst), "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "msn_deploy.engines.upscale", str(src), "-o", str(dst), "--model",
                              str(random_ckpt)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
@@ -319,7 +319,7 @@ def frame_times(path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from msn import random_model
+    from msn_deploy.msn import random_model
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
     torch.save(random_model(seed=0, num_feat=8, num_block=1).state_dict(), path)

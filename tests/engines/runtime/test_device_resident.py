@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from engines import upscale
-from engines.runtime.base import DeviceError
-from engines.runtime.torch_engine import TorchEngine
-from msn import InputError, UsageError
-from msn import validation as msn_validation
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines import upscale
+from msn_deploy.engines.runtime.base import DeviceError
+from msn_deploy.engines.runtime.torch_engine import TorchEngine
+from msn_deploy.msn import InputError, UsageError
+from msn_deploy.msn import validation as msn_validation
+from msn_deploy.msn.sample_images import smooth_test_image
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_the_input_is_checked_once_per_call(torch_engine, monkeypatch):
     calls = []
     real = msn_validation.check_values
     monkeypatch.setattr(msn_validation, "check_values", lambda *a: calls.append(a) or real(*a))
-    monkeypatch.setattr("engines.runtime.base.check_values", msn_validation.check_values)
+    monkeypatch.setattr("msn_deploy.engines.runtime.base.check_values", msn_validation.check_values)
     torch_engine(smooth_test_image(1, 32, 32))
     assert len(calls) == 1
     # Outside an engine the model still checks its input itself.

@@ -10,22 +10,22 @@ import onnx
 import pytest
 import torch
 
-import engines
-from engines import upscale
-from engines.runtime.base import EngineError
-from engines.runtime.graph_cache import cached_graph
-from engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
-from engines.runtime.targets import Target
-from engines.runtime.tiling import TilePlan, axis_starts, tile_weight
-from engines.runtime.torch_engine import TorchEngine
-from export import to_onnx
-from msn import InputError, UsageError, to_inference_form
-from msn.formats.precision import ArtifactError
-from msn.formats.sidecar import EngineSidecar
-from msn.metrics import psnr
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines import upscale
+from msn_deploy.engines.runtime.base import EngineError
+from msn_deploy.engines.runtime.graph_cache import cached_graph
+from msn_deploy.engines.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from msn_deploy.engines.runtime.targets import Target
+from msn_deploy.engines.runtime.tiling import TilePlan, axis_starts, tile_weight
+from msn_deploy.engines.runtime.torch_engine import TorchEngine
+from msn_deploy.export import to_onnx
+from msn_deploy.msn import InputError, UsageError, to_inference_form
+from msn_deploy.msn.formats.precision import ArtifactError
+from msn_deploy.msn.formats.sidecar import EngineSidecar
+from msn_deploy.msn.metrics import psnr
+from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate.seams import seam_error
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
-from validate.seams import seam_error
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_bad_devices_and_sidecars(photo, tmp_path, random_ckpt, random_graph, ca
 
 def test_a_load_error_names_the_users_file_not_the_temporary_copy(random_graph):
     """Hardening round 3, #17: workers and replicas load a copy; its /tmp/msn-model-XXXX name was shown."""
-    from engines.runtime.model_files import ModelFiles
+    from msn_deploy.engines.runtime.model_files import ModelFiles
 
     with pytest.raises(UsageError) as info:
         ModelFiles.read(str(random_graph)).load(Target("onnxruntime", "cpu", "fp16"))

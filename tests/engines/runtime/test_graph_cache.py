@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from engines.runtime.graph_cache import cached_graph, cached_graph_name, graph_cache_dir
-from engines.runtime.openvino_engine import OpenVINOEngine
-from msn import CheckpointError, random_model, sha256_of
-from msn.checkpoint import cache_root
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines.runtime.graph_cache import cached_graph, cached_graph_name, graph_cache_dir
+from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine
+from msn_deploy.msn import CheckpointError, random_model, sha256_of
+from msn_deploy.msn.checkpoint import cache_root
+from msn_deploy.msn.sample_images import smooth_test_image
 
 
 def test_a_checkpoint_runs_as_its_cached_graph_on_openvino(random_ckpt, caplog):

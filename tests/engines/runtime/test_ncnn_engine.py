@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engines
-from engines import upscale
-from engines.runtime.ncnn_engine import NcnnEngine
-from export.parity import FP32_MAX_ABS
-from msn import InputError, MissingFileError, UsageError
-from msn.formats.ncnn_net import vulkan_devices
-from msn.metrics import max_abs
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines import upscale
+from msn_deploy.engines.runtime.ncnn_engine import NcnnEngine
+from msn_deploy.export.parity import FP32_MAX_ABS
+from msn_deploy.msn import InputError, MissingFileError, UsageError
+from msn_deploy.msn.formats.ncnn_net import vulkan_devices
+from msn_deploy.msn.metrics import max_abs
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.util import SUBPROCESS_TIMEOUT_S, visible_names
 
 needs_vulkan = pytest.mark.skipif(not vulkan_devices(), reason="ncnn finds no Vulkan device here (Debian: "
@@ -78,7 +78,7 @@ def test_wrong_pairs_are_refused_by_name(random_ncnn, random_graph, tmp_path):
 def test_no_vulkan_device_is_one_line_before_any_work(random_ncnn, photo, tmp_path):
     env = {**os.environ, "VK_ICD_FILENAMES": str(tmp_path / "no-driver.json")}  # a loader that finds no GPU
     out = tmp_path / "out.png"
-    done = subprocess.run([sys.executable, "-m", "engines.upscale", str(photo), "-o", str(out), "--model",
+    done = subprocess.run([sys.executable, "-m", "msn_deploy.engines.upscale", str(photo), "-o", str(out), "--model",
                            str(random_ncnn.param), "--device", "vulkan"], capture_output=True, text=True, env=env,
                           timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == 2, done.stderr
@@ -109,7 +109,7 @@ def test_msn_upscale_runs_the_param_on_images_and_folders(random_ncnn, random_ck
 
 @pytest.mark.slow
 def test_msn_upscale_runs_the_param_on_a_video(random_ncnn, tmp_path):
-    from validate.video_bench import decoded_frames, synthetic_clip
+    from msn_deploy.validate.video_bench import decoded_frames, synthetic_clip
 
     clip = synthetic_clip(tmp_path / "clip.mp4", 4, 32, 40)
     out = tmp_path / "clip_x4.mkv"
@@ -154,7 +154,7 @@ def test_damaged_or_foreign_files_and_small_images_are_one_line_errors(random_nc
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("vulkan", marks=needs_vulkan)])
 def test_msn_upscale_gives_the_reference_photos_within_one_level(official_ncnn, reference_cases, tmp_path, device):
-    from msn.metrics import to_uint8
+    from msn_deploy.msn.metrics import to_uint8
 
     for case in reference_cases:  # at their own odd sizes (chelsea_crop is 37x53)
         src, dst = tmp_path / f"{case.name}.png", tmp_path / f"{case.name}_{device}.png"

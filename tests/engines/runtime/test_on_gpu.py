@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from msn.metrics import psnr
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.msn.metrics import psnr
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 
 pytestmark = pytest.mark.gpu

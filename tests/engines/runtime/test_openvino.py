@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import engines
-from engines.runtime.openvino_engine import OpenVINOEngine
-from engines.runtime.targets import auto_backend
-from export import to_onnx
-from msn import InputError
-from msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS
-from msn.formats.precision import ArtifactError
-from msn.metrics import psnr
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine
+from msn_deploy.engines.runtime.targets import auto_backend
+from msn_deploy.export import to_onnx
+from msn_deploy.msn import InputError
+from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS
+from msn_deploy.msn.formats.precision import ArtifactError
+from msn_deploy.msn.metrics import psnr
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install -e '.[cpu]')")

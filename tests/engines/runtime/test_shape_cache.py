@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engines.runtime.shape_cache import ShapeCache
-from msn import UsageError
+from msn_deploy.engines.runtime.shape_cache import ShapeCache
+from msn_deploy.msn import UsageError
 
 
 def test_each_shape_is_built_once_and_the_least_recently_used_goes_first():

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 RUN = """
 import json, sys
 import numpy as np
-import engines
+from msn_deploy import engines
 engine = engines.load(sys.argv[1], backend=sys.argv[2])
 out = engine(np.full((1, 3, 32, 32), 0.5, np.float32))
 print(json.dumps({"shape": list(out.shape), "export": sorted(m for m in sys.modules if m.split(".")[0] == "export")}))

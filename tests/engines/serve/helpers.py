@@ -1,4 +1,4 @@
-"""Real services for the serving tests: `python -m engines.serve` as a subprocess (the Ray clusters
+"""Real services for the serving tests: `python -m msn_deploy.engines.serve` as a subprocess (the Ray clusters
 themselves: tests/ray_cluster.py), and the pixels a request must give back."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import requests
 
-import engines
-from engines.media.images import decode_image, encode_image, upscale_alpha
+from msn_deploy import engines
+from msn_deploy.engines.media.images import decode_image, encode_image, upscale_alpha
 from tests.conftest import REPO
 from tests.ray_cluster import free_port, processes_with_env, ray_tmpdir
 
@@ -36,7 +36,7 @@ def replica_pids(tmpdir: str) -> list[int]:
 
 
 class ServeProcess:
-    """`python -m engines.serve ...` with its own Ray temp dir; stopped with SIGTERM."""
+    """`python -m msn_deploy.engines.serve ...` with its own Ray temp dir; stopped with SIGTERM."""
 
     def __init__(self, args: list[str], token: str | None = None, tmpdir: str | None = None,
                  extra_env: dict[str, str] | None = None) -> None:
@@ -49,14 +49,14 @@ class ServeProcess:
             env["MSN_SERVE_TOKEN"] = token
         self.log_path = Path(self.tmpdir) / "serve.log"
         self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "engines.serve", *args, "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "msn_deploy.engines.serve", *args, "--port", str(self.port)],
                                      cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"engines.serve exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+                raise RuntimeError(f"msn_deploy.engines.serve exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
             try:
                 if requests.get(self.url + "/v1/health", timeout=2).status_code == 200:
                     return

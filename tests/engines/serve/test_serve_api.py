@@ -1,4 +1,4 @@
-"""The HTTP API of `python -m engines.serve` on a real local Ray cluster: outputs against the Python
+"""The HTTP API of `python -m msn_deploy.engines.serve` on a real local Ray cluster: outputs against the Python
 runtime, batching by size, auth, every kind of bad upload, overload, and a clean stop."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 
 import requests
 
-import engines
+from msn_deploy import engines
 from tests.engines.serve.helpers import (
     STARTUP_TIMEOUT_S,
     ServeProcess,
@@ -462,7 +462,7 @@ def test_without_a_browser_runtime_the_page_offers_the_server_only(random_graph,
 
 
 def test_the_load_test_command_against_a_real_service(server, tmp_path):
-    from validate import loadtest
+    from msn_deploy.validate import loadtest
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -20,15 +20,15 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 import requests
 import yaml
 
-import engines
-from engines.serve import __main__ as serve_cli
-from engines.serve import cluster
-from engines.serve.app import group_by_size, replica_resources
-from engines.serve.payload import RequestError, check_header, read_body
-from engines.serve.settings import ModelFiles, ServeSettings, hash_token
+from msn_deploy import engines
+from msn_deploy.engines.serve import __main__ as serve_cli
+from msn_deploy.engines.serve import cluster
+from msn_deploy.engines.serve.app import group_by_size, replica_resources
+from msn_deploy.engines.serve.payload import RequestError, check_header, read_body
+from msn_deploy.engines.serve.settings import ModelFiles, ServeSettings, hash_token
+from msn_deploy.validate import loadtest
 from tests.engines.serve.helpers import REPO, decoded, expected_png_pixels, max_level_difference, png_bytes
 from tests.ray_cluster import free_port, ray_processes_left, ray_tmpdir
-from validate import loadtest
 
 
 def serve_exit(argv: list[str], capsys, caplog) -> tuple[int, str]:

@@ -16,7 +16,8 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 
 import requests
 
-import engines
+from msn_deploy import engines
+from msn_deploy.validate.loadtest import Client, Outcome, warm_up_count
 from tests.engines.serve.helpers import (
     ServeProcess,
     decoded,
@@ -26,7 +27,6 @@ from tests.engines.serve.helpers import (
     replica_pids,
 )
 from tests.ray_cluster import two_node_cluster
-from validate.loadtest import Client, Outcome, warm_up_count
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 log = logging.getLogger(__name__)

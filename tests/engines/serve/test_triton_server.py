@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-import engines
-from export import triton_repo
-from msn.sample_images import smooth_test_image
+from msn_deploy import engines
+from msn_deploy.export import triton_repo
+from msn_deploy.msn.sample_images import smooth_test_image
 from tests.conftest import REPO
 
 http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed (pip install -e '.[triton]')")
@@ -41,7 +41,7 @@ def server(tmp_path_factory, random_ckpt):
     repo = tmp_path_factory.mktemp("triton") / "models"
     site = sysconfig.get_paths()["purelib"]
     assert triton_repo.main(["--model", str(random_ckpt), "--python", "-o", str(repo), "--max-batch", "4",
-                             "--python-path", str(REPO), "--python-path", site]) == 0
+                             "--python-path", site]) == 0
     http_port, grpc_port = free_port(), free_port()
     env = dict(os.environ)
     # The stub links libpython dynamically: this interpreter's, not an older system one; and it finds

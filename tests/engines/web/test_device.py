@@ -3,8 +3,8 @@ each kind of served model, and why the mode is off when it is."""
 
 from __future__ import annotations
 
-from engines.runtime.model_files import ModelFiles
-from engines.web.device import browser_graph, browser_runtime
+from msn_deploy.engines.runtime.model_files import ModelFiles
+from msn_deploy.engines.web.device import browser_graph, browser_runtime
 
 
 def test_an_onnx_model_is_given_as_it_is(random_graph):

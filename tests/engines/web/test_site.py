@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engines
-from engines.web import SiteOptions, export_site, serving
-from engines.web.__main__ import main as web_main
-from msn import MissingFileError, UsageError
-from msn.metrics import to_uint8
+from msn_deploy import engines
+from msn_deploy.engines.web import SiteOptions, export_site, serving
+from msn_deploy.engines.web.__main__ import main as web_main
+from msn_deploy.msn import MissingFileError, UsageError
+from msn_deploy.msn.metrics import to_uint8
 from tests.util import exit_code
 
 PAGE_TIMEOUT_S = 300  # a bound for hangs on a busy machine; a photo takes seconds
