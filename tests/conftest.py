@@ -21,8 +21,8 @@ from msn_deploy import export
 from msn_deploy.engines.runtime.graph_cache import cached_graph
 from msn_deploy.msn import build_model, random_model, read_checkpoint
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.chromium import chromium_missing, headless_chromium
-from msn_deploy.validate.reference import ReferenceCase, load_reference_cases
+from msn_deploy.validate.core.chromium import chromium_missing, headless_chromium
+from msn_deploy.validate.core.reference import ReferenceCase, load_reference_cases
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MSN_SHARED_DIR", REPO.parent / "shared"))

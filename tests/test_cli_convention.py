@@ -20,7 +20,8 @@ from msn_deploy.engines import upscale
 from msn_deploy.engines.serve import __main__ as serve_cli
 from msn_deploy.export import build_trt, to_ncnn, to_onnx, triton_repo
 from msn_deploy.msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
-from msn_deploy.validate import busy_bench, jobs_bench, layerwise, loadtest, runner, seams, video_bench
+from msn_deploy.validate.benches import busy_bench, jobs_bench, loadtest, seams, video_bench
+from msn_deploy.validate.validator import layerwise, runner
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 
@@ -151,16 +152,16 @@ WORK = {
     "msn-triton": ("msn_deploy.export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
     "msn-upscale": ("msn_deploy.engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
                                                                  "--model", str(p["ckpt"])]),
-    "msn-validate": ("msn_deploy.validate.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
-    "msn-loadtest": ("msn_deploy.validate.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
+    "msn-validate": ("msn_deploy.validate.validator.runner.run", lambda p: ["--ckpt", str(p["ckpt"]), "--out", str(p["tmp"])]),
+    "msn-loadtest": ("msn_deploy.validate.benches.loadtest.load_test", lambda p: ["--url", "http://127.0.0.1:9", "--images",
                                                                str(p["photo"].parent), "--out", str(p["tmp"] / "l")]),
-    "msn-video-bench": ("msn_deploy.validate.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
+    "msn-video-bench": ("msn_deploy.validate.benches.video_bench.bench_video", lambda p: ["--model", str(p["graph"]), "--input",
                                                                        str(p["photo"]), "--out", str(p["tmp"])]),
-    "msn-jobs-bench": ("msn_deploy.validate.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
+    "msn-jobs-bench": ("msn_deploy.validate.benches.jobs_bench.round_robin", lambda p: ["--model", str(p["graph"]), "--only", "video",
                                                                       "--out", str(p["tmp"] / "j")]),
-    "msn-busy-bench": ("msn_deploy.validate.busy_bench.timed", lambda p: ["--model", str(p["ckpt"]), "--out", str(p["tmp"])]),
-    "msn-seams": ("msn_deploy.validate.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
-    "msn-layerwise": ("msn_deploy.validate.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
+    "msn-busy-bench": ("msn_deploy.validate.benches.busy_bench.timed", lambda p: ["--model", str(p["ckpt"]), "--out", str(p["tmp"])]),
+    "msn-seams": ("msn_deploy.validate.benches.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
+    "msn-layerwise": ("msn_deploy.validate.validator.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
                                                                       str(p["graph"]), "--out", str(p["tmp"])]),
 }
 

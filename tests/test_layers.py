@@ -70,7 +70,7 @@ def test_a_layer_imports_no_layer_above_it(layer):
 def test_the_check_sees_lazy_imports(tmp_path):
     """The scanner itself: an import inside a function counts as much as one at the top."""
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from msn_deploy.engines.runtime.base import Engine\n    import msn_deploy.validate.runner\n")
+    module.write_text("def f():\n    from msn_deploy.engines.runtime.base import Engine\n    import msn_deploy.validate.validator.runner\n")
     assert imported_packages(module) == {"engines", "validate"}
 
 
@@ -185,6 +185,24 @@ def test_the_room_check_sees_a_jobs_import_from_media(tmp_path):
     module.write_text("def f():\n    from msn_deploy.engines.jobs.folder import FolderJob\n")
     assert engines_imports(module) == {"engines.jobs.folder", "engines.jobs.folder.FolderJob"}
     assert room_of("engines.jobs.folder") == "jobs" and room_of("engines.upscale") is None
+
+
+# validate/ in rooms the same way: the core, then the benches (whole commands, services), then the
+# validators (the GPU suite times the video pipeline with a bench's clip).
+VALIDATE_ROOMS = ["core", "benches", "validator"]
+
+
+def test_a_room_of_validate_imports_only_the_rooms_before_it():
+    offenders = {}
+    for path in sorted((REPO / "validate").rglob("*.py")):
+        relative = path.relative_to(REPO / "validate").parts
+        if len(relative) < 2:  # the package face and validate/run.py stand above the rooms
+            continue
+        allowed = set(VALIDATE_ROOMS[: VALIDATE_ROOMS.index(relative[0]) + 1])
+        used = {m.split(".")[1] for m in imported_modules(path) if m.startswith("validate.") }
+        if used - allowed:
+            offenders[str(path.relative_to(REPO))] = sorted(used - allowed)
+    assert not offenders, f"imports against the room order ({' < '.join(VALIDATE_ROOMS)}): {offenders}"
 
 
 # What varies has one owner: backend, device and precision names are listed in the registry

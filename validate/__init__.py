@@ -10,6 +10,6 @@ import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-from msn_deploy.validate.runner import NothingToCompare, ValidationReport, ValidationSettings, run
+from msn_deploy.validate.validator.runner import NothingToCompare, ValidationReport, ValidationSettings, run
 
 __all__ = ["NothingToCompare", "ValidationReport", "ValidationSettings", "run"]

@@ -25,7 +25,7 @@ def openmp_report(code: str, **env: str) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize("module", ["msn", "msn_deploy.engines.upscale", "msn_deploy.validate.runner", "msn_deploy.export.onnx_export"])
+@pytest.mark.parametrize("module", ["msn", "msn_deploy.engines.upscale", "msn_deploy.validate.validator.runner", "msn_deploy.export.onnx_export"])
 def test_every_entry_point_makes_torch_wait_passively(module):
     assert PASSIVE in openmp_report(f"import {module}")
 

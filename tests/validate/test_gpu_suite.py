@@ -14,9 +14,9 @@ import pytest
 from msn_deploy.export.parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS
 from msn_deploy.msn import MissingFileError, sha256_of
 from msn_deploy.msn.checkpoint import ChecksumError
-from msn_deploy.validate.gpu_suite import PLANS, goals
-from msn_deploy.validate.prepare_gpu_run import TooLarge, prepare
-from msn_deploy.validate.variants import BASELINE
+from msn_deploy.validate.core.variants import BASELINE
+from msn_deploy.validate.validator.gpu_suite import PLANS, goals
+from msn_deploy.validate.validator.prepare_gpu_run import TooLarge, prepare
 from tests.conftest import OFFICIAL_CKPT, REFERENCE_DIR, REPO, SHARED
 
 CPU_VARIANTS = {BASELINE, "torch-cpu-fp32", "torch-cpu-fp16"}
@@ -35,7 +35,7 @@ def take_along(tmp_path_factory):
 
 def run_suite(out, take_along, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MSN_GPU_RUN_DIR": str(take_along), "PYTHON": sys.executable}
-    return subprocess.run(["bash", str(REPO / "validate" / "gpu_suite.sh"), "--smoke", str(out), *options],
+    return subprocess.run(["bash", str(REPO / "validate" / "validator" / "gpu_suite.sh"), "--smoke", str(out), *options],
                           env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -1,4 +1,4 @@
-"""validate/layerwise.py on polygraphy: the first node where an FP16 graph goes wrong, found in a
+"""validate/validator/layerwise.py on polygraphy: the first node where an FP16 graph goes wrong, found in a
 planted defect whose place is known, and nothing found where there is no defect."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from msn_deploy.msn import metrics
 from msn_deploy.msn.formats.graph import GraphMetadata
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate import layerwise
+from msn_deploy.validate.validator import layerwise
 
 pytest.importorskip("polygraphy", reason="polygraphy is not installed")
 

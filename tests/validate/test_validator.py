@@ -17,7 +17,7 @@ from msn_deploy.msn import UsageError, read_checkpoint
 from msn_deploy.msn.cli import hw_sizes
 from msn_deploy.msn.formats.ncnn_net import vulkan_devices
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate import runner
+from msn_deploy.validate.validator import runner
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
 

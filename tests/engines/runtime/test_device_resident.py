@@ -1,7 +1,7 @@
 """The device-resident contract of Engine.__call__, checked with CPU tensors: a torch tensor is
 never turned into numpy on the way (where the backend is torch), comes back as a tensor of its
 dtype and device, and every step between (checks, batching, padding, tiling, blend) gives what
-the numpy path gives. The same code runs on CUDA tensors; validate/gpu_suite.sh checks it there."""
+the numpy path gives. The same code runs on CUDA tensors; validate/validator/gpu_suite.sh checks it there."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from msn_deploy.msn.formats.precision import ArtifactError
 from msn_deploy.msn.formats.sidecar import EngineSidecar
 from msn_deploy.msn.metrics import psnr
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.seams import seam_error
+from msn_deploy.validate.benches.seams import seam_error
 from tests.util import FP16_MIN_PSNR_DB, to_hwc
 
 

@@ -109,7 +109,7 @@ def test_msn_upscale_runs_the_param_on_images_and_folders(random_ncnn, random_ck
 
 @pytest.mark.slow
 def test_msn_upscale_runs_the_param_on_a_video(random_ncnn, tmp_path):
-    from msn_deploy.validate.video_bench import decoded_frames, synthetic_clip
+    from msn_deploy.validate.benches.video_bench import decoded_frames, synthetic_clip
 
     clip = synthetic_clip(tmp_path / "clip.mp4", 4, 32, 40)
     out = tmp_path / "clip_x4.mkv"

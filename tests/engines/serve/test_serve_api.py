@@ -462,7 +462,7 @@ def test_without_a_browser_runtime_the_page_offers_the_server_only(random_graph,
 
 
 def test_the_load_test_command_against_a_real_service(server, tmp_path):
-    from msn_deploy.validate import loadtest
+    from msn_deploy.validate.benches import loadtest
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -26,7 +26,7 @@ from msn_deploy.engines.serve import cluster
 from msn_deploy.engines.serve.app import group_by_size, replica_resources
 from msn_deploy.engines.serve.payload import RequestError, check_header, read_body
 from msn_deploy.engines.serve.settings import ModelFiles, ServeSettings, hash_token
-from msn_deploy.validate import loadtest
+from msn_deploy.validate.benches import loadtest
 from tests.engines.serve.helpers import REPO, decoded, expected_png_pixels, max_level_difference, png_bytes
 from tests.ray_cluster import free_port, ray_processes_left, ray_tmpdir
 

@@ -17,7 +17,7 @@ pytest.importorskip("ray.serve", reason="the serve extra (ray[serve]) is not ins
 import requests
 
 from msn_deploy import engines
-from msn_deploy.validate.loadtest import Client, Outcome, warm_up_count
+from msn_deploy.validate.benches.loadtest import Client, Outcome, warm_up_count
 from tests.engines.serve.helpers import (
     ServeProcess,
     decoded,

@@ -8,8 +8,8 @@ import torch
 from msn_deploy.msn import MSN
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.msn.validation import inputs_checked
-from msn_deploy.validate.tables import markdown_table
-from msn_deploy.validate.timing import measure_cold
+from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.timing import measure_cold
 
 
 def ntire_protocol(model: MSN, sizes: list[tuple[int, int]], runs: int, device: torch.device) -> list[dict]:

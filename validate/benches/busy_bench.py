@@ -2,7 +2,7 @@
 run as a user types it (start-up, model load and compile included), round-robin, `--repeats`
 times; median and range, and the busy/idle ratio of each variant from one run.
 
-    python -m msn_deploy.validate.busy_bench --model ../shared/checkpoints/team28_MSN.pth --out reports/busy
+    python -m msn_deploy.validate.benches.busy_bench --model ../shared/checkpoints/team28_MSN.pth --out reports/busy
 
 Variants: eager PyTorch with OpenMP's default spinning (`GOMP_SPINCOUNT=300000`: how torch ran
 before msn.threads made it wait passively), eager PyTorch as it runs now (`--backend torch`),
@@ -36,10 +36,10 @@ from msn_deploy.msn.checkpoint import CACHE_ENV, resolve_checkpoint
 from msn_deploy.msn.cli import display_size, non_negative_int, positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.jobs_bench import round_robin, summarise, table, timed, upscale_command
-from msn_deploy.validate.loadtest import load_test
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.benches.jobs_bench import round_robin, summarise, table, timed, upscale_command
+from msn_deploy.validate.benches.loadtest import load_test
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.busy_bench")
 

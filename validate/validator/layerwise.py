@@ -1,6 +1,6 @@
 """Find the first layer where a candidate graph (FP16) departs from a reference graph (FP32).
 
-    python validate/layerwise.py --reference msn_x4_fp32.onnx --candidate msn_x4_fp16.onnx --image photo.png
+    msn-layerwise --reference msn_x4_fp32.onnx --candidate msn_x4_fp16.onnx --image photo.png
 
 Both graphs run on polygraphy's ONNX-Runtime runner with every intermediate tensor marked as an
 output, fed by one data loader (the image, or a photo-like test input); tensors are matched by
@@ -36,7 +36,7 @@ from msn_deploy.msn.formats.tensorrt import FLAVOURS
 from msn_deploy.msn.metrics import tensor_error
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.msn.validation import check_batch
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.layerwise")
 

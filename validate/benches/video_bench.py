@@ -1,7 +1,7 @@
 """How much of the engine's speed the video pipeline keeps: frames/s of the whole decode ->
 infer -> encode pipeline against inference alone on the same frames, in one process.
 
-    python -m msn_deploy.validate.video_bench --model msn_x4_fp32.onnx --size 360x640 --frames 24 --out reports/video
+    msn-video-bench --model msn_x4_fp32.onnx --size 360x640 --frames 24 --out reports/video
 
 Without --input a synthetic clip (smooth moving colours, x264) is made first. Inference alone is
 timed on frames decoded beforehand; both runs follow a warm-up batch, so OpenVINO's per-shape
@@ -25,8 +25,8 @@ from msn_deploy.engines.media.video import VideoOptions, VideoReport, upscale_vi
 from msn_deploy.msn import MissingFileError
 from msn_deploy.msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.video_bench")
 

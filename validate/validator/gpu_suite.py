@@ -1,10 +1,10 @@
 """The GPU path measured in one prepared run: speed, memory, parity and the video pipeline, inside
-a fixed time budget (validate/gpu_suite.sh wraps it; docs/BENCHMARKS.md says how to run it).
+a fixed time budget (validate/validator/gpu_suite.sh wraps it; docs/BENCHMARKS.md says how to run it).
 
-    bash validate/gpu_suite.sh OUT           # a CUDA machine: the whole suite, about 8 minutes at most
-    bash validate/gpu_suite.sh --smoke OUT   # any machine: the same code paths at tiny sizes
+    bash validate/validator/gpu_suite.sh OUT           # a CUDA machine: the whole suite, about 8 minutes at most
+    bash validate/validator/gpu_suite.sh --smoke OUT   # any machine: the same code paths at tiny sizes
 
-It reads what `python -m msn_deploy.validate.prepare_gpu_run` put in the take-along folder (the checkpoint,
+It reads what `python -m msn_deploy.validate.validator.prepare_gpu_run` put in the take-along folder (the checkpoint,
 the float64 reference photos) and writes OUT/gpu_suite.json and OUT/gpu_suite.md:
 
 * the NTIRE protocol: eager FP32 training form, batch 1, cudnn.benchmark off, no warm-up, mean;
@@ -22,7 +22,6 @@ costs the last rows (named in the report), never the report.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -41,17 +40,18 @@ from msn_deploy.engines.runtime.torch_engine import TorchEngine
 from msn_deploy.export.parity import FP16_MIN_PSNR_DB
 from msn_deploy.msn import random_model
 from msn_deploy.msn.cli import non_negative_float, run_cli
-from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
+from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.tensorrt import FLAVOURS
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.backends import graph_candidates, torch_candidates
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.ntire import ntire_protocol, ntire_table
-from msn_deploy.validate.parity import compare, parity_images, parity_table
-from msn_deploy.validate.speed import SpeedBudget, time_shape
-from msn_deploy.validate.tables import markdown_table
-from msn_deploy.validate.timing import measure_interleaved
-from msn_deploy.validate.variants import BASELINE
+from msn_deploy.validate.core.backends import graph_candidates, torch_candidates
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.ntire import ntire_protocol, ntire_table
+from msn_deploy.validate.core.parity import compare, parity_images, parity_table
+from msn_deploy.validate.core.reports import write_report
+from msn_deploy.validate.core.speed import SpeedBudget, speed_table, time_shape
+from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.timing import measure_interleaved
+from msn_deploy.validate.core.variants import BASELINE
 
 log = logging.getLogger("msn.gpu_suite")
 
@@ -241,7 +241,7 @@ class Suite:
             self.budget.skipped.append("video pipeline: PyAV is not installed (prepare_gpu_run.py carries its wheel)")
             return []
         from msn_deploy.engines.media.video import VideoOptions
-        from msn_deploy.validate.video_bench import bench_video, synthetic_clip
+        from msn_deploy.validate.benches.video_bench import bench_video, synthetic_clip
 
         engine = self.engines[variant]
         h, w, frames = self.plan.video
@@ -355,11 +355,6 @@ def goals(report: dict) -> list[dict]:
     return rows
 
 
-def timed(rows: list[dict]) -> list[dict]:
-    """Speed rows with their timing's figures beside the other columns, for a table."""
-    return [{**r, **r["timing"]} for r in rows]
-
-
 def markdown(report: dict) -> str:
     def fmt(v: object, digits: int = 2) -> str:
         if v is None:
@@ -379,13 +374,12 @@ def markdown(report: dict) -> str:
              "", "## NTIRE protocol (eager FP32 training form, batch 1, no warm-up, mean)",
              *ntire_table(report["ntire"]),
              "", "## Warm, on-device (input already on the device), batch 1",
-             *table(timed(report["speed"]), ["backend", "shape", "median_ms", "p95_ms", "cv", "speedup_vs_eager",
-                                             "frames_per_s", "peak_memory_mb"]),
-             "", "## Batches", *table(timed(report["batches"]), ["backend", "shape", "median_ms", "p95_ms", "cv",
-                                                                 "frames_per_s", "peak_memory_mb"]),
-             "", "## Compiled", *table(timed(report.get("compiled", [])), ["backend", "shape", "median_ms", "p95_ms",
-                                                                           "cv", "speedup_vs_eager",
-                                                                           "peak_memory_mb"]),
+             *speed_table(report["speed"], ["backend", "shape", "median", "p95", "cv", "speedup", "frames_per_s",
+                                            "peak_memory"]),
+             "", "## Batches", *speed_table(report["batches"], ["backend", "shape", "median", "p95", "cv",
+                                                                "frames_per_s", "peak_memory"]),
+             "", "## Compiled", *speed_table(report.get("compiled", []), ["backend", "shape", "median", "p95", "cv",
+                                                                          "speedup", "peak_memory"]),
              "", f"## End to end ({report['fastest_fp16']}): numpy in and out vs on-device, and the copies alone (ms)",
              *table(report["end_to_end"], ["lr", "on_device_ms", "numpy_in_out_ms", "numpy_over_device",
                                            "h2d_pinned_ms", "h2d_pageable_ms", "d2h_pinned_ms", "d2h_pageable_ms"]),
@@ -405,7 +399,7 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.gpu_suite", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.validator.gpu_suite", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for gpu_suite.json and gpu_suite.md")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, a few runs: checks the code paths (~2 min)")
@@ -425,9 +419,8 @@ def run_suite(args: argparse.Namespace) -> None:
     make_output_folder(args.out)
     log.info("gpu suite: %s plan on %s, budget %.0f s", plan.name, device, plan.budget_s)
     report = Suite(plan, device, args.take_along).run()
-    atomic_write_bytes(args.out / "gpu_suite.json", json.dumps(report, indent=2, default=str).encode())
-    atomic_write_bytes(args.out / "gpu_suite.md", markdown(report).encode())
-    log.info("wrote %s and %s in %.0f s", args.out / "gpu_suite.json", args.out / "gpu_suite.md", report["seconds"])
+    written = write_report(args.out, "gpu_suite", report, markdown(report))
+    log.info("wrote %s and %s in %.0f s", *written, report["seconds"])
     median_cv = statistics.median([r["timing"]["cv"] for r in report["speed"]]) if report["speed"] else None
     log.info("median CV of the timed rows: %s", f"{median_cv:.3f}" if median_cv is not None else "-")
 

@@ -1,7 +1,7 @@
 """Load-test an MSN HTTP service (python -m msn_deploy.engines.serve): throughput, latency percentiles and
 errors by status at several concurrency levels, as JSON + Markdown.
 
-    python validate/loadtest.py --url http://127.0.0.1:8000 --images photos/ --concurrency 1,4,16 --requests 64
+    msn-loadtest --url http://127.0.0.1:8000 --images photos/ --concurrency 1,4,16 --requests 64
 
 Each level sends --requests uploads from that many client threads, cycling through the images,
 after a warm-up that is not counted (every image, twice from every thread). A client retries on 503 and on a
@@ -30,8 +30,8 @@ from msn_deploy.engines.serve.settings import token_from
 from msn_deploy.msn import MissingFileError, MSNError
 from msn_deploy.msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
 from msn_deploy.msn.files import atomic_write_bytes, check_writable
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.loadtest")
 

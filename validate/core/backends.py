@@ -24,7 +24,7 @@ from msn_deploy.export.parity import NCNN_FP16_MIN_PSNR_DB
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.formats.ncnn_net import vulkan_devices
 from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS
-from msn_deploy.validate.variants import BASELINE, TORCH_VARIANTS
+from msn_deploy.validate.core.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
 

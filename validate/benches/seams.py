@@ -20,7 +20,7 @@ from msn_deploy.engines.runtime.tiling import check_tiling
 from msn_deploy.msn import MissingFileError
 from msn_deploy.msn.cli import hw_size, non_negative_int, positive_int, run_cli
 from msn_deploy.msn.metrics import psnr
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.core.tables import markdown_table
 
 
 def seam_error(engine: Engine, image: np.ndarray, tile: int, overlap: int,
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m msn_deploy.validate.seams --model msn_x4_fp32.onnx --image photo.png --resize 256x384"""
+    """python -m msn_deploy.validate.benches.seams --model msn_x4_fp32.onnx --image photo.png --resize 256x384"""
     args = parse_args(argv)
     return run_cli(lambda: print_seams(args), verbose=args.verbose)
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The serving table of docs/BENCHMARKS.md: validate/loadtest.py against `python -m msn_deploy.engines.serve` with
+# The serving table of docs/BENCHMARKS.md: validate/benches/loadtest.py against `python -m msn_deploy.engines.serve` with
 # one replica (batching on and off) and two replicas, one configuration after the other on this machine.
-#   bash validate/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]
+#   bash validate/benches/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]
 set -euo pipefail
 if [ $# -lt 3 ] || [ ! -e "$1" ] || [ ! -d "$2" ]; then
-  echo "usage: bash validate/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]" >&2
+  echo "usage: bash validate/benches/serve_bench.sh MODEL IMAGES_DIR OUT_DIR [REQUESTS] [CONCURRENCY]" >&2
   exit 2
 fi
 model=$1 images=$2 out=$3 requests=${4:-48} concurrency=${5:-1,4,16}
@@ -30,7 +30,7 @@ for _ in range(240):
     time.sleep(0.5)
 sys.exit("no healthy service after 120 s")
 PY
-  python validate/loadtest.py --url "http://127.0.0.1:$port" --images "$images" --requests "$requests" \
+  msn-loadtest --url "http://127.0.0.1:$port" --images "$images" --requests "$requests" \
     --concurrency "$concurrency" --out "$out/$name" || true
   kill -TERM "$pid"
   wait "$pid"

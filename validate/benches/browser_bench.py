@@ -2,7 +2,7 @@
 backend on one thread and on several, the page cross-origin isolated by the site's serve.py) next
 to ONNX Runtime in Python on the same graph, on the same machine, in the same rounds.
 
-    python -m msn_deploy.validate.browser_bench --out reports/browser [--model best.pth] [--rounds 3]
+    python -m msn_deploy.validate.benches.browser_bench --out reports/browser [--model best.pth] [--rounds 3]
 
 Each round loads each variant afresh (the browser variants: the exported page, with the session
 built before timing) and times `--runs` tiles after one untimed warm-up tile; variants take turns
@@ -34,9 +34,9 @@ from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.precision import PRECISIONS
 from msn_deploy.msn.metrics import to_uint8
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.chromium import chromium_missing, headless_chromium
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.tables import markdown_table
+from msn_deploy.validate.core.chromium import chromium_missing, headless_chromium
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.browser_bench")
 
@@ -137,7 +137,7 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.browser_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.benches.browser_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="checkpoint or known name (default: official)")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))

@@ -2,8 +2,8 @@
 variant run as the command a user types (start-up, model load and per-shape compiles included),
 round-robin, `--repeats` times; median and range of images/s (frames/s), ratios from one run.
 
-    python -m msn_deploy.validate.jobs_bench --model msn_x4_fp32.onnx --out reports/jobs
-    python -m msn_deploy.validate.jobs_bench --model msn_x4_fp32.onnx --only video --repeats 3
+    python -m msn_deploy.validate.benches.jobs_bench --model msn_x4_fp32.onnx --out reports/jobs
+    python -m msn_deploy.validate.benches.jobs_bench --model msn_x4_fp32.onnx --only video --repeats 3
 
 Folder variants: sequential (the loop before pipelining: read, infer, write in turn, in name
 order), pipelined (--workers 1), --workers 2, and Ray with one node vs two (one CPU each, `ray
@@ -40,9 +40,9 @@ from msn_deploy.msn import MissingFileError
 from msn_deploy.msn.cli import positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.kinds import read_artifact_header
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.tables import markdown_table
-from msn_deploy.validate.video_bench import synthetic_clip
+from msn_deploy.validate.benches.video_bench import synthetic_clip
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.jobs_bench")
 
@@ -284,7 +284,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=positive_int, default=1, help="rounds of every variant (default 1)")
     p.add_argument("--only", choices=["folder", "ray", "video"], action="append",
                    help="run only these groups (repeatable; default all)")
-    p.add_argument("--reference-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "reference",
+    p.add_argument("--reference-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "reference",
                    help="where the *_hr.png photos to crop are (default ../shared/reference)")
     p.add_argument("--out", type=Path, default=Path("reports/jobs"))
     p.add_argument("-v", "--verbose", action="store_true")

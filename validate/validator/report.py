@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,26 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from msn_deploy.msn.files import atomic_output, atomic_write_bytes  # noqa: E402
-from msn_deploy.validate.machine import machine_line  # noqa: E402
-from msn_deploy.validate.ntire import ntire_table  # noqa: E402
-from msn_deploy.validate.parity import parity_table  # noqa: E402
-from msn_deploy.validate.speed import lr_size
-from msn_deploy.validate.tables import markdown_table  # noqa: E402
+from msn_deploy.msn.files import atomic_output  # noqa: E402
+from msn_deploy.validate.core.machine import machine_line  # noqa: E402
+from msn_deploy.validate.core.ntire import ntire_table  # noqa: E402
+from msn_deploy.validate.core.parity import parity_table  # noqa: E402
+from msn_deploy.validate.core.speed import lr_size, speed_table  # noqa: E402
 
 SCHEMA = "msn-validate/3"  # 3: speed rows in the one schema of validate.speed
-
-
-def write_json(report: dict, path: Path) -> None:
-    atomic_write_bytes(path, json.dumps(report, indent=2, allow_nan=True).encode())
-
-
-def write_markdown(report: dict, path: Path) -> None:
-    atomic_write_bytes(path, markdown(report).encode())
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _own_floors(report: dict) -> str:
@@ -61,15 +47,8 @@ def markdown(report: dict) -> str:
         "round-robin; speed-up = eager FP32 median / backend median, same run)",
         "",
     ]
-    speed = []
-    for row in report["speed"]:
-        t, d = row["timing"], row.get("device_timing")
-        h, w = lr_size(row)
-        speed.append((row["backend"], f"{h}x{w}", t["runs"], f"{t['median_ms']:.2f}", f"{t['p95_ms']:.2f}",
-                      f"{t['p99_ms']:.2f}", f"{t['cv']:.3f}", _fmt(d and d["median_ms"], ".2f"),
-                      f"{row['out_mp_per_s']:.2f}", f"{row['speedup_vs_eager']:.2f}x"))
-    lines += markdown_table(["backend", "LR size", "runs", "median ms", "p95 ms", "p99 ms", "CV", "on-device ms",
-                             "out MP/s", "speed-up vs eager"], speed)
+    lines += speed_table(report["speed"], ["backend", "shape", "runs", "median", "p95", "p99", "cv", "on_device",
+                                           "out_mp_per_s", "speedup"])
     lines += ["", "On-device ms: PyTorch backends on GPU-resident tensors (CUDA events), so the host<->device "
               "copies are the difference to the median; — where not applicable (CPU, other runtimes).", ""]
     lines += ["## NTIRE protocol (eager FP32 training form, batch 1, no warm-up, mean)", ""]

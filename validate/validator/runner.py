@@ -34,9 +34,7 @@ from msn_deploy.msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positi
 from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate import layerwise
-from msn_deploy.validate import report as reporting
-from msn_deploy.validate.backends import (
+from msn_deploy.validate.core.backends import (
     Candidate,
     graph_candidates,
     ncnn_candidates,
@@ -45,11 +43,14 @@ from msn_deploy.validate.backends import (
     torch_candidates,
     wanted_names,
 )
-from msn_deploy.validate.machine import machine_info, machine_line
-from msn_deploy.validate.ntire import ntire_protocol
-from msn_deploy.validate.parity import ParityImage, compare, parity_images
-from msn_deploy.validate.speed import SpeedBudget, time_shape
-from msn_deploy.validate.variants import BASELINE
+from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.ntire import ntire_protocol
+from msn_deploy.validate.core.parity import ParityImage, compare, parity_images
+from msn_deploy.validate.core.reports import write_report
+from msn_deploy.validate.core.speed import SpeedBudget, time_shape
+from msn_deploy.validate.core.variants import BASELINE
+from msn_deploy.validate.validator import layerwise
+from msn_deploy.validate.validator import report as reporting
 
 log = logging.getLogger("msn.validate")
 
@@ -221,7 +222,7 @@ def device_only(engine: Engine, x: np.ndarray):
 
 def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], images, out: Path | None) -> None:
     """For each FP16 graph that failed parity, find its first failing node against the FP32 graph
-    (validate/layerwise.py) on the image it failed on, and note it in the row (and the report)."""
+    (validate/validator/layerwise.py) on the image it failed on, and note it in the row (and the report)."""
     fp32 = next((c.graph for c in candidates.values() if c.graph is not None and c.precision == "fp32"), None)
     inputs = {image.name: image.input for image in images}
     looked_at: dict[tuple[Path, str], dict] = {}
@@ -330,8 +331,7 @@ def run(settings: ValidationSettings) -> ValidationReport:
     data["passed"] = all(r["passed"] for r in parity) and not data["missing"]
     report = ValidationReport(data)
     if settings.out is not None:
-        reporting.write_json(data, settings.out / "report.json")
-        reporting.write_markdown(data, settings.out / "report.md")
+        write_report(settings.out, "report", data, reporting.markdown(data))
         if speed:
             reporting.plot_latency(data, settings.out / "latency.png")
     for line in report.missing:

@@ -14,9 +14,9 @@ import torch
 from msn_deploy.engines.runtime.base import Engine
 from msn_deploy.msn.metrics import error_stats, psnr_y
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.reference import load_reference_cases
-from msn_deploy.validate.tables import markdown_table
-from msn_deploy.validate.variants import BASELINE
+from msn_deploy.validate.core.reference import load_reference_cases
+from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.variants import BASELINE
 
 SYNTHETIC_HW = (96, 120)  # the image compared when there are no reference photos (random weights)
 

@@ -1,15 +1,15 @@
 """Prepare the folder that a GPU run takes along (default .gpu-run/, git-ignored), on a machine
 with the project installed and a package registry:
 
-    python -m msn_deploy.validate.prepare_gpu_run                 # ../shared beside the checkout
-    python -m msn_deploy.validate.prepare_gpu_run --shared DIR --out .gpu-run --no-wheels
+    python -m msn_deploy.validate.validator.prepare_gpu_run                 # ../shared beside the checkout
+    python -m msn_deploy.validate.validator.prepare_gpu_run --shared DIR --out .gpu-run --no-wheels
 
 GPU machines lent for a few minutes often have torch but no registry, and only the repository
 travels there. So this copies the checkpoint and the float64 reference photos out of the shared
 folder, copies the FP32 and FP16 ONNX graphs from this machine's graph cache (exporting them
 there first if need be: the exporter needs onnxsim, which such a machine lacks), and downloads
 the cp312 manylinux wheels of what the suite imports and such machines lack (PyAV for the video
-rows, pypng, tqdm), which validate/gpu_suite.sh unpacks at run time. It refuses (before
+rows, pypng, tqdm), which validate/validator/gpu_suite.sh unpacks at run time. It refuses (before
 downloading) when the folder and the source tree together would exceed --limit-mb, and writes
 MANIFEST.json with each file's sha256.
 """
@@ -29,11 +29,11 @@ from msn_deploy.msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
 from msn_deploy.msn.cli import positive_int, run_cli
 from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
 from msn_deploy.msn.formats.precision import PRECISIONS
-from msn_deploy.validate.gpu_suite import CHECKPOINT, REFERENCES
+from msn_deploy.validate.validator.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # What the suite imports and such machines lack: PyAV for the video rows, pypng and tqdm for the
 # image and video modules (checked by running the suite with every other package hidden).
 WHEELS = {"av": "19.*", "pypng": "0.20220715.0", "tqdm": "4.*"}
@@ -104,7 +104,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.prepare_gpu_run", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.validator.prepare_gpu_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared",
                    help=f"folder with {CHECKPOINT} and {REFERENCES}/ (default ../shared)")

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from msn_deploy.validate.timing import measure_interleaved
-from msn_deploy.validate.variants import BASELINE
+from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.timing import measure_interleaved
+from msn_deploy.validate.core.variants import BASELINE
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,33 @@ def lr_size(row: dict) -> tuple[int, int]:
     """(H, W) of a speed row's input."""
     _, h, w = (int(v) for v in row["shape"].split("x"))
     return h, w
+
+
+# The columns a speed table can show, each with its header and how a row gives its cell.
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+SPEED_COLUMNS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "backend": ("backend", lambda r: r["backend"]),
+    "shape": ("shape (NxHxW)", lambda r: r["shape"]),
+    "runs": ("runs", lambda r: str(r["timing"]["runs"])),
+    "median": ("median ms", lambda r: _ms(r["timing"]["median_ms"])),
+    "p95": ("p95 ms", lambda r: _ms(r["timing"]["p95_ms"])),
+    "p99": ("p99 ms", lambda r: _ms(r["timing"]["p99_ms"])),
+    "cv": ("CV", lambda r: f"{r['timing']['cv']:.3f}"),
+    "on_device": ("on-device ms", lambda r: _ms(r["device_timing"] and r["device_timing"]["median_ms"])),
+    "speedup": ("speed-up vs eager", lambda r: "—" if r["speedup_vs_eager"] is None
+                else f"{r['speedup_vs_eager']:.2f}x"),
+    "frames_per_s": ("frames/s", lambda r: f"{r['frames_per_s']:.2f}"),
+    "out_mp_per_s": ("out MP/s", lambda r: f"{r['out_mp_per_s']:.2f}"),
+    "peak_memory": ("peak MiB", lambda r: _ms(r["peak_memory_mb"])),
+}
+
+
+def speed_table(rows: list[dict], columns: list[str]) -> list[str]:
+    """The Markdown table of speed rows (the schema above) in the chosen `columns` of SPEED_COLUMNS."""
+    if not rows:
+        return ["(none)"]
+    return markdown_table([SPEED_COLUMNS[c][0] for c in columns], [[SPEED_COLUMNS[c][1](r) for c in columns]
+                                                                    for r in rows])
