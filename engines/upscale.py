@@ -30,6 +30,7 @@ from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
 from msn_deploy.msn import MIN_INPUT_SIZE, UsageError
 from msn_deploy.msn.cli import (
     EXIT_FAILED,
+    add_precision_option,
     display_size,
     exit_process,
     host_port,
@@ -40,7 +41,6 @@ from msn_deploy.msn.cli import (
     positive_int,
     run_cli,
 )
-from msn_deploy.msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.upscale")
 
@@ -58,8 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "torch: eager PyTorch")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda (torch / onnxruntime / tensorrt) or vulkan (an ncnn .param on any GPU)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU), or how ncnn "
+    add_precision_option(p, "a checkpoint's precision (default fp32; fp16 is the fast path on a GPU), or how ncnn "
                         "computes; ONNX graphs and engines have their own")
     p.add_argument("--tile", type=non_negative_int, default=0,
                    help=f"tile size in LR px, at least {MIN_INPUT_SIZE} (bounds memory; default 0: whole image)")

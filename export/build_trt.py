@@ -18,7 +18,8 @@ from msn_deploy.export import defaults
 from msn_deploy.export.onnx_export import export_onnx
 from msn_deploy.export.onnx_graph import ExportOptions
 from msn_deploy.export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
-from msn_deploy.msn.cli import nhw_shape, positive_int, run_cli
+from msn_deploy.msn.cli import add_precision_option, nhw_shape, positive_int, run_cli
+from msn_deploy.msn.formats.precision import DEFAULT_PRECISION
 from msn_deploy.msn.formats.tensorrt import import_tensorrt
 
 
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", type=Path, help="build this ONNX graph")
     src.add_argument("--ckpt", default="official", help="export this checkpoint first (default: official)")
-    p.add_argument("--fp16", action="store_true", help="build from the FP16 graph (when exporting from --ckpt)")
+    add_precision_option(p, "fp16: build from the FP16 graph (exporting from --ckpt; default fp32)")
     p.add_argument("-o", "--output", type=Path, help="engine path (default: a cache path naming what invalidates it)")
     p.add_argument("--min", type=nhw_shape, default=defaults.PROFILE_MIN,
                    help=f"profile minimum NxHxW in LR px (default {_shape_text(defaults.PROFILE_MIN)})")
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             graph = args.onnx
             if graph is None:
-                graph = Path(tmp) / ("msn_fp16.onnx" if args.fp16 else "msn_fp32.onnx")
-                export_onnx(args.ckpt, graph, ExportOptions(fp16=args.fp16))
+                graph = Path(tmp) / f"msn_{args.precision or DEFAULT_PRECISION}.onnx"
+                export_onnx(args.ckpt, graph, ExportOptions(fp16=args.precision == "fp16"))
             result = build_engine(graph, args.output, settings, command=command)
         print(f"Wrote {result.path} and {result.sidecar_path}")
 

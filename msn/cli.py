@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from msn_deploy.msn import MIN_INPUT_SIZE, MSNError
+from msn_deploy.msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn")
 
@@ -123,6 +124,16 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 # argparse value types: a bad value is a usage error (exit 2) before anything runs.
+
+
+def add_precision_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """`--precision NAME`, the one spelling of every command (export, run, serve, site), and `--fp16`,
+    its short form that the export commands had, for `--precision fp16`; one or the other. Without
+    either, `precision` is None: the command's default (argparse would not see a conflict between
+    the two if one of them gave a value equal to a default)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--precision", choices=PRECISIONS, help=help)
+    group.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="--precision fp16")
 
 
 def _whole_number(text: str, minimum: int) -> int:

@@ -18,6 +18,7 @@ import pytest
 
 from msn_deploy.engines import upscale
 from msn_deploy.engines.serve import __main__ as serve_cli
+from msn_deploy.engines.web import __main__ as web_cli
 from msn_deploy.export import build_trt, to_ncnn, to_onnx, triton_repo
 from msn_deploy.msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
 from msn_deploy.validate.benches import busy_bench, jobs_bench, loadtest, seams, video_bench
@@ -70,6 +71,30 @@ BAD_ARGUMENTS = {
     "msn-seams": ["--image", "in.png", "--tiles", "64"],
     "msn-layerwise": ["--reference", "a.onnx", "--candidate", "b.onnx", "--min-psnr", "-1"],
 }
+
+
+# The commands that name a precision, each with the arguments it needs besides it: one spelling,
+# `--precision NAME`, and the export commands' `--fp16` as its short form.
+PRECISION_PARSERS = {
+    "msn-export": (to_onnx.parse_args, []),
+    "msn-export-ncnn": (to_ncnn.parse_args, []),
+    "msn-build-trt": (build_trt.parse_args, []),
+    "msn-upscale": (upscale.parse_args, ["in.png", "-o", "out"]),
+    "msn-serve": (serve_cli.parse_args, ["m.onnx"]),
+    "python -m msn_deploy.engines.web": (web_cli.parse_args, ["export", "site"]),
+}
+
+
+@pytest.mark.parametrize("command", PRECISION_PARSERS)
+def test_every_command_names_a_precision_one_way(command, capsys):
+    parse, needed = PRECISION_PARSERS[command]
+    assert parse([*needed, "--precision", "fp16"]).precision == parse([*needed, "--fp16"]).precision == "fp16"
+    assert parse([*needed, "--precision", "fp32"]).precision == "fp32"
+    for bad in (["--precision", "fp8"], ["--precision", "FP16"], ["--fp16", "--precision", "fp32"]):
+        with pytest.raises(SystemExit) as exited:
+            parse([*needed, *bad])
+        assert exited.value.code == EXIT_USAGE
+        assert "error:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

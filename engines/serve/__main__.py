@@ -34,6 +34,7 @@ from msn_deploy.engines.serve.settings import (
 )
 from msn_deploy.msn import PathError, UsageError
 from msn_deploy.msn.cli import (
+    add_precision_option,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -41,7 +42,6 @@ from msn_deploy.msn.cli import (
     positive_int,
     run_cli,
 )
-from msn_deploy.msn.formats.precision import PRECISIONS
 
 log = logging.getLogger("msn.serve")
 
@@ -66,8 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="HTTP proxies on the head node only, or on every node behind your load balancer")
     p.add_argument("--backend", default=runtime.AUTO, choices=runtime.BACKEND_CHOICES)
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
+    add_precision_option(p, "a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
     p.add_argument("--max-queued", type=positive_int, default=16, help="requests per replica before 503")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB)
     p.add_argument("--body-timeout-s", type=positive_float, default=DEFAULT_BODY_TIMEOUT_S,

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
 from msn_deploy.engines.web.site import DEFAULT_MAX_PIXELS, DEFAULT_TILE, SiteOptions, export_site
-from msn_deploy.msn.cli import non_negative_int, positive_int, run_cli
-from msn_deploy.msn.formats.precision import PRECISIONS
+from msn_deploy.msn.cli import add_precision_option, non_negative_int, positive_int, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,8 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     site.add_argument("folder", type=Path, help="a new (or empty) folder")
     site.add_argument("--model", default="official",
                       help="checkpoint, known name (default: official) or .onnx graph")
-    site.add_argument("--precision", choices=PRECISIONS,
-                      help="the graph the page runs (default: fp16 from a checkpoint, a graph's own)")
+    add_precision_option(site, "the graph the page runs (default: fp16 from a checkpoint, a graph's own)")
     site.add_argument("--tile", type=positive_int, default=DEFAULT_TILE,
                       help=f"tile size in LR px (default {DEFAULT_TILE})")
     site.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,
