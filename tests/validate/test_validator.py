@@ -139,6 +139,33 @@ def test_broken_artifact_fails(tmp_path, random_setup):
     assert row["vs_eager"]["max_abs"] > 1e-3  # far past the 1e-4 tolerance: the verdict is earned
 
 
+def test_a_model_that_gives_nan_is_a_failed_row_in_a_whole_report(tmp_path, random_setup, caplog):
+    """Hardening round 4, F: NaN out of a candidate ended the run with one line and no report. Now
+    its rows fail with the engine's words, the other candidates are compared and timed, it is not
+    timed, and report.json/md are written; exit 1."""
+    ckpt, graph = random_setup
+    model = onnx.load(graph)
+    upsampler = next(i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] == 48)
+    weights = numpy_helper.to_array(upsampler).copy()
+    weights.flat[0] = np.nan
+    upsampler.CopyFrom(numpy_helper.from_array(weights, upsampler.name))
+    poisoned = tmp_path / "nan.onnx"
+    onnx.save(model, poisoned)
+    out = tmp_path / "r"
+    args = ["--ckpt", str(ckpt), "--onnx", str(poisoned), "--out", str(out), *FAST,
+            "--backends", "onnxruntime-cpu-fp32,torch-cpu-fp32"]
+    assert runner.main(args) == 1
+    data = json.loads((out / "report.json").read_text())
+    rows = {r["backend"]: r for r in data["parity"]}
+    assert rows["onnxruntime-cpu-fp32"]["passed"] is False and "NaN" in rows["onnxruntime-cpu-fp32"]["error"]
+    assert rows["torch-cpu-fp32"]["passed"] is True and data["passed"] is False
+    assert {r["backend"] for r in data["speed"]} == {"eager-fp32", "torch-cpu-fp32"}
+    noted = next(b for b in data["backends"] if b["name"] == "onnxruntime-cpu-fp32")["speed_note"]
+    assert "NaN" in noted
+    page = (out / "report.md").read_text()
+    assert "**FAIL**" in page and "NO: onnxruntime" in page
+
+
 def random_model_output(ckpt, x: torch.Tensor) -> np.ndarray:
     from msn_deploy.msn import build_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msn_deploy.engines.runtime.base import Engine
+from msn_deploy.engines.runtime.base import Engine, EngineError
 from msn_deploy.msn.metrics import error_stats, psnr_y
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.validate.core.reference import load_reference_cases
@@ -48,10 +48,12 @@ def first_image_hwc(output: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def compare(engines: Mapping[str, Engine], images: list[ParityImage],
             feed: Callable[[torch.Tensor], object] = lambda x: x.numpy(),
-            allows: Callable[[str], bool] = lambda what: True) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+            allows: Callable[[str], bool] = lambda what: True) -> Iterator[tuple[dict, np.ndarray | None, np.ndarray]]:
     """(row, output, eager output) for every engine on every image; `engines` holds BASELINE.
     `feed` turns an image's input into what the engines take (numpy by default, a device tensor
-    for the GPU suite); `allows(what)` may skip a comparison (a time budget)."""
+    for the GPU suite); `allows(what)` may skip a comparison (a time budget). An engine that fails
+    on an image (NaN or Inf out, a runtime's error) gives a row with its `error` and no output: a
+    failed row, and the rest of the comparison goes on."""
     for image in images:
         eager = None
         for name, engine in engines.items():
@@ -59,7 +61,12 @@ def compare(engines: Mapping[str, Engine], images: list[ParityImage],
                 continue
             if eager is None:
                 eager = first_image_hwc(engines[BASELINE](feed(image.input)))
-            out = eager if name == BASELINE else first_image_hwc(engine(feed(image.input)))
+            try:
+                out = eager if name == BASELINE else first_image_hwc(engine(feed(image.input)))
+            except EngineError as exc:
+                yield {"backend": name, "image": image.name, "precision": engine.precision, "vs_eager": None,
+                       "vs_reference": None, "psnr_y_hr": None, "error": str(exc)}, None, eager
+                continue
             row = {
                 "backend": name,
                 "image": image.name,
@@ -82,6 +89,9 @@ def parity_table(rows: list[dict]) -> list[str]:
                "max abs vs fp64 ref", "PSNR-Y vs HR"] + (["pass"] if judged else [])
     cells = []
     for row in rows:
+        if row.get("error"):
+            cells.append([row["backend"], row["image"], *["—"] * 8] + ([f"NO: {row['error']}"] if judged else []))
+            continue
         e, ref = row["vs_eager"], row["vs_reference"]
         cells.append([row["backend"], row["image"], f"{e['max_abs']:.2e}", f"{e['mean_abs']:.2e}",
                       f"{e['p99_abs']:.2e}", f"{e['psnr_db']:.1f}", f"{100 * e['over_1_lsb']:.3f}%", e["nonfinite"],

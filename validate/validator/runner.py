@@ -161,6 +161,11 @@ def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], ima
     settings' tolerances (or a candidate's own FP16 floor); plots into out_dir."""
     rows, outputs = [], {}
     for row, out, eager in compare(engines, images):
+        rows.append(row)
+        if out is None:
+            row["passed"] = False
+            log.error("parity %-22s %-22s FAIL: %s", row["backend"], row["image"], row["error"])
+            continue
         outputs[(row["backend"], row["image"])] = out
         floor = candidates[row["backend"]].min_psnr_db
         tolerance = settings.tolerance
@@ -168,17 +173,17 @@ def run_parity(engines: dict[str, Engine], candidates: dict[str, Candidate], ima
             row["min_psnr_db"] = floor
             tolerance = replace(tolerance, min_psnr_db=floor)
         row["passed"] = tolerance.judge(out, eager, row["precision"]).passed
-        rows.append(row)
         log.info("parity %-22s %-22s max abs %.2e  PSNR %.1f dB  %s", row["backend"], row["image"],
                  row["vs_eager"]["max_abs"], row["vs_eager"]["psnr_db"], "ok" if row["passed"] else "FAIL")
-    worst = max((r for r in rows if r["backend"] != BASELINE), key=lambda r: r["vs_eager"]["max_abs"], default=None)
+    worst = max((r for r in rows if r["backend"] != BASELINE and r["vs_eager"]), key=lambda r: r["vs_eager"]["max_abs"],
+                default=None)
     if worst is not None and out_dir is not None:
         worst_out = np.nan_to_num(outputs[(worst["backend"], worst["image"])], nan=10.0)
         err = np.abs(worst_out - outputs[(BASELINE, worst["image"])])
         reporting.plot_error_heatmap(err.max(axis=2), f"worst: {worst['backend']} on {worst['image']} "
                                      f"(max {worst['vs_eager']['max_abs']:.2e})", out_dir / "error_heatmap.png")
         first = images[0]
-        crops = {name: crop_centre(outputs[(name, first.name)]) for name in engines}
+        crops = {name: crop_centre(outputs[(name, first.name)]) for name in engines if (name, first.name) in outputs}
         if first.ground_truth is not None:
             crops["ground truth"] = crop_centre(first.ground_truth.astype(np.float64) / 255)
         reporting.plot_crops(crops, out_dir / "crops.png")
@@ -228,7 +233,7 @@ def explain_fp16_failures(parity: list[dict], candidates: dict[str, Candidate], 
     looked_at: dict[tuple[Path, str], dict] = {}
     for row in parity:
         candidate = candidates[row["backend"]]
-        if row["passed"] or row["precision"] != "fp16" or candidate.graph is None or fp32 is None:
+        if row["passed"] or row.get("error") or row["precision"] != "fp16" or candidate.graph is None or fp32 is None:
             continue
         key = (candidate.graph, row["image"])
         if key not in looked_at:
@@ -312,7 +317,12 @@ def run(settings: ValidationSettings) -> ValidationReport:
         by_name = {c.name: c for c in candidates}
         parity = run_parity(engines, by_name, images, settings, settings.out)
         explain_fp16_failures(parity, by_name, images, settings.out)
-        speed = [] if settings.no_speed else run_speed(engines, by_name, settings)
+        failed = {row["backend"]: row["error"] for row in parity if row.get("error")}
+        for entry in backends:  # an engine that gave NaN or an error is not timed: its figures would mean nothing
+            if entry["name"] in failed:
+                entry["speed_note"] = f"failed on a parity image: {failed[entry['name']]}"
+        running = {name: engine for name, engine in engines.items() if name not in failed}
+        speed = [] if settings.no_speed else run_speed(running, by_name, settings)
         baseline = engines[BASELINE]
         ntire = [] if settings.no_speed else ntire_protocol(baseline.model, settings.sizes, settings.ntire_runs,
                                                             baseline.tensor_device)
