@@ -14,7 +14,6 @@ image (tiling, blending and conversion to pixels; not decoding or PNG encoding) 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -36,6 +35,7 @@ from msn_deploy.msn.metrics import to_uint8
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.validate.core.chromium import chromium_missing, headless_chromium
 from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.browser_bench")
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         make_output_folder(args.out.parent)
         with tempfile.TemporaryDirectory(prefix="msn-browser-bench-") as folder:
             report = bench(args.model, args.precision, args.rounds, args.runs, Path(folder))
-        args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        args.out.with_suffix(".md").write_text(markdown(report))
-        print(markdown(report))
+        page = markdown(report)
+        write_report(args.out.parent, args.out.stem, report, page)
+        print(page)
 
     return run_cli(work, verbose=args.verbose)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -39,6 +38,7 @@ from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.validate.benches.jobs_bench import round_robin, summarise, table, timed, upscale_command
 from msn_deploy.validate.benches.loadtest import load_test
 from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.busy_bench")
@@ -190,9 +190,8 @@ def run_bench(args: argparse.Namespace) -> None:
                 for r in rows])
             sections.append(f"One Serve replica (2 CPUs), {SERVE_CLIENTS} clients, {args.requests} uploads of a "
                             f"{sizes[0][1]}x{sizes[0][0]} photo:\n\n" + "\n".join(serve_table))
-    (args.out / "busy_bench.json").write_text(json.dumps(result, indent=2))
     report = "\n\n".join(sections) + "\n"
-    (args.out / "busy_bench.md").write_text(report)
+    write_report(args.out, "busy_bench", result, report)
     print(report)
 
 

@@ -42,6 +42,7 @@ from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.validate.benches.video_bench import synthetic_clip
 from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.jobs_bench")
@@ -325,9 +326,8 @@ def run_bench(args: argparse.Namespace) -> None:
             sections.append(f"{CLIP_FRAMES} frames of {CLIP_SIZE[0]}x{CLIP_SIZE[1]} x264 (a keyframe every "
                             f"{KEYFRAME_EVERY}; the clip on twos holds each picture for two frames):\n\n"
                             + table(rows, "frames", "one process") + f"\n\n{counts}.")
-    (args.out / "jobs_bench.json").write_text(json.dumps(result, indent=2))
     report = "\n\n".join(sections) + "\n"
-    (args.out / "jobs_bench.md").write_text(report)
+    write_report(args.out, "jobs_bench", result, report)
     print(report)
 
 

@@ -12,7 +12,6 @@ every failed attempt is counted by status, and latency runs from the first attem
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -29,8 +28,9 @@ from msn_deploy.engines.media.images import IMAGE_SUFFIXES, decode_image
 from msn_deploy.engines.serve.settings import token_from
 from msn_deploy.msn import MissingFileError, MSNError
 from msn_deploy.msn.cli import EXIT_FAILED, non_negative_int, positive_int, run_cli
-from msn_deploy.msn.files import atomic_write_bytes, check_writable
+from msn_deploy.msn.files import check_writable
 from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.loadtest")
@@ -246,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         bodies, names = read_images(args.images)
         report = load_test(args.url, bodies, names, args.concurrency, args.requests, token=token_from(args.token),
                            retries=args.retries, timeout_s=args.timeout)
-        atomic_write_bytes(json_path, json.dumps(report, indent=2).encode())
-        atomic_write_bytes(md_path, markdown(report).encode())
-        print(markdown(report))
+        page = markdown(report)
+        write_report(args.out.parent, args.out.stem, report, page)
+        print(page)
         log.info("wrote %s and %s", json_path, md_path)
         return 0 if all(level["ok"] == level["requests"] for level in report["levels"]) else EXIT_FAILED
 

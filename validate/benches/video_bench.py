@@ -11,7 +11,6 @@ compile is not counted in either.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from msn_deploy.msn import MissingFileError
 from msn_deploy.msn.cli import hw_size, key_value, non_negative_int, positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
 from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.video_bench")
@@ -120,13 +120,12 @@ def run_bench(args: argparse.Namespace) -> None:
         "pipeline_fps": report.fps,
         "pipeline_share": report.fps / (count / infer_s),
     }
-    (args.out / "video_bench.json").write_text(json.dumps(result, indent=2))
     columns = ["LR size", "frames", "backend", "batch", "encoder", "inference only fps", "pipeline fps",
                "pipeline / inference"]
     row = (result["lr_size"], result["frames"], result["backend"], args.batch, result["encoder"],
            f"{result['inference_fps']:.3f}", f"{result['pipeline_fps']:.3f}", f"{result['pipeline_share']:.1%}")
     table = "\n".join(markdown_table(columns, [row])) + "\n"
-    (args.out / "video_bench.md").write_text(f"Machine: {machine_line(result['machine'])}\n\n{table}")
+    write_report(args.out, "video_bench", result, f"Machine: {machine_line(result['machine'])}\n\n{table}")
     print(table)
 
 

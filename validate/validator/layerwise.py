@@ -17,7 +17,6 @@ through polygraphy's TensorRT runner instead; without them that is one line and 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -30,12 +29,13 @@ import onnx
 from msn_deploy.engines.media.images import read_image
 from msn_deploy.msn import MissingFileError, UsageError
 from msn_deploy.msn.cli import EXIT_FAILED, non_negative_float, run_cli
-from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
+from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.graph import MSNGraph
 from msn_deploy.msn.formats.tensorrt import FLAVOURS
 from msn_deploy.msn.metrics import tensor_error
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.msn.validation import check_batch
+from msn_deploy.validate.core.reports import write_report
 from msn_deploy.validate.core.tables import markdown_table
 
 log = logging.getLogger("msn.layerwise")
@@ -100,10 +100,7 @@ class LayerwiseReport:
 
     def write(self, out: Path) -> tuple[Path, Path]:
         make_output_folder(out)
-        paths = out / "layerwise.json", out / "layerwise.md"
-        atomic_write_bytes(paths[0], json.dumps(self.to_json(), indent=2, allow_nan=True).encode())
-        atomic_write_bytes(paths[1], self.markdown().encode())
-        return paths
+        return write_report(out, "layerwise", self.to_json(), self.markdown())
 
 
 def _describe(layer: LayerError | None) -> str:
