@@ -15,7 +15,7 @@ from msn_deploy.engines.runtime.base import Engine, EngineError
 from msn_deploy.msn.metrics import error_stats, psnr_y
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.validate.core.reference import load_reference_cases
-from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.tables import cell, markdown_table
 from msn_deploy.validate.core.variants import BASELINE
 
 SYNTHETIC_HW = (96, 120)  # the image compared when there are no reference photos (random weights)
@@ -61,25 +61,18 @@ def compare(engines: Mapping[str, Engine], images: list[ParityImage],
                 continue
             if eager is None:
                 eager = first_image_hwc(engines[BASELINE](feed(image.input)))
+            row = {"backend": name, "image": image.name, "precision": engine.precision}
             try:
                 out = eager if name == BASELINE else first_image_hwc(engine(feed(image.input)))
             except EngineError as exc:
-                yield {"backend": name, "image": image.name, "precision": engine.precision, "vs_eager": None,
-                       "vs_reference": None, "psnr_y_hr": None, "error": str(exc)}, None, eager
+                yield row | {"vs_eager": None, "vs_reference": None, "psnr_y_hr": None, "error": str(exc)}, None, eager
                 continue
-            row = {
-                "backend": name,
-                "image": image.name,
-                "precision": engine.precision,
+            row |= {
                 "vs_eager": error_stats(out, eager),
                 "vs_reference": error_stats(out, image.reference) if image.reference is not None else None,
                 "psnr_y_hr": psnr_y(out, image.ground_truth) if image.ground_truth is not None else None,
             }
             yield row, out, eager
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def parity_table(rows: list[dict]) -> list[str]:
@@ -95,6 +88,6 @@ def parity_table(rows: list[dict]) -> list[str]:
         e, ref = row["vs_eager"], row["vs_reference"]
         cells.append([row["backend"], row["image"], f"{e['max_abs']:.2e}", f"{e['mean_abs']:.2e}",
                       f"{e['p99_abs']:.2e}", f"{e['psnr_db']:.1f}", f"{100 * e['over_1_lsb']:.3f}%", e["nonfinite"],
-                      _fmt(ref and ref["max_abs"], ".2e"), _fmt(row["psnr_y_hr"], ".2f")]
+                      cell(ref and ref["max_abs"], ".2e"), cell(row["psnr_y_hr"], ".2f")]
                      + (["yes" if row.get("passed") else "NO"] if judged else []))
     return markdown_table(columns, cells) if cells else ["(none)"]

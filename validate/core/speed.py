@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from msn_deploy.validate.core.tables import markdown_table
+from msn_deploy.validate.core.tables import cell, markdown_table
 from msn_deploy.validate.core.timing import measure_interleaved
 from msn_deploy.validate.core.variants import BASELINE
 
@@ -57,24 +57,19 @@ def lr_size(row: dict) -> tuple[int, int]:
 
 
 # The columns a speed table can show, each with its header and how a row gives its cell.
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
 SPEED_COLUMNS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "backend": ("backend", lambda r: r["backend"]),
     "shape": ("shape (NxHxW)", lambda r: r["shape"]),
     "runs": ("runs", lambda r: str(r["timing"]["runs"])),
-    "median": ("median ms", lambda r: _ms(r["timing"]["median_ms"])),
-    "p95": ("p95 ms", lambda r: _ms(r["timing"]["p95_ms"])),
-    "p99": ("p99 ms", lambda r: _ms(r["timing"]["p99_ms"])),
+    "median": ("median ms", lambda r: cell(r["timing"]["median_ms"], ".2f")),
+    "p95": ("p95 ms", lambda r: cell(r["timing"]["p95_ms"], ".2f")),
+    "p99": ("p99 ms", lambda r: cell(r["timing"]["p99_ms"], ".2f")),
     "cv": ("CV", lambda r: f"{r['timing']['cv']:.3f}"),
-    "on_device": ("on-device ms", lambda r: _ms(r["device_timing"] and r["device_timing"]["median_ms"])),
-    "speedup": ("speed-up vs eager", lambda r: "—" if r["speedup_vs_eager"] is None
-                else f"{r['speedup_vs_eager']:.2f}x"),
+    "on_device": ("on-device ms", lambda r: cell(r["device_timing"] and r["device_timing"]["median_ms"], ".2f")),
+    "speedup": ("speed-up vs eager", lambda r: cell(r["speedup_vs_eager"], ".2f", "x")),
     "frames_per_s": ("frames/s", lambda r: f"{r['frames_per_s']:.2f}"),
     "out_mp_per_s": ("out MP/s", lambda r: f"{r['out_mp_per_s']:.2f}"),
-    "peak_memory": ("peak MiB", lambda r: _ms(r["peak_memory_mb"])),
+    "peak_memory": ("peak MiB", lambda r: cell(r["peak_memory_mb"], ".2f")),
 }
 
 
