@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda (torch / onnxruntime / tensorrt) or vulkan (an ncnn .param on any GPU)")
     add_precision_option(p, "a checkpoint's precision (default fp32; fp16 is the fast path on a GPU), or how ncnn "
-                        "computes; ONNX graphs and engines have their own")
+                        "computes; ONNX graphs and engines have their own. bf16: an FP32 model on the CPU's "
+                        "BF16 units (OpenVINO; about 1.5x faster, about 51 dB vs FP32)")
     p.add_argument("--tile", type=non_negative_int, default=0,
                    help=f"tile size in LR px, at least {MIN_INPUT_SIZE} (bounds memory; default 0: whole image)")
     p.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,

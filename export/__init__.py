@@ -32,6 +32,7 @@ _API = {
     "EngineResult": "msn_deploy.export.trt_build",
     "Profile": "msn_deploy.export.trt_build",
     "build_engine": "msn_deploy.export.trt_build",
+    "check_output_paths": "msn_deploy.export.trt_build",
     "TritonRepository": "msn_deploy.export.triton_repo",
     "write_triton_repository": "msn_deploy.export.triton_repo",
     "ArtifactError": "msn_deploy.msn.formats.precision",

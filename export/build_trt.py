@@ -14,12 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from msn_deploy import export
 from msn_deploy.export import defaults
-from msn_deploy.export.onnx_export import export_onnx
-from msn_deploy.export.onnx_graph import ExportOptions
-from msn_deploy.export.trt_build import BuildSettings, Profile, build_engine, check_output_paths
 from msn_deploy.msn.cli import add_precision_option, nhw_shape, positive_int, run_cli
-from msn_deploy.msn.formats.precision import DEFAULT_PRECISION
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS, DEFAULT_PRECISION
 from msn_deploy.msn.formats.tensorrt import import_tensorrt
 
 
@@ -33,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", type=Path, help="build this ONNX graph")
     src.add_argument("--ckpt", default="official", help="export this checkpoint first (default: official)")
-    add_precision_option(p, "fp16: build from the FP16 graph (exporting from --ckpt; default fp32)")
+    add_precision_option(p, "fp16: build from the FP16 graph (exporting from --ckpt; default fp32)",
+                         ARTIFACT_PRECISIONS)
     p.add_argument("-o", "--output", type=Path, help="engine path (default: a cache path naming what invalidates it)")
     p.add_argument("--min", type=nhw_shape, default=defaults.PROFILE_MIN,
                    help=f"profile minimum NxHxW in LR px (default {_shape_text(defaults.PROFILE_MIN)})")
@@ -51,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def settings_from(args: argparse.Namespace) -> BuildSettings:
-    return BuildSettings(Profile(args.min, args.opt, args.max), args.opt_level, args.workspace,
+def settings_from(args: argparse.Namespace) -> export.BuildSettings:
+    return export.BuildSettings(export.Profile(args.min, args.opt, args.max), args.opt_level, args.workspace,
                          tuple(args.compute_capability), args.backend, args.timing_cache)
 
 
@@ -64,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         import_tensorrt(settings.backend)  # a missing TensorRT is found before the export
         source = args.onnx if args.onnx is not None else args.ckpt
-        check_output_paths(args.output, settings.timing_cache, [source])
+        export.check_output_paths(args.output, settings.timing_cache, [source])
         with tempfile.TemporaryDirectory() as tmp:
             graph = args.onnx
             if graph is None:
                 graph = Path(tmp) / f"msn_{args.precision or DEFAULT_PRECISION}.onnx"
-                export_onnx(args.ckpt, graph, ExportOptions(fp16=args.precision == "fp16"))
-            result = build_engine(graph, args.output, settings, command=command)
+                export.export_onnx(args.ckpt, graph, export.ExportOptions(fp16=args.precision == "fp16"))
+            result = export.build_engine(graph, args.output, settings, command=command)
         print(f"Wrote {result.path} and {result.sidecar_path}")
 
     return run_cli(work, verbose=args.verbose)

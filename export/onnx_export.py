@@ -16,11 +16,10 @@ from msn_deploy.export.parity import ParityResult
 from msn_deploy.export.verify import VerificationError, verify_onnx
 from msn_deploy.msn import MIN_INPUT_SIZE, build_model, read_checkpoint, to_inference_form
 from msn_deploy.msn.files import atomic_output, check_writable, refuse_overwriting_inputs
-from msn_deploy.msn.formats.graph import GraphMetadata
+from msn_deploy.msn.formats.graph import EXPORTER, GraphMetadata
 
 log = logging.getLogger(__name__)
 
-EXPORTER = "msn-deploy 0.1.0"
 VERIFY_HW = (96, 120)  # LR size of the verification input when the graph's size is dynamic
 
 

@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
+from msn_deploy import export
 from msn_deploy.msn.cli import add_precision_option, run_cli
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default="official", help="checkpoint path or known name (default: official)")
     p.add_argument("-o", "--output", type=Path, help="output NAME.param, NAME.bin beside it (default: msn_x4.param)")
-    add_precision_option(p, "fp16: half-precision weights, half the size (default fp32)")
+    add_precision_option(p, "fp16: half-precision weights, half the size (default fp32)", ARTIFACT_PRECISIONS)
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="check the files on ncnn's CPU path against the PyTorch model (default: on)")
     p.add_argument("--params", action="store_true", help="use `params` instead of `params_ema`")
@@ -33,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        options = NcnnExportOptions(fp16=args.precision == "fp16", verify=args.verify, ema=not args.params)
-        print(export_ncnn(args.ckpt, args.output, options).summary())
+        options = export.NcnnExportOptions(fp16=args.precision == "fp16", verify=args.verify, ema=not args.params)
+        print(export.export_ncnn(args.ckpt, args.output, options).summary())
 
     return run_cli(work, verbose=args.verbose)
 

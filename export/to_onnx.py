@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from msn_deploy import export
 from msn_deploy.export import defaults
-from msn_deploy.export.onnx_export import export_onnx
-from msn_deploy.export.onnx_graph import ExportOptions
 from msn_deploy.msn.cli import add_precision_option, hw_size, positive_int, run_cli
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default="official", help="checkpoint path or known name (default: official)")
     p.add_argument("-o", "--output", type=Path, help="output .onnx (default: msn_x4_fp32.onnx etc.)")
-    add_precision_option(p, "fp16: a float16 graph with float32 statistics islands (default fp32)")
+    add_precision_option(p, "fp16: a float16 graph with float32 statistics islands (default fp32)", ARTIFACT_PRECISIONS)
     p.add_argument("--io-dtype", choices=["float32", "float16"], default="float32",
                    help="FP16 graph I/O dtype (float16 for TensorRT pipelines that feed half buffers)")
     p.add_argument("--opset", type=int, default=defaults.OPSET, choices=list(defaults.SUPPORTED_OPSETS))
@@ -37,17 +37,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def options_from(args: argparse.Namespace) -> ExportOptions:
-    return ExportOptions(fp16=args.precision == "fp16", io_dtype=args.io_dtype, opset=args.opset, static_hw=args.static,
-                         batch=args.batch, simplify=args.simplify, fold_pointwise=args.fold_pointwise,
-                         verify=args.verify, ema=not args.params)
+def options_from(args: argparse.Namespace) -> export.ExportOptions:
+    return export.ExportOptions(fp16=args.precision == "fp16", io_dtype=args.io_dtype, opset=args.opset,
+                                static_hw=args.static, batch=args.batch, simplify=args.simplify,
+                                fold_pointwise=args.fold_pointwise, verify=args.verify, ema=not args.params)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        print(export_onnx(args.ckpt, args.output, options_from(args)).summary())
+        print(export.export_onnx(args.ckpt, args.output, options_from(args)).summary())
 
     return run_cli(work, verbose=args.verbose)
 

@@ -5,7 +5,8 @@ import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-from msn_deploy.msn.arch import MSN
+import importlib
+
 from msn_deploy.msn.checkpoint import (
     KNOWN_CHECKPOINTS,
     Checkpoint,
@@ -16,9 +17,29 @@ from msn_deploy.msn.checkpoint import (
 )
 from msn_deploy.msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
 from msn_deploy.msn.errors import MissingFileError, MSNError, PathError, UsageError
-from msn_deploy.msn.inference import MSNInference, to_inference_form
-from msn_deploy.msn.loading import build_model, load_model, random_model
-from msn_deploy.msn.validation import InputError, check_input
+from msn_deploy.msn.validation import InputError
+
+# The networks load torch (about a second): imported on first use, so that a command that runs a
+# graph, or only parses its arguments, never pays for it (PEP 562).
+_ON_FIRST_USE = {
+    "MSN": "arch",
+    "MSNInference": "inference",
+    "to_inference_form": "inference",
+    "build_model": "loading",
+    "load_model": "loading",
+    "random_model": "loading",
+    "check_input": "tensor_checks",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "KNOWN_CHECKPOINTS",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from msn_deploy.msn.config import LAYER_NORM_EPS, RGB_MEAN, MSNConfig
-from msn_deploy.msn.validation import check_input, should_check
+from msn_deploy.msn.tensor_checks import check_input, should_check
 
 
 class SSConv(nn.Module):

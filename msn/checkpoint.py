@@ -9,11 +9,13 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from msn_deploy.msn.config import CheckpointError, MSNConfig
 from msn_deploy.msn.errors import MissingFileError
+
+if TYPE_CHECKING:  # resolving and hashing a checkpoint (the graph cache's key) needs no torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ def resolve_checkpoint(ckpt: str | os.PathLike) -> Path:
 
 def canonical_state_dict(obj: object, *, ema: bool = True) -> dict[str, torch.Tensor]:
     """Unwrap BasicSR (`params_ema`/`params`), `state_dict`/`model` wrappers and `module.` prefixes."""
+    import torch
+
     preferred = ("params_ema", "params") if ema else ("params", "params_ema")
     while isinstance(obj, dict):
         inner = next((obj[k] for k in (*preferred, "state_dict", "model") if isinstance(obj.get(k), dict)), None)
@@ -151,6 +155,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 
 
 def _load_pickled(path: Path) -> object:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files

@@ -126,13 +126,14 @@ def interrupts_deferred() -> Iterator[None]:
 # argparse value types: a bad value is a usage error (exit 2) before anything runs.
 
 
-def add_precision_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+def add_precision_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str,
+                         choices: tuple[str, ...] = PRECISIONS) -> None:
     """`--precision NAME`, the one spelling of every command (export, run, serve, site), and `--fp16`,
     its short form that the export commands had, for `--precision fp16`; one or the other. Without
     either, `precision` is None: the command's default (argparse would not see a conflict between
     the two if one of them gave a value equal to a default)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--precision", choices=PRECISIONS, help=help)
+    group.add_argument("--precision", choices=choices, help=help)
     group.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="--precision fp16")
 
 

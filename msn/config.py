@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from msn_deploy.msn.errors import UsageError
+
+if TYPE_CHECKING:  # the graph path reads this module without torch
+    import torch
 
 # Per-channel RGB mean subtracted from the input and added back to the output (DIV2K mean).
 RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)

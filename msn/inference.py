@@ -26,7 +26,7 @@ from torch import nn
 from msn_deploy.msn import stats
 from msn_deploy.msn.arch import ESA, MDAB, MSN, SSConv
 from msn_deploy.msn.config import MSNConfig
-from msn_deploy.msn.validation import check_input, should_check
+from msn_deploy.msn.tensor_checks import check_input, should_check
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1, groups: int = 1) -> nn.Conv2d:

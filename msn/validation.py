@@ -1,12 +1,12 @@
-"""Input checks shared by both forms of the network."""
+"""Input checks shared by both forms of the network and every engine, on shapes and statistics
+(no torch here: the graph runtimes check their numpy batches with these; msn.tensor_checks
+holds the checks on torch tensors)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
 
 from msn_deploy.msn.config import MIN_INPUT_SIZE
 from msn_deploy.msn.errors import UsageError
@@ -52,14 +52,6 @@ def check_values(low: float, high: float, finite: bool) -> None:
         raise InputError(f"input values span [{low:.4g}, {high:.4g}] but MSN expects [0, 1]{hint}")
 
 
-def check_input(x: torch.Tensor, channels: int = 3) -> None:
-    """Raise InputError unless x is a floating NCHW tensor batch of finite [0, 1] pixels."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"expected a torch.Tensor, got {type(x).__name__}")
-    check_batch(x.shape, x.is_floating_point(), x.dtype, channels)
-    check_values(float(x.min()), float(x.max()), bool(torch.isfinite(x).all()))
-
-
 _checked_by_caller = threading.local()
 
 
@@ -75,11 +67,6 @@ def inputs_checked() -> Iterator[None]:
         _checked_by_caller.active = before
 
 
-def should_check(x: torch.Tensor) -> bool:
-    """Checks are Python control flow: skip them while a graph is being traced, compiled or
-    captured (CUDA graphs), and where the caller has checked the input already."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False  # first: the compilers never look at the thread-local state below
-    if x.is_cuda and torch.cuda.is_current_stream_capturing():
-        return False
-    return not getattr(_checked_by_caller, "active", False)
+def checked_by_caller() -> bool:
+    """Whether this thread runs inside `inputs_checked`."""
+    return getattr(_checked_by_caller, "active", False)

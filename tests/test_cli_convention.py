@@ -170,10 +170,10 @@ def test_the_layerwise_search_on_an_image_below_29x29_says_so(tmp_path, random_g
 # Where each command's work starts: Ctrl-C arriving there must give 130 and a one-line message.
 # (msn-serve treats Ctrl-C as "stop serving": exit 0, tested with real signals in tests/engines/serve.)
 WORK = {
-    "msn-export": ("msn_deploy.export.to_onnx.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
-    "msn-export-ncnn": ("msn_deploy.export.to_ncnn.export_ncnn", lambda p: ["--ckpt", str(p["ckpt"]), "-o",
+    "msn-export": ("msn_deploy.export.export_onnx", lambda p: ["--ckpt", str(p["ckpt"]), "-o", str(p["tmp"] / "x.onnx")]),
+    "msn-export-ncnn": ("msn_deploy.export.export_ncnn", lambda p: ["--ckpt", str(p["ckpt"]), "-o",
                                                                   str(p["tmp"] / "x.param")]),
-    "msn-build-trt": ("msn_deploy.export.build_trt.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
+    "msn-build-trt": ("msn_deploy.export.build_engine", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"] / "e.plan")]),
     "msn-triton": ("msn_deploy.export.triton_repo.write_triton_repository", lambda p: ["--onnx", str(p["graph"]), "-o", str(p["tmp"])]),
     "msn-upscale": ("msn_deploy.engines.upscale.run_folder_job", lambda p: [str(p["photo"]), "-o", str(p["tmp"] / "o.png"),
                                                                  "--model", str(p["ckpt"])]),

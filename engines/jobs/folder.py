@@ -126,7 +126,7 @@ def plan_job(job: FolderJob) -> _Plan:
     to_file = _single_input(job.inputs) and writes_one_file(job.output, 1, job.output_is_folder)
     prepare_output(job.output, to_file, as_folder=job.output_is_folder)
     target = job.runs_on.resolve(job.model)  # by name: before a model is read
-    header = read_artifact_header(job.model, target.precision)
+    header = read_artifact_header(target.runnable(job.model), target.precision)
     tasks = find_tasks(job.inputs, job.output, recursive=job.recursive, suffix=job.suffix, scale=header.scale,
                        to_file=to_file)
     if job.options.target is not None and len(tasks) == 1:  # one image: a target it cannot reach is bad usage

@@ -97,8 +97,8 @@ def plan_video_job(job: VideoJob) -> Path:
     check_encoder(options.codec, options.pix_fmt, encoder_options(options))
     if not is_video(job.output) and not job.output.suffix:
         prepare_output(job.output, to_file=False)
-    job.runs_on.resolve(job.model)  # by name: before a model is read or downloaded
-    header = read_artifact_header(job.model, job.runs_on.precision)
+    target = job.runs_on.resolve(job.model)  # by name: before a model is read or downloaded
+    header = read_artifact_header(target.runnable(job.model), target.precision)
     check_target(job.src, header.scale, options)
     dst = video_output_path(job.src, job.output, header.scale)
     if dst != job.output:  # named after the input in that folder: its container is known only now

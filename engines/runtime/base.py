@@ -1,36 +1,44 @@
 """One calling convention for every backend: batches in, upscaled batches out.
 
-A backend implements `_infer` on a torch batch that already fits its profile, in its own I/O
-dtype, on its own device (`tensor_device`: the CPU for host runtimes, a CUDA device for GPU ones).
-`Engine.__call__` does the rest for the caller: input checks, float16/float32 conversion,
-splitting batches larger than the profile, and tiling images that are larger than the profile
-(or than `tile`, when the caller sets one to bound memory).
+A backend implements `_infer` on a batch that already fits its profile, in its own I/O dtype: a
+numpy array for host runtimes (OpenVINO, ONNX Runtime on the CPU, ncnn), a torch tensor on the
+engine's `tensor_device` for the others (PyTorch, TensorRT, ONNX Runtime on CUDA). `Engine.__call__`
+does the rest for the caller: input checks, float16/float32 conversion, splitting batches larger
+than the profile, and tiling images that are larger than the profile (or than `tile`, when the
+caller sets one to bound memory).
 
-Everything between the caller and `_infer` runs in torch on the engine's device, so a torch
-tensor stays where it is: a CUDA tensor given to a CUDA engine is checked, padded, tiled and
-blended on the GPU and comes back as a CUDA tensor; only three scalars of the input check and one
-flag of the output check reach the host. numpy in gives numpy out; a GPU engine copies host
-input through a reused pinned buffer. Host runtimes (OpenVINO, ONNX Runtime on CPU) see the
-tensor's memory without a copy.
+Everything between the caller and `_infer` runs in the engine's own array library, through the
+array API standard (array_api_compat): a host runtime's path never imports torch (about a second
+of a command's start), and a torch tensor stays where it is: a CUDA tensor given to a CUDA engine
+is checked, padded, tiled and blended on the GPU and comes back as a CUDA tensor; only three
+scalars of the input check and one flag of the output check reach the host. numpy in gives numpy
+out; a GPU engine copies host input through a reused pinned buffer (engines.runtime.torch_arrays). Host
+runtimes see the array's memory without a copy.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+from array_api_compat import array_namespace, is_torch_array, to_device
+from array_api_compat import device as device_of
 
 from msn_deploy.engines.runtime.tiling import TILE_OVERLAP, TilePlan, check_tiling, tile_weight
 from msn_deploy.msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
 from msn_deploy.msn.formats.graph import MSNGraph
 from msn_deploy.msn.validation import check_batch, check_values, inputs_checked
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+Array = Any  # a numpy array or a torch tensor (the array API has no common type to name)
 
 
 class EngineError(MSNError):
@@ -62,60 +70,53 @@ class ShapeProfile:
         return f"{'x'.join(map(str, self.min))} .. {hi}"
 
 
-TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
+def as_array(x: Array) -> Array:
+    """The caller's batch as it is (a torch tensor detached), or as a numpy array; never a copy."""
+    return x.detach() if is_torch_array(x) else np.asarray(x)
 
 
-def as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """The caller's batch as a torch tensor, sharing memory (numpy arrays are never written to)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    array = np.asarray(x)
-    check_batch(array.shape, np.issubdtype(array.dtype, np.floating), array.dtype)
-    with warnings.catch_warnings():  # read-only arrays (e.g. np.broadcast_to) are only read here
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return torch.from_numpy(array)
+def is_floating(batch: Array) -> bool:
+    return batch.is_floating_point() if is_torch_array(batch) else np.issubdtype(batch.dtype, np.floating)
 
 
-def check_on_device(batch: torch.Tensor) -> None:
+def check_where_it_lives(batch: Array) -> None:
     """Shape, dtype, range and NaN/Inf checks where the batch lives: one sync of three scalars."""
-    check_batch(tuple(batch.shape), batch.is_floating_point(), batch.dtype)
-    low, high, finite = torch.stack((batch.amin().float(), batch.amax().float(),
-                                     torch.isfinite(batch).all().float())).tolist()
+    check_batch(tuple(batch.shape), is_floating(batch), batch.dtype)
+    xp = array_namespace(batch)
+    stats = xp.stack([xp.astype(xp.min(batch), xp.float32), xp.astype(xp.max(batch), xp.float32),
+                      xp.astype(xp.all(xp.isfinite(batch)), xp.float32)])
+    low, high, finite = to_device(stats, "cpu").tolist()
     check_values(low, high, bool(finite))
 
 
-class PinnedStaging:
-    """One reused page-locked host buffer per dtype for host -> GPU copies (grown, never shrunk):
-    pinned memory copies at full PCIe speed, asynchronously, without the driver's extra staging."""
+def contiguous(a: Array) -> Array:
+    return a.contiguous() if is_torch_array(a) else np.ascontiguousarray(a)
 
-    def __init__(self) -> None:
-        self._buffers: dict[torch.dtype, tuple[torch.Tensor, torch.cuda.Event]] = {}
 
-    def to_device(self, batch: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        buffer, copied = self._buffers.get(dtype, (None, None))
-        if buffer is None or buffer.numel() < batch.numel():
-            buffer, copied = torch.empty(batch.numel(), dtype=dtype, pin_memory=True), torch.cuda.Event()
-            self._buffers[dtype] = (buffer, copied)
-        else:
-            copied.synchronize()  # the previous copy out of this buffer has finished: refill it
-        staged = buffer[: batch.numel()].view(batch.shape)
-        staged.copy_(batch)
-        out = staged.to(device, non_blocking=True)
-        copied.record(torch.cuda.current_stream(device))
-        return out
+def to_callers(out: Array, given: Array) -> Array:
+    """An engine's output in the caller's array library, dtype and device."""
+    if is_torch_array(given):
+        import torch  # the caller's own: loaded already
+
+        out = out if is_torch_array(out) else torch.from_numpy(out)
+        return out.to(device=given.device, dtype=given.dtype)
+    if is_torch_array(out):
+        out = out.cpu().numpy()
+    return out.astype(given.dtype, copy=False)
 
 
 class Engine(ABC):
     backend: str = ""
-    tensor_device: torch.device = torch.device("cpu")  # where `_infer` takes and gives its tensors
+    # None for a host runtime (`_infer` takes and gives numpy arrays); GPU engines and PyTorch set
+    # the torch.device where `_infer` takes and gives torch tensors.
+    tensor_device: torch.device | None = None
 
     def __init__(self, scale: int, io_dtype: np.dtype, profile: ShapeProfile, precision: str) -> None:
         self.scale = scale
         self.io_dtype = np.dtype(io_dtype)
-        self.torch_io_dtype = TORCH_DTYPES[self.io_dtype]
         self.profile = profile
         self.precision = precision
-        self._staging = PinnedStaging()
+        self._staging = None  # engines.runtime.torch_arrays.PinnedStaging, made on first host -> GPU copy
 
     @classmethod
     def open_on(cls, artifact: str | Path, device: str, precision: str | None, **options) -> Engine:
@@ -124,10 +125,10 @@ class Engine(ABC):
         return cls(artifact, device=device, **options)
 
     @abstractmethod
-    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run one contiguous NCHW batch that fits the profile, in `torch_io_dtype` on
-        `tensor_device`; return NCHW on the same device (in the I/O dtype or float32). The result
-        must not be a buffer the engine reuses."""
+    def _infer(self, batch: Array) -> Array:
+        """Run one contiguous NCHW batch that fits the profile, in the I/O dtype: a numpy array, or
+        a torch tensor on `tensor_device`; return NCHW of the same kind (in the I/O dtype or
+        float32). The result must not be a buffer the engine reuses."""
 
     def describe(self) -> dict[str, object]:
         return {
@@ -141,9 +142,7 @@ class Engine(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.describe().items())})"
 
-    def __call__(
-        self, x: np.ndarray | torch.Tensor, *, tile: int | None = None, overlap: int = TILE_OVERLAP
-    ) -> np.ndarray | torch.Tensor:
+    def __call__(self, x: Array, *, tile: int | None = None, overlap: int = TILE_OVERLAP) -> Array:
         """Upscale an NCHW batch in [0, 1] (numpy or torch, any float dtype); same type, dtype and
         device back.
 
@@ -151,36 +150,40 @@ class Engine(ABC):
         than the profile are tiled at the largest size the profile allows. Raises EngineError
         rather than return NaN or Inf (e.g. from an overflowing FP16 engine).
         """
-        as_numpy = not isinstance(x, torch.Tensor)
-        given = as_tensor(x)
-        check_on_device(given)
+        given = as_array(x)
+        check_where_it_lives(given)
         _, _, h, w = given.shape
         plan = self._tile_plan(h, w, tile, overlap)
         batch = self._to_engine(given)
-        with torch.no_grad(), inputs_checked():
-            out = self._run(batch) if plan is None else torch.stack([self._infer_tiled(image, plan) for image in batch])
-            if not bool(torch.isfinite(out).all()):
-                raise EngineError(f"{self.backend} ({self.precision}) produced NaN or Inf for a {h}x{w} input; "
-                                  "no output was written. Check the weights, or use an FP32 artifact")
-            out = out.to(given.dtype)
-        if as_numpy:
-            return out.cpu().numpy()
-        return out.to(given.device)
+        xp = array_namespace(batch)
+        with inputs_checked():
+            out = self._run(batch) if plan is None else xp.stack([self._infer_tiled(image, plan) for image in batch])
+        if not bool(xp.all(xp.isfinite(out))):
+            raise EngineError(f"{self.backend} ({self.precision}) produced NaN or Inf for a {h}x{w} input; "
+                              "no output was written. Check the weights, or use an FP32 artifact")
+        return to_callers(out, given)
 
-    def _to_engine(self, batch: torch.Tensor) -> torch.Tensor:
-        """The batch on the engine's device in its I/O dtype (no copy when it is already there)."""
-        device = self.tensor_device
-        if batch.device.type == "cpu" and device.type == "cuda":
-            return self._staging.to_device(batch, device, self.torch_io_dtype)
-        return batch.to(device=device, dtype=self.torch_io_dtype).contiguous()
+    def _to_engine(self, batch: Array) -> Array:
+        """The batch where `_infer` takes it, in the I/O dtype (no copy when it is there already)."""
+        if self.tensor_device is None and not is_torch_array(batch):
+            return np.ascontiguousarray(batch, dtype=self.io_dtype)
+        from msn_deploy.engines.runtime.torch_arrays import PinnedStaging, to_host_array, to_torch_device
+
+        if self.tensor_device is None:
+            return np.ascontiguousarray(to_host_array(batch), dtype=self.io_dtype)
+
+        if self._staging is None:
+            self._staging = PinnedStaging()
+        return to_torch_device(batch, self.tensor_device, self.io_dtype, self._staging)
 
     def fits_hw(self, h: int, w: int) -> bool:
         """Whether an h x w image fits the profile (at any batch size it allows)."""
         return self.profile.fits(self.profile.min[0], h, w)
 
-    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+    def _run(self, batch: Array) -> Array:
         """Run a batch of any size: split to the profile's maximum batch, pad a short last part
         to its minimum batch (by repeating the last image), and check every output's shape."""
+        xp = array_namespace(batch)
         n, c, h, w = batch.shape
         if not self.fits_hw(h, w):
             raise InputError(f"input {h}x{w} is outside the engine's profile {self.profile}; tile it or rebuild")
@@ -188,17 +191,16 @@ class Engine(ABC):
         outs = []
         for start in range(0, n, hi):
             part = batch[start : start + hi]
-            k = len(part)
+            k = part.shape[0]
             if k < lo:
-                part = torch.cat([part, part[-1:].expand(lo - k, -1, -1, -1)])
-            out = self._infer(part.contiguous())
-            expected = (len(part), c, h * self.scale, w * self.scale)
+                part = xp.concat([part, xp.broadcast_to(part[-1:], (lo - k, c, h, w))])
+            out = self._infer(contiguous(part))
+            expected = (part.shape[0], c, h * self.scale, w * self.scale)
             if tuple(out.shape) != expected:
                 raise EngineError(f"{self.backend} returned shape {tuple(out.shape)} for input {tuple(part.shape)}, "
                                   f"expected {expected}: the artifact is not an x{self.scale} MSN; re-export it")
             outs.append(out[:k])
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
-
+        return outs[0] if len(outs) == 1 else xp.concat(outs)
     def _tile_plan(self, h: int, w: int, tile: int | None, overlap: int) -> TilePlan | None:
         max_h, max_w = self.profile.max[1], self.profile.max[2]
         if tile is None:
@@ -221,15 +223,15 @@ class Engine(ABC):
             )
         return plan
 
-    def _infer_tiled(self, image: torch.Tensor, plan: TilePlan) -> torch.Tensor:
-        """One CHW image through overlapping tiles, blended in float32 on the engine's device."""
-        s, device = self.scale, image.device
-        c = image.shape[0]
-        acc = torch.zeros((c, plan.height * s, plan.width * s), dtype=torch.float32, device=device)
-        weight = torch.zeros((plan.height * s, plan.width * s), dtype=torch.float32, device=device)
+    def _infer_tiled(self, image: Array, plan: TilePlan) -> Array:
+        """One CHW image through overlapping tiles, blended in float32 where the image lives."""
+        xp, device = array_namespace(image), device_of(image)
+        s, c = self.scale, image.shape[0]
+        acc = xp.zeros((c, plan.height * s, plan.width * s), dtype=xp.float32, device=device)
+        weight = xp.zeros((plan.height * s, plan.width * s), dtype=xp.float32, device=device)
         for t in plan.tiles():
-            sr = self._run(image[None, :, t.y : t.y + t.h, t.x : t.x + t.w])[0].float()
-            wt = torch.from_numpy(tile_weight(plan, t, s)).to(device)
+            sr = xp.astype(self._run(image[None, :, t.y : t.y + t.h, t.x : t.x + t.w])[0], xp.float32)
+            wt = xp.asarray(tile_weight(plan, t, s), device=device)
             acc[:, t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += sr * wt
             weight[t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += wt
-        return (acc / weight).to(self.torch_io_dtype)
+        return xp.astype(acc / weight, getattr(xp, self.io_dtype.name))

@@ -13,20 +13,18 @@ processes that start at once (video segment workers, Ray actors) export it once 
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import logging
 import os
 import re
 import time
 from pathlib import Path
 
-import torch
-
 from msn_deploy.msn.checkpoint import cache_root, resolve_checkpoint, sha256_of
-from msn_deploy.msn.formats.graph import MSNGraph
-from msn_deploy.msn.formats.precision import ArtifactError, check_precision
+from msn_deploy.msn.formats.graph import EXPORTER, MSNGraph
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS, ArtifactError, check_precision
 
 log = logging.getLogger(__name__)
-
 
 
 def graph_cache_dir() -> Path:
@@ -35,9 +33,8 @@ def graph_cache_dir() -> Path:
 
 def cached_graph_name(checkpoint_sha256: str, precision: str) -> str:
     """The cache's file name: sha256, exporter and torch version, precision (one graph for each)."""
-    from msn_deploy.export.onnx_export import EXPORTER
-
-    tools = re.sub(r"[^A-Za-z0-9.]+", "-", f"{EXPORTER} torch {torch.__version__}")
+    # torch's version from its metadata: a run of a cached graph never loads torch itself
+    tools = re.sub(r"[^A-Za-z0-9.]+", "-", f"{EXPORTER} torch {importlib.metadata.version('torch')}")
     return f"msn-{checkpoint_sha256[:20]}-{tools}-{precision}.onnx"
 
 
@@ -57,7 +54,7 @@ def cached_graph(checkpoint: str | os.PathLike, precision: str = "fp32", folder:
     """The verified ONNX graph of `checkpoint` (a file or known name) in `precision`, exported
     into `folder` (default: the cache's, `graph_cache_dir()`) the first time. Raises what
     `export.export_onnx` raises for a bad checkpoint."""
-    check_precision(precision)
+    check_precision(precision, ARTIFACT_PRECISIONS)
     source = resolve_checkpoint(checkpoint)
     sha256 = sha256_of(source)
     folder = folder or graph_cache_dir()

@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
 from msn_deploy.engines.runtime.targets import BACKENDS
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
-from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, check_precision
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS, DEFAULT_PRECISION, check_precision
 from msn_deploy.msn.threads import check_threads
 
 
@@ -33,7 +32,7 @@ class NcnnEngine(Engine):
                  threads: int | None = None) -> None:
         """`device` is "cpu" or "vulkan" (or "vulkan:N", the N-th Vulkan device ncnn lists);
         `threads` caps ncnn's CPU threads."""
-        check_precision(precision)
+        check_precision(precision, ARTIFACT_PRECISIONS)
         check_threads(threads)
         kind, _, index = device.partition(":")
         if kind not in BACKENDS["ncnn"].devices or (index and (kind == "cpu" or not index.isdigit())):
@@ -52,5 +51,5 @@ class NcnnEngine(Engine):
     def describe(self) -> dict[str, object]:
         return super().describe() | {"device": self.device}
 
-    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self.net.run(image.numpy()) for image in batch]))
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([self.net.run(image) for image in batch])

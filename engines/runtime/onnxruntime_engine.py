@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
 from msn_deploy.msn.formats.graph import MSNGraph
@@ -50,29 +49,35 @@ class OnnxRuntimeEngine(Engine):
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        if device != "cpu":
-            self.tensor_device = torch.device("cuda", 0)
+        if device != "cpu":  # the CUDA providers read and write torch's CUDA tensors in place
+            import torch
+
+            self.torch, self.tensor_device = torch, torch.device("cuda", 0)
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)
         self.path, self.device, self.metadata = path, device, graph.metadata
 
-    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
-        """Runs on the tensors' own memory through I/O binding: no staging copy on either side
+    def _infer(self, batch):
+        """Runs on the arrays' own memory through I/O binding: no staging copy on either side
         (on a GPU, ONNX Runtime reads and writes the CUDA tensors directly)."""
         n, c, h, w = batch.shape
-        out = torch.empty((n, c, h * self.scale, w * self.scale), dtype=batch.dtype, device=batch.device)
-        kind, index = ("cuda", batch.device.index or 0) if batch.is_cuda else ("cpu", 0)
-        if batch.is_cuda:
-            torch.cuda.current_stream(batch.device).synchronize()  # ONNX Runtime runs on its own stream
+        shape = (n, c, h * self.scale, w * self.scale)
+        if self.tensor_device is None:
+            out = np.empty(shape, dtype=batch.dtype)
+            where, batch_ptr, out_ptr = ("cpu", 0), batch.ctypes.data, out.ctypes.data
+        else:
+            out = self.torch.empty(shape, dtype=batch.dtype, device=batch.device)
+            where, batch_ptr, out_ptr = ("cuda", batch.device.index or 0), batch.data_ptr(), out.data_ptr()
+            self.torch.cuda.current_stream(batch.device).synchronize()  # ONNX Runtime runs on its own stream
         binding = self.session.io_binding()
-        binding.bind_input(self.input_name, kind, index, self.io_dtype.type, list(batch.shape), batch.data_ptr())
-        binding.bind_output(self.output_name, kind, index, self.io_dtype.type, list(out.shape), out.data_ptr())
+        binding.bind_input(self.input_name, *where, self.io_dtype.type, list(batch.shape), batch_ptr)
+        binding.bind_output(self.output_name, *where, self.io_dtype.type, list(shape), out_ptr)
         try:
             self.session.run_with_iobinding(binding)
         except RuntimeError as exc:
             if "computed output shape" not in str(exc):
                 raise
-            raise EngineError(f"onnxruntime: the graph does not give {tuple(out.shape)} for {tuple(batch.shape)}: "
+            raise EngineError(f"onnxruntime: the graph does not give {shape} for {tuple(batch.shape)}: "
                               f"the artifact is not an x{self.scale} MSN; re-export it") from None
-        if batch.is_cuda:
+        if self.tensor_device is not None:
             binding.synchronize_outputs()  # written on ONNX Runtime's stream: done before torch reads it
         return out

@@ -18,7 +18,13 @@ from pathlib import Path
 from msn_deploy.engines.runtime.base import Engine
 from msn_deploy.msn.errors import MissingFileError, UsageError
 from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, NCNN, SAFETENSORS, ArtifactKind, artifact_kind
-from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
+from msn_deploy.msn.formats.precision import (
+    ARTIFACT_PRECISIONS,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    artifact_precision,
+    check_precision,
+)
 
 AUTO = "auto"  # the backend `Target.resolve` picks by artifact kind and device
 
@@ -74,22 +80,22 @@ _DEVICE_NOTES = (
 )
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("torch", ("cpu", "cuda"), PRECISIONS, (CHECKPOINT, SAFETENSORS),
+    Backend("torch", ("cpu", "cuda"), ARTIFACT_PRECISIONS, (CHECKPOINT, SAFETENSORS),
             "msn_deploy.engines.runtime.torch_engine:TorchEngine", None, "", "checkpoints",
             device_separator=":", takes_threads=True, runs_weights=True),
     # tensorrt here is ONNX Runtime's TensorRT provider, on the GPU
-    Backend("onnxruntime", ("cpu", "cuda", "tensorrt"), PRECISIONS, (GRAPH, CHECKPOINT, SAFETENSORS),
+    Backend("onnxruntime", ("cpu", "cuda", "tensorrt"), ARTIFACT_PRECISIONS, (GRAPH, CHECKPOINT, SAFETENSORS),
             "msn_deploy.engines.runtime.onnxruntime_engine:OnnxRuntimeEngine", "onnxruntime", "pip install onnxruntime",
             "ONNX graphs", takes_threads=True),
-    # gpu, npu: an Intel GPU or NPU
+    # gpu, npu: an Intel GPU or NPU; bf16: an FP32 graph on a CPU's BF16 units
     Backend("openvino", ("cpu", "gpu", "npu"), PRECISIONS, (GRAPH, CHECKPOINT, SAFETENSORS),
             "msn_deploy.engines.runtime.openvino_engine:OpenVINOEngine", "openvino", "pip install -e '.[cpu]'",
             "ONNX graphs", device_separator=".", takes_threads=True),
-    Backend("tensorrt", ("cuda",), PRECISIONS, (ENGINE,),
+    Backend("tensorrt", ("cuda",), ARTIFACT_PRECISIONS, (ENGINE,),
             "msn_deploy.engines.runtime.tensorrt_engine:TensorRTEngine", None, "", "TensorRT engines"),
     # vulkan: any GPU with a Vulkan driver (AMD, Intel, Apple, NVIDIA); the precision of an ncnn graph is
     # how ncnn computes, chosen when it loads
-    Backend("ncnn", ("cpu", "vulkan"), PRECISIONS, (NCNN,),
+    Backend("ncnn", ("cpu", "vulkan"), ARTIFACT_PRECISIONS, (NCNN,),
             "msn_deploy.engines.runtime.ncnn_engine:NcnnEngine", "ncnn", "pip install -e '.[ncnn]'", "ncnn graphs",
             device_separator=":", takes_threads=True),
 )}
@@ -155,8 +161,10 @@ class Target:
             return self
         backend = backend_named(self.backend)
         backend.check_device(self.device)
-        if self.precision is not None:
-            check_precision(self.precision, backend.precisions, f"precision on --backend {backend.name}")
+        if self.precision is not None and self.precision not in backend.precisions:
+            others = [b.name for b in BACKENDS.values() if self.precision in b.precisions]
+            raise UsageError(f"--backend {backend.name} computes in {', '.join(backend.precisions)}, not "
+                             f"{self.precision}; {self.precision} runs on --backend {' or '.join(others)}")
         return replace(self, backend=backend.name)
 
     def resolve(self, artifact: str | Path) -> Target:
@@ -186,20 +194,25 @@ class Target:
         empty for the others or without a budget."""
         return {"threads": threads} if threads and self.spec.takes_threads else {}
 
+    def runnable(self, artifact: str | Path) -> str | Path:
+        """What this (resolved) target runs for `artifact`: the artifact itself, or for a checkpoint
+        on a graph runtime its graph, exported once into the cache (engines.runtime.graph_cache).
+        MissingFileError for a graph or engine that is not there."""
+        if not artifact_kind(artifact).weights:
+            if not Path(artifact).is_file():
+                raise MissingFileError(f"{artifact} does not exist")
+            return Path(artifact)
+        if self.spec.runs_weights:
+            return artifact
+        from msn_deploy.engines.runtime.graph_cache import cached_graph
+
+        return cached_graph(artifact, artifact_precision(self.precision or DEFAULT_PRECISION))
+
     def open(self, artifact: str | Path, **options) -> Engine:
         """Load `artifact` on this (resolved) target; `options` go to the backend's engine. A
         checkpoint given to a graph runtime runs as its graph, exported once into the cache."""
-        backend = self.spec
-        source: str | Path = artifact
-        if not artifact_kind(artifact).weights:
-            source = Path(artifact)
-            if not source.is_file():
-                raise MissingFileError(f"{source} does not exist")
-        elif not backend.runs_weights:
-            from msn_deploy.engines.runtime.graph_cache import cached_graph
-
-            source = cached_graph(artifact, self.precision or DEFAULT_PRECISION)
-        engine = backend.engine_class().open_on(source, self.device, self.precision, **options)
+        source = self.runnable(artifact)
+        engine = self.spec.engine_class().open_on(source, self.device, self.precision, **options)
         if self.precision is not None and self.precision != engine.precision:
             export = "python export/to_onnx.py" + (" --fp16" if self.precision == "fp16" else " (no --fp16)")
             raise UsageError(f"{source} is an {engine.precision.upper()} artifact, not {self.precision.upper()}; "

@@ -27,12 +27,12 @@ from msn_deploy.engines.runtime.cuda_graphs import GraphReplay
 from msn_deploy.engines.runtime.shape_cache import ShapeCache
 from msn_deploy.engines.runtime.targets import BACKENDS
 from msn_deploy.msn import MSN, MSNInference, UsageError, load_model, to_inference_form
-from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS, check_precision
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS, DEFAULT_PRECISION, check_precision
 from msn_deploy.msn.threads import PASSIVE_WAITING, WAIT_POLICY_VARIABLE, check_threads
 
 log = logging.getLogger(__name__)
 
-DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.float16)))
+DTYPES = dict(zip(ARTIFACT_PRECISIONS, (torch.float32, torch.float16)))
 
 
 def check_torch_device(device: str) -> torch.device:
@@ -90,7 +90,7 @@ class TorchEngine(Engine):
         self.tensor_device = check_torch_device(device)
         if check_threads(threads) is not None:
             torch.set_num_threads(threads)
-        check_precision(precision)
+        check_precision(precision, ARTIFACT_PRECISIONS)
         if precision == "fp16" and not inference_form:
             raise UsageError("FP16 needs the inference form: the training form's whole-image sums overflow float16")
         self._graphs: ShapeCache[GraphReplay] = ShapeCache(cache_size, "CUDA graph")
@@ -136,6 +136,7 @@ class TorchEngine(Engine):
                  time.perf_counter() - started)
         return graph
 
+    @torch.no_grad()
     def _infer(self, batch: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)

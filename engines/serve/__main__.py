@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 
-import torch
 from pydantic import ValidationError
 
 from msn_deploy.engines import runtime
@@ -66,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="HTTP proxies on the head node only, or on every node behind your load balancer")
     p.add_argument("--backend", default=runtime.AUTO, choices=runtime.BACKEND_CHOICES)
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when --gpus-per-replica > 0)")
-    add_precision_option(p, "a checkpoint's precision (default fp32; fp16 is the fast path on a GPU)")
+    add_precision_option(p, "a checkpoint's precision (default fp32; fp16 is the fast path on a GPU; bf16 on the "
+                            "CPU's BF16 units with OpenVINO)")
     p.add_argument("--max-queued", type=positive_int, default=16, help="requests per replica before 503")
     p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB)
     p.add_argument("--body-timeout-s", type=positive_float, default=DEFAULT_BODY_TIMEOUT_S,
@@ -111,6 +111,8 @@ def check_local_resources(settings: ServeSettings) -> None:
                          f"this machine has {cpus}: lower --replicas or --cpus-per-replica (e.g. 0.5)")
     gpus_needed = settings.replicas * settings.gpus_per_replica
     if gpus_needed > 0:
+        import torch  # only where GPUs are asked for: torch takes a second to load
+
         gpus = torch.cuda.device_count()
         if gpus_needed > gpus:
             raise UsageError(f"{settings.replicas} replicas x {settings.gpus_per_replica:g} GPUs need {gpus_needed:g} "

@@ -14,6 +14,7 @@ from pathlib import Path
 from msn_deploy.engines.runtime.tiling import TILE_OVERLAP
 from msn_deploy.engines.web.site import DEFAULT_MAX_PIXELS, DEFAULT_TILE, SiteOptions, export_site
 from msn_deploy.msn.cli import add_precision_option, non_negative_int, positive_int, run_cli
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +25,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     site.add_argument("folder", type=Path, help="a new (or empty) folder")
     site.add_argument("--model", default="official",
                       help="checkpoint, known name (default: official) or .onnx graph")
-    add_precision_option(site, "the graph the page runs (default: fp16 from a checkpoint, a graph's own)")
+    add_precision_option(site, "the graph the page runs (default: fp16 from a checkpoint, a graph's own)",
+                         ARTIFACT_PRECISIONS)
     site.add_argument("--tile", type=positive_int, default=DEFAULT_TILE,
                       help=f"tile size in LR px (default {DEFAULT_TILE})")
     site.add_argument("--overlap", type=non_negative_int, default=TILE_OVERLAP,

@@ -13,6 +13,7 @@ import onnx
 from msn_deploy.msn.errors import MissingFileError
 from msn_deploy.msn.formats.precision import ArtifactError, canonical_dtype, canonical_precision
 
+EXPORTER = "msn-deploy 0.1.0"  # written into every graph; part of the graph cache's key
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 
 

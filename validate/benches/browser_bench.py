@@ -30,7 +30,7 @@ from msn_deploy.engines.web import SiteOptions, WebSite, export_site, serving
 from msn_deploy.msn import MissingFileError
 from msn_deploy.msn.cli import positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
-from msn_deploy.msn.formats.precision import PRECISIONS
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 from msn_deploy.msn.metrics import to_uint8
 from msn_deploy.msn.sample_images import smooth_test_image
 from msn_deploy.validate.core.chromium import chromium_missing, headless_chromium
@@ -140,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m msn_deploy.validate.benches.browser_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="official", help="checkpoint or known name (default: official)")
-    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    p.add_argument("--precision", nargs="+", choices=ARTIFACT_PRECISIONS, default=list(ARTIFACT_PRECISIONS))
     p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--runs", type=positive_int, default=5, help="timed tiles per variant and round (default 5)")
     p.add_argument("--out", type=Path, required=True, help="report path without suffix (.json and .md are written)")

@@ -20,10 +20,10 @@ from pathlib import Path
 from msn_deploy import engines
 from msn_deploy.engines.runtime.base import Engine
 from msn_deploy.engines.runtime.targets import BACKENDS, Target
-from msn_deploy.export.parity import NCNN_FP16_MIN_PSNR_DB
+from msn_deploy.export.parity import NCNN_FP16_MIN_PSNR_DB, OPENVINO_BF16_MIN_PSNR_DB
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.formats.ncnn_net import vulkan_devices
-from msn_deploy.msn.formats.precision import DEFAULT_PRECISION, PRECISIONS
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS, DEFAULT_PRECISION
 from msn_deploy.validate.core.variants import BASELINE, TORCH_VARIANTS
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Candidate:
     timed: bool = True  # False: parity only (with the reason in speed_note)
     speed_note: str | None = None
     graph: Path | None = None  # the ONNX graph it runs, for a layerwise look when it fails
-    min_psnr_db: float | None = None  # an FP16 floor of its own (None: the validator's --min-psnr)
+    min_psnr_db: float | None = None  # a half-precision floor of its own (None: the validator's --min-psnr)
 
     @property
     def precision(self) -> str:
@@ -72,14 +72,25 @@ def _tagged(names: list[str], paths: list[Path]) -> list[str]:
     return [t if tags.count(t) == 1 else f"{n}:{p}" for t, n, p in zip(tags, names, paths)]
 
 
+def _bf16_unavailable() -> str | None:
+    """Why OpenVINO cannot compute in bf16 here, or None."""
+    from msn_deploy.engines.runtime.openvino_engine import cpu_has_bf16
+
+    return BACKENDS["openvino"].unavailable() or (None if cpu_has_bf16() else "this CPU has no BF16 units")
+
+
 def graph_candidates(graphs: list[Path], threads: int | None = None) -> list[Candidate]:
     """Each ONNX graph on every device of ONNX Runtime and on OpenVINO's CPU, in the graph's own
-    precision (a device this machine lacks is reported by the engine when it loads)."""
+    precision (a device this machine lacks is reported by the engine when it loads); an FP32 graph
+    also on OpenVINO in bf16, judged by its own floor."""
     targets = [Target("onnxruntime", d) for d in BACKENDS["onnxruntime"].devices] + [Target("openvino", "cpu")]
     rows = [(Target(t.backend, t.device, read_artifact_header(g).precision), g) for g in graphs for t in targets]
+    rows += [(Target("openvino", "cpu", "bf16"), g) for g in graphs if read_artifact_header(g).precision == "fp32"]
     names = _tagged([t.label for t, _ in rows], [g for _, g in rows])
+    bf16_unavailable = _bf16_unavailable() if any(t.precision == "bf16" for t, _ in rows) else None
     return [Candidate(name, target, graph, _threads(target.backend, threads) if target.device == "cpu" else {},
-                      skip_reason=target.spec.unavailable(), graph=graph)
+                      skip_reason=bf16_unavailable if target.precision == "bf16" else target.spec.unavailable(),
+                      graph=graph, min_psnr_db=OPENVINO_BF16_MIN_PSNR_DB if target.precision == "bf16" else None)
             for name, (target, graph) in zip(names, rows)]
 
 
@@ -94,7 +105,7 @@ def ncnn_candidates(params: list[Path], threads: int | None = None) -> list[Cand
     emulated = bool(devices) and all("llvmpipe" in name for name in devices)
     note = f"{devices[0] if devices else ''} emulates Vulkan on the CPU: its speed says nothing about a GPU"
     rows = [(Target("ncnn", "cpu", "fp32"), p) for p in params]
-    rows += [(Target("ncnn", "vulkan", precision), p) for p in params for precision in PRECISIONS]
+    rows += [(Target("ncnn", "vulkan", precision), p) for p in params for precision in ARTIFACT_PRECISIONS]
     names = _tagged([t.label for t, _ in rows], [p for _, p in rows])
     candidates = []
     for name, (target, param) in zip(names, rows):

@@ -6,8 +6,6 @@ import os
 import platform
 import subprocess
 
-import torch
-
 from msn_deploy.msn.formats.tensorrt import FLAVOURS
 from msn_deploy.msn.threads import WAIT_POLICY_VARIABLE
 
@@ -40,6 +38,8 @@ def _driver() -> str | None:
 
 
 def machine_info() -> dict[str, object]:
+    import torch  # when a report is written, not when a command's arguments are read
+
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {
         "platform": platform.platform(),

@@ -28,7 +28,7 @@ from msn_deploy.msn import MissingFileError, MSNError, sha256_of
 from msn_deploy.msn.checkpoint import KNOWN_CHECKPOINTS, ChecksumError
 from msn_deploy.msn.cli import positive_int, run_cli
 from msn_deploy.msn.files import atomic_write_bytes, make_output_folder
-from msn_deploy.msn.formats.precision import PRECISIONS
+from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 from msn_deploy.validate.validator.gpu_suite import CHECKPOINT, REFERENCES
 
 log = logging.getLogger("msn.prepare_gpu_run")
@@ -83,7 +83,7 @@ def prepare(shared: Path, out: Path, *, wheels: bool = True, graphs: bool = True
         from msn_deploy.engines.runtime.graph_cache import cached_graph
 
         (out / "graphs").mkdir(exist_ok=True)
-        for precision in PRECISIONS:
+        for precision in ARTIFACT_PRECISIONS:
             shutil.copyfile(cached_graph(checkpoint, precision), out / "graphs" / f"msn_x4_{precision}.onnx")
     if wheels:
         (out / "wheels").mkdir(exist_ok=True)

@@ -102,6 +102,7 @@ def test_the_input_is_checked_once_per_call(torch_engine, monkeypatch):
     real = msn_validation.check_values
     monkeypatch.setattr(msn_validation, "check_values", lambda *a: calls.append(a) or real(*a))
     monkeypatch.setattr("msn_deploy.engines.runtime.base.check_values", msn_validation.check_values)
+    monkeypatch.setattr("msn_deploy.msn.tensor_checks.check_values", msn_validation.check_values)
     torch_engine(smooth_test_image(1, 32, 32))
     assert len(calls) == 1
     # Outside an engine the model still checks its input itself.

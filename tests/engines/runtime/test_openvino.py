@@ -1,16 +1,28 @@
-"""The OpenVINO backend: parity with eager PyTorch, the per-shape compile cache, options, dispatch."""
+"""The OpenVINO backend: parity with eager PyTorch, the per-shape compile caches (in memory, on\ndisk), bf16 on the CPU's BF16 units, options, dispatch."""
 
 from __future__ import annotations
 
+import locale
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from msn_deploy import engines
-from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine
+from msn_deploy.engines import upscale
+from msn_deploy.engines.runtime import openvino_engine
+from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine, cpu_has_bf16
 from msn_deploy.engines.runtime.targets import auto_backend
 from msn_deploy.export import to_onnx
-from msn_deploy.msn import InputError
+from msn_deploy.export.parity import OPENVINO_BF16_MIN_PSNR_DB
+from msn_deploy.msn import InputError, UsageError
 from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS
 from msn_deploy.msn.formats.precision import ArtifactError
 from msn_deploy.msn.metrics import psnr
@@ -124,3 +136,94 @@ def test_a_thread_budget_leaves_the_threads_unpinned(random_graph):
     compiled = shared._requests.values()[0].get_compiled_model()
     assert compiled.get_property("ENABLE_CPU_PINNING") is False
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+
+
+COMPILE = """
+import logging, sys
+import numpy as np
+from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine
+from msn_deploy.msn.sample_images import smooth_test_image
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+engine = OpenVINOEngine(sys.argv[1], bf16=sys.argv[2] == "bf16")
+np.save(sys.argv[3], engine(smooth_test_image(1, 36, 44).numpy()))
+"""
+
+
+def compile_in_a_process(graph, out, precision: str = "fp32") -> str:
+    """How a fresh process got its compiled shape: "compiled" or "loaded from the disk cache"."""
+    done = subprocess.run([sys.executable, "-c", COMPILE, str(graph), precision, str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return re.search(r"openvino: (compiled|loaded from the disk cache) for 1x3x36x44", done.stderr).group(1)
+
+
+def test_a_compiled_shape_is_loaded_by_the_next_process_and_a_changed_graph_is_not(random_graph, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path / "cache"))
+    graph = tmp_path / "msn.onnx"
+    shutil.copy(random_graph, graph)
+    assert compile_in_a_process(graph, tmp_path / "first.npy") == "compiled"
+    assert compile_in_a_process(graph, tmp_path / "second.npy") == "loaded from the disk cache"
+    assert np.array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "second.npy"))
+    # The same file name with one weight changed: a graph of its own.
+    model = onnx.load(graph)
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.01, weight.name))
+    onnx.save(model, graph)
+    assert compile_in_a_process(graph, tmp_path / "changed.npy") == "compiled"
+    assert not np.array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "changed.npy"))
+    if cpu_has_bf16():  # OpenVINO's own key would hand a bf16 compile the f32 blob (measured)
+        assert compile_in_a_process(graph, tmp_path / "bf16.npy", "bf16") == "compiled"
+
+
+def test_two_threads_compiling_at_once_leave_the_locale_alone(random_graph, tmp_path, monkeypatch):
+    """OpenVINO switches the C locale while it writes a cached blob; two compiles at once left
+    LC_CTYPE at "C" for the rest of the process (Python then read UTF-8 files as ASCII)."""
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path / "cache"))
+    before = locale.setlocale(locale.LC_CTYPE)
+    for h in (33, 34, 35):
+        shapes = [np.zeros((1, 3, h, w), np.float32) for w in (40, 41)]
+        pair = [OpenVINOEngine(random_graph, threads=1) for _ in shapes]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda engine, x: engine(x), pair, shapes))
+        assert locale.setlocale(locale.LC_CTYPE) == before
+
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no BF16 units (AVX512_BF16 or AMX)")
+
+
+@needs_bf16
+def test_bf16_on_the_reference_photos(official_graph, reference_cases):
+    bf16 = engines.load(official_graph, "openvino", precision="bf16")
+    fp32 = engines.load(official_graph, "openvino")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
+    for case in reference_cases:
+        x = case.input_tensor().numpy()
+        out = to_hwc(bf16(x))
+        assert psnr(out, case.sr) >= OPENVINO_BF16_MIN_PSNR_DB, case.name
+        assert np.abs(out - to_hwc(fp32(x))).max() > 1e-3, "bf16 computed as fp32"
+
+
+@needs_bf16
+def test_bf16_from_a_checkpoint_runs_its_fp32_graph(random_ckpt, random_graph):
+    engine = engines.load(random_ckpt, precision="bf16")
+    assert isinstance(engine, OpenVINOEngine) and engine.precision == "bf16" and engine.path == random_graph
+
+
+def test_bf16_is_refused_where_the_cpu_lacks_it(random_graph, photo, tmp_path, monkeypatch, caplog):
+    """No CPU here lacks BF16 on demand: OpenVINO's capability list is what the engine asks."""
+    monkeypatch.setattr(openvino_engine, "cpu_has_bf16", lambda core=None: False)
+    with pytest.raises(engines.DeviceError, match="this CPU has no BF16 units.*use fp32"):
+        engines.load(random_graph, "openvino", precision="bf16")
+    out = tmp_path / "out.png"
+    assert upscale.main([str(photo), "-o", str(out), "--model", str(random_graph), "--precision", "bf16"]) == 2
+    assert "this CPU has no BF16 units" in caplog.text and not out.exists()
+
+
+def test_bf16_runs_an_fp32_graph_on_openvino_only(random_graph, random_fp16_graph, random_ckpt):
+    for backend, artifact in (("onnxruntime", random_graph), ("torch", random_ckpt)):
+        with pytest.raises(UsageError, match=f"--backend {backend} computes in fp32, fp16, not bf16; bf16 runs on "
+                                             "--backend openvino"):
+            engines.load(artifact, backend, precision="bf16")
+    with pytest.raises(UsageError, match="bf16 runs an FP32 graph.* is FP16"):
+        engines.load(random_fp16_graph, "openvino", precision="bf16")
