@@ -20,9 +20,10 @@ FP16_MIN_PSNR_DB = 60.0
 NCNN_FP16_MIN_PSNR_DB = 50.0
 # OpenVINO's bf16 on a CPU (an FP32 graph on AVX512_BF16/AMX units) rounds activations and the
 # output to bfloat16's 8-bit mantissa: measured 51.1 dB (astronaut, worst pixel 19 levels) and
-# 55.5 dB (chelsea) vs float64; marking statistics or end convolutions to stay FP32 changed nothing
-# (OpenVINO 2026.4, docs/BENCHMARKS.md). Its floor sits just below what it measures.
-OPENVINO_BF16_MIN_PSNR_DB = 50.0
+# 55.5 dB (chelsea) vs float64 with the official weights, 47.4 dB with random-init weights on the
+# validator's synthetic image; marking statistics or end convolutions to stay FP32 changed nothing
+# (OpenVINO 2026.4, docs/BENCHMARKS.md). Its floor sits below the lowest of these.
+OPENVINO_BF16_MIN_PSNR_DB = 45.0
 # The exporter's FP32 bound vs the eager training form; measured about 2e-6 on random and official weights.
 FP32_MAX_ABS = 2e-4
 

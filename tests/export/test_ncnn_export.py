@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from msn_deploy.export import to_ncnn
-from msn_deploy.export.ncnn_export import export_ncnn
+from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
 from msn_deploy.export.parity import FP32_MAX_ABS
 from msn_deploy.export.verify import VerificationError
 from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, vulkan_devices
@@ -71,7 +71,7 @@ def test_official_weights_on_vulkan_fp32_and_fp16(official_ncnn, reference_cases
 
 
 def test_half_precision_weights(tmp_path, random_ckpt, random_ncnn):
-    done = export_ncnn(random_ckpt, tmp_path / "half.param", to_ncnn.NcnnExportOptions(fp16=True))
+    done = export_ncnn(random_ckpt, tmp_path / "half.param", NcnnExportOptions(fp16=True))
     assert done.weights.stat().st_size < 0.6 * random_ncnn.weights.stat().st_size
     assert all(result.passed and result.psnr_db >= FP16_MIN_PSNR_DB for _, result in done.verification)
 

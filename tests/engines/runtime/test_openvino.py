@@ -21,7 +21,6 @@ from msn_deploy.engines.runtime import openvino_engine
 from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine, cpu_has_bf16
 from msn_deploy.engines.runtime.targets import auto_backend
 from msn_deploy.export import to_onnx
-from msn_deploy.export.parity import OPENVINO_BF16_MIN_PSNR_DB
 from msn_deploy.msn import InputError, UsageError
 from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, SAFETENSORS
 from msn_deploy.msn.formats.precision import ArtifactError
@@ -189,6 +188,9 @@ def test_two_threads_compiling_at_once_leave_the_locale_alone(random_graph, tmp_
         assert locale.setlocale(locale.LC_CTYPE) == before
 
 
+# The official weights measure 51.1 dB (astronaut) and 55.5 dB (chelsea) in bf16: closer than the
+# validator's floor for any weights (OPENVINO_BF16_MIN_PSNR_DB, which random-init weights need).
+OFFICIAL_BF16_MIN_PSNR_DB = 50.5
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no BF16 units (AVX512_BF16 or AMX)")
 
 
@@ -200,7 +202,7 @@ def test_bf16_on_the_reference_photos(official_graph, reference_cases):
     for case in reference_cases:
         x = case.input_tensor().numpy()
         out = to_hwc(bf16(x))
-        assert psnr(out, case.sr) >= OPENVINO_BF16_MIN_PSNR_DB, case.name
+        assert psnr(out, case.sr) >= OFFICIAL_BF16_MIN_PSNR_DB, case.name
         assert np.abs(out - to_hwc(fp32(x))).max() > 1e-3, "bf16 computed as fp32"
 
 
