@@ -19,10 +19,19 @@ class Hdr10:
     light: tuple[int, int] | None  # MaxCLL, MaxFALL (cd/m2)
 
 
+def side_data_of(frame) -> list:
+    """A frame's side data entries: PyAV 18.1.1 iterates `frame.side_data` as a mapping (its
+    types), 18.1.0 and earlier as the entries themselves."""
+    from av.sidedata.sidedata import Type
+
+    sides = frame.side_data
+    return [sides[item] if isinstance(item, Type) else item for item in sides]
+
+
 def hdr10_of(frame) -> Hdr10 | None:
     """A decoded frame's HDR10 metadata (FFmpeg's side data, from the bitstream or the container)."""
     display = light = None
-    for side in frame.side_data:
+    for side in side_data_of(frame):
         if side.type.name == "MASTERING_DISPLAY_METADATA":
             # AVMasteringDisplayMetadata: 8 rationals (r, g, b, white: x and y), min and max
             # luminance as rationals, then has_primaries and has_luminance.
