@@ -39,10 +39,18 @@ def two_nodes():
         yield cluster
 
 
-def nodes_serving(url: str, body: bytes, count: int) -> set[str]:
-    replies = [requests.post(url + "/v1/upscale", data=body, timeout=120) for _ in range(count)]
-    assert all(r.status_code == 200 for r in replies)
-    return {r.headers["X-MSN-Node"] for r in replies}
+def nodes_serving(url: str, body: bytes, nodes: int, limit: int = 64) -> set[str]:
+    """The nodes that answered requests sent one after another, until `nodes` of them have (or
+    `limit` requests): Serve's router picks by the replicas' queue lengths as it probes them, and a
+    run of one replica's answers is not a failure to spread (16 went to one node once, run S3)."""
+    seen = set()
+    for _ in range(limit):
+        reply = requests.post(url + "/v1/upscale", data=body, timeout=120)
+        assert reply.status_code == 200, reply.text
+        seen.add(reply.headers["X-MSN-Node"])
+        if len(seen) >= nodes:
+            break
+    return seen
 
 
 def wait_for_replicas(url: str, count: int, timeout_s: float = 300) -> None:
@@ -138,7 +146,7 @@ def test_two_replicas_on_two_nodes_survive_a_killed_replica(two_nodes, random_gr
         service.wait_healthy()
         wait_for_replicas(service.url, 2)
         # Serve's router spreads requests over replicas; both nodes must answer some.
-        assert len(nodes_serving(service.url, bodies[0], 16)) == 2
+        assert len(nodes_serving(service.url, bodies[0], 2)) == 2
 
         before = replica_pids(tmpdir)
         assert len(before) == 2
@@ -179,7 +187,7 @@ def test_two_replicas_on_two_nodes_survive_a_killed_replica(two_nodes, random_gr
             time.sleep(1)
         assert replaced(), f"the killed replica was not replaced in 300 s: replicas {replica_pids(tmpdir)}"
         wait_for_replicas(service.url, 2)
-        assert len(nodes_serving(service.url, bodies[1], 16)) == 2
+        assert len(nodes_serving(service.url, bodies[1], 2)) == 2
     finally:
         code = service.stop()
     assert code == 0, service.output()[-3000:]
