@@ -16,7 +16,7 @@ import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-import importlib
+from msn_deploy.msn.lazy_names import names_on_first_use
 
 _API = {
     "ExportOptions": "msn_deploy.export.onnx_graph",
@@ -42,13 +42,4 @@ _API = {
 }
 
 __all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> object:
-    if name not in _API:
-        raise AttributeError(f"module 'export' has no attribute {name!r}")
-    return getattr(importlib.import_module(_API[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__getattr__, __dir__ = names_on_first_use(__name__, _API)

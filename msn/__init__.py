@@ -5,8 +5,6 @@ import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-import importlib
-
 from msn_deploy.msn.checkpoint import (
     KNOWN_CHECKPOINTS,
     Checkpoint,
@@ -17,29 +15,19 @@ from msn_deploy.msn.checkpoint import (
 )
 from msn_deploy.msn.config import MIN_INPUT_SIZE, CheckpointError, MSNConfig
 from msn_deploy.msn.errors import MissingFileError, MSNError, PathError, UsageError
+from msn_deploy.msn.lazy_names import names_on_first_use
 from msn_deploy.msn.validation import InputError
 
-# The networks load torch (about a second): imported on first use, so that a command that runs a
-# graph, or only parses its arguments, never pays for it (PEP 562).
-_ON_FIRST_USE = {
-    "MSN": "arch",
-    "MSNInference": "inference",
-    "to_inference_form": "inference",
-    "build_model": "loading",
-    "load_model": "loading",
-    "random_model": "loading",
-    "check_input": "tensor_checks",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _ON_FIRST_USE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
+# The networks load torch (about a second): imported on first use.
+__getattr__, __dir__ = names_on_first_use(__name__, {
+    "MSN": "msn_deploy.msn.arch",
+    "MSNInference": "msn_deploy.msn.inference",
+    "to_inference_form": "msn_deploy.msn.inference",
+    "build_model": "msn_deploy.msn.loading",
+    "load_model": "msn_deploy.msn.loading",
+    "random_model": "msn_deploy.msn.loading",
+    "check_input": "msn_deploy.msn.tensor_checks",
+})
 
 __all__ = [
     "KNOWN_CHECKPOINTS",

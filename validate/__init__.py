@@ -10,16 +10,11 @@ import msn_deploy.msn.threads  # noqa: F401
 
 # isort: split
 
-import importlib
+from msn_deploy.msn.lazy_names import names_on_first_use
 
 # The validator loads torch and every runtime: imported on first use, so that each command's
-# --help (every command here lives in this package) answers at once (PEP 562).
+# --help (every command here lives in this package) answers at once.
 _API = ("NothingToCompare", "ValidationReport", "ValidationSettings", "run")
+__getattr__, __dir__ = names_on_first_use(__name__, dict.fromkeys(_API, "msn_deploy.validate.validator.runner"))
 
 __all__ = list(_API)
-
-
-def __getattr__(name: str) -> object:
-    if name not in _API:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module("msn_deploy.validate.validator.runner"), name)

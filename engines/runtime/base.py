@@ -171,7 +171,6 @@ class Engine(ABC):
 
         if self.tensor_device is None:
             return np.ascontiguousarray(to_host_array(batch), dtype=self.io_dtype)
-
         if self._staging is None:
             self._staging = PinnedStaging()
         return to_torch_device(batch, self.tensor_device, self.io_dtype, self._staging)
@@ -201,6 +200,7 @@ class Engine(ABC):
                                   f"expected {expected}: the artifact is not an x{self.scale} MSN; re-export it")
             outs.append(out[:k])
         return outs[0] if len(outs) == 1 else xp.concat(outs)
+
     def _tile_plan(self, h: int, w: int, tile: int | None, overlap: int) -> TilePlan | None:
         max_h, max_w = self.profile.max[1], self.profile.max[2]
         if tile is None:

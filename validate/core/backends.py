@@ -84,8 +84,9 @@ def graph_candidates(graphs: list[Path], threads: int | None = None) -> list[Can
     precision (a device this machine lacks is reported by the engine when it loads); an FP32 graph
     also on OpenVINO in bf16, judged by its own floor."""
     targets = [Target("onnxruntime", d) for d in BACKENDS["onnxruntime"].devices] + [Target("openvino", "cpu")]
-    rows = [(Target(t.backend, t.device, read_artifact_header(g).precision), g) for g in graphs for t in targets]
-    rows += [(Target("openvino", "cpu", "bf16"), g) for g in graphs if read_artifact_header(g).precision == "fp32"]
+    precisions = {g: read_artifact_header(g).precision for g in graphs}
+    rows = [(Target(t.backend, t.device, precisions[g]), g) for g in graphs for t in targets]
+    rows += [(Target("openvino", "cpu", "bf16"), g) for g in graphs if precisions[g] == "fp32"]
     names = _tagged([t.label for t, _ in rows], [g for _, g in rows])
     bf16_unavailable = _bf16_unavailable() if any(t.precision == "bf16" for t, _ in rows) else None
     return [Candidate(name, target, graph, _threads(target.backend, threads) if target.device == "cpu" else {},
