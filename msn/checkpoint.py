@@ -183,8 +183,12 @@ def read_checkpoint(ckpt: str | os.PathLike, *, ema: bool = True) -> Checkpoint:
     name into a canonical state dict and its MSNConfig."""
     path = resolve_checkpoint(ckpt)
     raw = _load_safetensors(path) if path.suffix.lower() == SAFETENSORS_SUFFIX else _load_pickled(path)
-    state_dict = canonical_state_dict(raw, ema=ema)
-    return Checkpoint(state_dict, MSNConfig.from_state_dict(state_dict), path, sha256_of(path))
+    try:
+        state_dict = canonical_state_dict(raw, ema=ema)
+        config = MSNConfig.from_state_dict(state_dict)
+    except CheckpointError as exc:  # folder jobs and segments read many: say which file
+        raise CheckpointError(f"{path}: {exc}") from None
+    return Checkpoint(state_dict, config, path, sha256_of(path))
 
 
 def state_dict_mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:

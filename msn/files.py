@@ -43,6 +43,9 @@ def check_writable(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise PathError(f"output {path} is a directory; give a file name")
     if not parent.is_dir():
+        existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise PathError(f"output {path}: {existing} is a file, not a folder")
         raise MissingFileError(f"output folder {parent} does not exist")
     check_folder_writable(parent)
     return path

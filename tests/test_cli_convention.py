@@ -21,8 +21,16 @@ from msn_deploy.engines.serve import __main__ as serve_cli
 from msn_deploy.engines.web import __main__ as web_cli
 from msn_deploy.export import build_trt, to_ncnn, to_onnx, triton_repo
 from msn_deploy.msn.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, positive_int
-from msn_deploy.validate.benches import busy_bench, jobs_bench, loadtest, seams, video_bench
-from msn_deploy.validate.validator import layerwise, runner
+from msn_deploy.validate.benches import (
+    busy_bench,
+    command_bench,
+    jobs_bench,
+    loadtest,
+    memory_bench,
+    seams,
+    video_bench,
+)
+from msn_deploy.validate.validator import command, layerwise
 from tests.conftest import REPO
 from tests.util import SUBPROCESS_TIMEOUT_S, exit_code
 
@@ -33,13 +41,15 @@ COMMANDS = {
     "msn-triton": triton_repo.main,
     "msn-upscale": upscale.main,
     "msn-serve": serve_cli.main,
-    "msn-validate": runner.main,
+    "msn-validate": command.main,
     "msn-loadtest": loadtest.main,
     "msn-video-bench": video_bench.main,
     "msn-jobs-bench": jobs_bench.main,
     "msn-busy-bench": busy_bench.main,
     "msn-seams": seams.main,
     "msn-layerwise": layerwise.main,
+    "msn-memory-bench": memory_bench.main,
+    "msn-command-bench": command_bench.main,
 }
 
 
@@ -70,6 +80,8 @@ BAD_ARGUMENTS = {
     "msn-busy-bench": ["--model", "m.pth", "--size", "64"],
     "msn-seams": ["--image", "in.png", "--tiles", "64"],
     "msn-layerwise": ["--reference", "a.onnx", "--candidate", "b.onnx", "--min-psnr", "-1"],
+    "msn-memory-bench": ["--sizes", "800x600", "400x400", "--out", "m"],
+    "msn-command-bench": ["--image", "p.png", "--out", "c", "--runs", "0"],
 }
 
 
@@ -120,6 +132,8 @@ def missing_file_arguments(command: str, tmp_path, random_graph) -> list[str]:
         "msn-seams": ["--model", str(random_graph), "--image", missing + ".png"],
         "msn-layerwise": ["--reference", str(random_graph), "--candidate", missing + ".onnx", "--out",
                           str(tmp_path / "lw")],
+        "msn-memory-bench": ["--model", missing + ".onnx", "--out", str(tmp_path / "m")],
+        "msn-command-bench": ["--model", str(random_graph), "--image", missing + ".png", "--out", str(tmp_path / "c")],
     }[command]
 
 
@@ -139,11 +153,13 @@ def output_folder_arguments(command: str, folder: str, random_ckpt, random_graph
         "msn-jobs-bench": ["--model", str(random_graph), "--out", folder],
         "msn-busy-bench": ["--model", str(random_ckpt), "--out", folder],
         "msn-layerwise": ["--reference", str(random_graph), "--candidate", str(random_graph), "--out", folder],
+        "msn-memory-bench": ["--model", str(random_graph), "--out", folder],
+        "msn-command-bench": ["--model", str(random_graph), "--image", str(random_graph), "--out", folder],
     }[command]
 
 
 @pytest.mark.parametrize("command", ["msn-triton", "msn-validate", "msn-video-bench", "msn-jobs-bench",
-                                     "msn-busy-bench", "msn-layerwise"])
+                                     "msn-busy-bench", "msn-layerwise", "msn-memory-bench", "msn-command-bench"])
 @pytest.mark.parametrize("where", ["is", "inside"])
 def test_a_file_where_the_output_folder_goes_is_a_usage_error(command, where, tmp_path, random_ckpt, random_graph,
                                                               caplog):
@@ -188,6 +204,10 @@ WORK = {
     "msn-seams": ("msn_deploy.validate.benches.seams.seam_error", lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"])]),
     "msn-layerwise": ("msn_deploy.validate.validator.layerwise.compare_layers", lambda p: ["--reference", str(p["graph"]), "--candidate",
                                                                       str(p["graph"]), "--out", str(p["tmp"])]),
+    "msn-memory-bench": ("msn_deploy.validate.benches.memory_bench.measure",
+                         lambda p: ["--model", str(p["graph"]), "--out", str(p["tmp"])]),
+    "msn-command-bench": ("msn_deploy.validate.benches.command_bench.measure",
+                          lambda p: ["--model", str(p["graph"]), "--image", str(p["photo"]), "--out", str(p["tmp"])]),
 }
 
 

@@ -14,7 +14,9 @@ from msn_deploy.msn.lazy_names import names_on_first_use
 
 # The validator loads torch and every runtime: imported on first use, so that each command's
 # --help (every command here lives in this package) answers at once.
-_API = ("NothingToCompare", "ValidationReport", "ValidationSettings", "run")
-__getattr__, __dir__ = names_on_first_use(__name__, dict.fromkeys(_API, "msn_deploy.validate.validator.runner"))
+_RUNNER = "msn_deploy.validate.validator.runner"
+_API = {"NothingToCompare": _RUNNER, "ValidationReport": _RUNNER, "run": _RUNNER,
+        "ValidationSettings": "msn_deploy.validate.validator.settings"}
+__getattr__, __dir__ = names_on_first_use(__name__, _API)
 
 __all__ = list(_API)

@@ -28,6 +28,7 @@ import numpy as np
 from array_api_compat import array_namespace, is_torch_array, to_device
 from array_api_compat import device as device_of
 
+from msn_deploy.engines.runtime.memory import BUDGET_ENV, TILED_IMAGE_BYTES_PER_PIXEL, memory_budget, tile_within
 from msn_deploy.engines.runtime.tiling import TILE_OVERLAP, TilePlan, check_tiling, tile_weight
 from msn_deploy.msn import MIN_INPUT_SIZE, InputError, MSNError, UsageError
 from msn_deploy.msn.formats.graph import MSNGraph
@@ -110,6 +111,9 @@ class Engine(ABC):
     # None for a host runtime (`_infer` takes and gives numpy arrays); GPU engines and PyTorch set
     # the torch.device where `_infer` takes and gives torch tensors.
     tensor_device: torch.device | None = None
+    # Peak host memory of a whole-image run per LR pixel (engines.runtime.memory); None where host
+    # memory does not bound the run (GPU engines), and then nothing is tiled for memory.
+    peak_bytes_per_pixel: int | None = None
 
     def __init__(self, scale: int, io_dtype: np.dtype, profile: ShapeProfile, precision: str) -> None:
         self.scale = scale
@@ -180,13 +184,19 @@ class Engine(ABC):
         return self.profile.fits(self.profile.min[0], h, w)
 
     def _run(self, batch: Array) -> Array:
-        """Run a batch of any size: split to the profile's maximum batch, pad a short last part
-        to its minimum batch (by repeating the last image), and check every output's shape."""
+        """Run a batch of any size: split to the profile's maximum batch (and to what the memory
+        budget allows), pad a short last part to its minimum batch (by repeating the last image),
+        and check every output's shape."""
         xp = array_namespace(batch)
         n, c, h, w = batch.shape
         if not self.fits_hw(h, w):
             raise InputError(f"input {h}x{w} is outside the engine's profile {self.profile}; tile it or rebuild")
         lo, hi = self.profile.min[0], self.profile.max[0] or n
+        within = self._images_within_budget(h, w) if n > 1 else None
+        if within is not None and within < hi:
+            hi = max(within, lo, 1)
+            log.info("%s: %d images of %dx%d at once would exceed the memory budget: %d at a time",
+                     self.backend, n, h, w, hi)
         outs = []
         for start in range(0, n, hi):
             part = batch[start : start + hi]
@@ -203,9 +213,12 @@ class Engine(ABC):
 
     def _tile_plan(self, h: int, w: int, tile: int | None, overlap: int) -> TilePlan | None:
         max_h, max_w = self.profile.max[1], self.profile.max[2]
-        if tile is None:
-            if self.fits_hw(h, w):
+        if tile is None and self.fits_hw(h, w):
+            tile = self._tile_for_memory(h, w)
+            if tile is None:
                 return None
+            overlap = min(overlap, tile // 2 - 1)
+        elif tile is None:
             tile = min(v for v in (max_h, max_w) if v is not None)
             overlap = min(overlap, tile // 2 - 1)
             log.info("image %dx%d exceeds profile %s: tiling at %d LR px, overlap %d",
@@ -223,6 +236,33 @@ class Engine(ABC):
             )
         return plan
 
+    def _images_within_budget(self, h: int, w: int) -> int | None:
+        """How many h x w images one run may take within the memory budget (engines.runtime.memory):
+        0 when not even one fits; None when nothing bounds it (a GPU engine, or no budget known)."""
+        if not self.peak_bytes_per_pixel:
+            return None
+        budget = memory_budget()
+        return None if budget is None else budget[0] // (h * w * self.peak_bytes_per_pixel)
+
+    def _tile_for_memory(self, h: int, w: int) -> int | None:
+        """The tile size that keeps one h x w image within the memory budget, or None when it fits whole."""
+        if self._images_within_budget(h, w) != 0:
+            return None
+        budget, source = memory_budget()
+        tile = tile_within(budget, self.peak_bytes_per_pixel, h, w)
+        if h * w * TILED_IMAGE_BYTES_PER_PIXEL > budget:
+            log.warning("%s: even tiled, a %dx%d image holds about %.1f GB whole (its output and buffers), over the "
+                        "memory budget of %.1f GB (%s)", self.backend, h, w,
+                        h * w * TILED_IMAGE_BYTES_PER_PIXEL / 2**30, budget / 2**30, source)
+        if tile >= h and tile >= w:
+            return None
+        log.info("%s: a %dx%d image needs about %.1f GB whole, over the memory budget of %.1f GB (%s): "
+                 "tiling at %d LR px (tiles see MSN's whole-image statistics slightly differently: 50-60 dB PSNR "
+                 "vs the whole image, docs/BENCHMARKS.md; %s sets the budget in MB)",
+                 self.backend, h, w, h * w * self.peak_bytes_per_pixel / 2**30, budget / 2**30, source, tile,
+                 BUDGET_ENV)
+        return tile
+
     def _infer_tiled(self, image: Array, plan: TilePlan) -> Array:
         """One CHW image through overlapping tiles, blended in float32 where the image lives."""
         xp, device = array_namespace(image), device_of(image)
@@ -234,4 +274,5 @@ class Engine(ABC):
             wt = xp.asarray(tile_weight(plan, t, s), device=device)
             acc[:, t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += sr * wt
             weight[t.y * s : (t.y + t.h) * s, t.x * s : (t.x + t.w) * s] += wt
-        return xp.astype(acc / weight, getattr(xp, self.io_dtype.name))
+        acc /= weight  # in place: the output has scale^2 times the input's pixels
+        return xp.astype(acc, getattr(xp, self.io_dtype.name), copy=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
+from msn_deploy.engines.runtime.memory import cpu_peak_bytes_per_pixel
 from msn_deploy.engines.runtime.targets import BACKENDS
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, NoVulkanDevice
@@ -46,6 +47,7 @@ class NcnnEngine(Engine):
         except NoVulkanDevice as exc:
             raise DeviceError(str(exc)) from None
         super().__init__(header.scale, np.dtype(np.float32), ShapeProfile(), precision)
+        self.peak_bytes_per_pixel = cpu_peak_bytes_per_pixel(self.backend, kind)
         self.path, self.device = path, device
 
     def describe(self) -> dict[str, object]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, EngineError, ShapeProfile
+from msn_deploy.engines.runtime.memory import cpu_peak_bytes_per_pixel
 from msn_deploy.msn.formats.graph import MSNGraph
 from msn_deploy.msn.threads import check_threads
 
@@ -54,6 +55,7 @@ class OnnxRuntimeEngine(Engine):
 
             self.torch, self.tensor_device = torch, torch.device("cuda", 0)
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), graph.precision)
+        self.peak_bytes_per_pixel = cpu_peak_bytes_per_pixel(self.backend, device)
         self.path, self.device, self.metadata = path, device, graph.metadata
 
     def _infer(self, batch):

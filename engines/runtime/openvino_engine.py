@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
+from msn_deploy.engines.runtime.memory import cpu_peak_bytes_per_pixel
 from msn_deploy.engines.runtime.shape_cache import ShapeCache
 from msn_deploy.msn import UsageError
 from msn_deploy.msn.checkpoint import cache_root
@@ -109,6 +110,7 @@ class OpenVINOEngine(Engine):
         self.cache_size = cache_size
         self.disk_cache = compile_cache_dir(path, ov.get_version(), self.ov_device, self.config) if disk_cache else None
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), precision)
+        self.peak_bytes_per_pixel = cpu_peak_bytes_per_pixel(self.backend, device.lower())
         self.path, self.device, self.metadata = path, device, graph.metadata
 
     def _check_bf16(self, graph: MSNGraph) -> str:

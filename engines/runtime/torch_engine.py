@@ -24,6 +24,7 @@ import torch
 
 from msn_deploy.engines.runtime.base import DeviceError, Engine, ShapeProfile
 from msn_deploy.engines.runtime.cuda_graphs import GraphReplay
+from msn_deploy.engines.runtime.memory import cpu_peak_bytes_per_pixel
 from msn_deploy.engines.runtime.shape_cache import ShapeCache
 from msn_deploy.engines.runtime.targets import BACKENDS
 from msn_deploy.msn import MSN, MSNInference, UsageError, load_model, to_inference_form
@@ -119,6 +120,7 @@ class TorchEngine(Engine):
                             "than FP32); use FP32 on a CPU, or FP16 on a GPU (device='cuda')")
         super().__init__(model.config.upscale, np.float16 if precision == "fp16" else np.float32, ShapeProfile(),
                          precision)
+        self.peak_bytes_per_pixel = cpu_peak_bytes_per_pixel(self.backend, self.tensor_device.type)
 
     def describe(self) -> dict[str, object]:
         return super().describe() | {

@@ -90,12 +90,12 @@ def test_truncated_file(tmp_path, random_msn):
 
 def test_foreign_checkpoint(tmp_path):
     foreign = {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 64)}
-    with pytest.raises(CheckpointError, match="not an MSN state dict: missing fea_conv.weight"):
+    with pytest.raises(CheckpointError, match="resnet.pth: not an MSN state dict: missing fea_conv.weight"):
         load_model(save(foreign, tmp_path / "resnet.pth"))
 
 
 def test_not_a_state_dict(tmp_path):
-    with pytest.raises(CheckpointError, match="not tensors"):
+    with pytest.raises(CheckpointError, match="meta.pth: not a state dict.*not tensors"):
         load_model(save({"epoch": 3, "lr": 0.1}, tmp_path / "meta.pth"))
 
 
@@ -219,7 +219,7 @@ def test_safetensors_and_pth_load_the_same_model_both_ways(official_ckpt, tmp_pa
 
 def test_safetensors_get_the_same_checks_and_messages(tmp_path, random_msn):
     foreign = {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 64)}
-    with pytest.raises(CheckpointError, match="not an MSN state dict: missing fea_conv.weight"):
+    with pytest.raises(CheckpointError, match="resnet.safetensors: not an MSN state dict: missing fea_conv.weight"):
         load_model(save_safetensors(foreign, tmp_path / "resnet.safetensors"))
     sd = dict(random_msn.state_dict())
     del sd["B3.c5.bias"]

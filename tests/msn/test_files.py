@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from msn_deploy.msn import PathError
-from msn_deploy.msn.files import atomic_output, atomic_write_bytes, give_usual_permissions, make_output_folder
+from msn_deploy.msn import MissingFileError, PathError
+from msn_deploy.msn.files import (
+    atomic_output,
+    atomic_write_bytes,
+    check_writable,
+    give_usual_permissions,
+    make_output_folder,
+)
 
 
 def test_a_name_near_the_255_byte_limit_is_written(tmp_path):
@@ -27,6 +33,16 @@ def test_an_output_folder_is_made_with_its_parents_and_a_file_in_the_way_is_name
         make_output_folder(tmp_path / "taken")
     with pytest.raises(PathError, match="cannot be made: .*taken is a file"):
         make_output_folder(tmp_path / "taken" / "sub")
+
+
+def test_an_output_file_under_a_file_names_the_file_not_a_missing_folder(tmp_path):
+    """Hardening round 4, L: `-o FILE/x.param` said "output folder FILE does not exist"."""
+    (tmp_path / "taken").write_text("")
+    for output in (tmp_path / "taken" / "x.param", tmp_path / "taken" / "sub" / "x.param"):
+        with pytest.raises(PathError, match="taken is a file, not a folder"):
+            check_writable(output)
+    with pytest.raises(MissingFileError, match="output folder .*missing does not exist"):
+        check_writable(tmp_path / "missing" / "x.param")
 
 
 def test_outputs_get_the_permissions_of_the_umask_not_tempfiles_private_ones(tmp_path):

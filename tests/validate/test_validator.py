@@ -17,7 +17,7 @@ from msn_deploy.msn import UsageError, read_checkpoint
 from msn_deploy.msn.cli import hw_sizes
 from msn_deploy.msn.formats.ncnn_net import vulkan_devices
 from msn_deploy.msn.sample_images import smooth_test_image
-from msn_deploy.validate.validator import runner
+from msn_deploy.validate.validator import command, runner
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
 
@@ -40,7 +40,7 @@ def report(tmp_path_factory, official_ckpt, fp32_graph, reference_cases):
     out = tmp_path_factory.mktemp("report")
     args = ["--ckpt", str(official_ckpt), "--onnx", str(fp32_graph), "--reference", str(REFERENCE_DIR),
             "--out", str(out), *FAST]
-    assert runner.main(args) == 0
+    assert command.main(args) == 0
     return out
 
 
@@ -102,7 +102,7 @@ def test_speed_rows_and_ratios(report):
 def test_skipped_backends_are_reported_with_reasons(tmp_path, random_setup):
     ckpt, graph = random_setup
     args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed"]
-    assert runner.main(args) == 0
+    assert command.main(args) == 0
     data = json.loads((tmp_path / "report.json").read_text())
     status = {b["name"]: b for b in data["backends"]}
     assert status["tensorrt-cuda"]["status"] == "skipped" and "--engine" in status["tensorrt-cuda"]["reason"]
@@ -124,7 +124,7 @@ def test_broken_artifact_fails(tmp_path, random_setup):
     onnx.save(model, broken)
     args = ["--ckpt", str(ckpt), "--onnx", str(broken), "--out", str(tmp_path / "r"), "--no-speed",
             "--backends", "onnxruntime-cpu-fp32"]
-    assert runner.main(args) == 1
+    assert command.main(args) == 1
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["passed"] is False
     assert [r["passed"] for r in data["parity"] if r["backend"] == "onnxruntime-cpu-fp32"] == [False]
@@ -154,7 +154,7 @@ def test_a_model_that_gives_nan_is_a_failed_row_in_a_whole_report(tmp_path, rand
     out = tmp_path / "r"
     args = ["--ckpt", str(ckpt), "--onnx", str(poisoned), "--out", str(out), *FAST,
             "--backends", "onnxruntime-cpu-fp32,torch-cpu-fp32"]
-    assert runner.main(args) == 1
+    assert command.main(args) == 1
     data = json.loads((out / "report.json").read_text())
     rows = {r["backend"]: r for r in data["parity"]}
     assert rows["onnxruntime-cpu-fp32"]["passed"] is False and "NaN" in rows["onnxruntime-cpu-fp32"]["error"]
@@ -177,22 +177,22 @@ def test_intact_artifact_passes(tmp_path, random_setup):
     """The same check on the unmodified graph passes, so the failure above is the perturbation's."""
     ckpt, graph = random_setup
     args = ["--ckpt", str(ckpt), "--onnx", str(graph), "--out", str(tmp_path), "--no-speed", "--backends", "onnxruntime-cpu-fp32"]
-    assert runner.main(args) == 0
+    assert command.main(args) == 0
 
 
 # no verdict over nothing, or over less than was asked.
 def test_validator_refuses_unknown_backends_and_missing_engines(random_ckpt, tmp_path):
     started = time.monotonic()
-    assert runner.main(["--ckpt", str(random_ckpt), "--backends", "typo", "--out", str(tmp_path)]) == 2
+    assert command.main(["--ckpt", str(random_ckpt), "--backends", "typo", "--out", str(tmp_path)]) == 2
     missing_engine = ["--engine", str(tmp_path / "none.plan")]
-    assert runner.main(["--ckpt", str(random_ckpt), *missing_engine, "--out", str(tmp_path)]) == 2
+    assert command.main(["--ckpt", str(random_ckpt), *missing_engine, "--out", str(tmp_path)]) == 2
     assert time.monotonic() - started < 5  # before any export or model run
     assert not (tmp_path / "report.json").exists()
 
 
 def test_validator_fails_when_an_asked_backend_cannot_run(random_ckpt, random_graph, tmp_path):
     args = ["--ckpt", str(random_ckpt), "--onnx", str(random_graph), "--no-speed", "--out", str(tmp_path)]
-    assert runner.main([*args, "--backends", "torch-fp32,ort-cuda-fp32"]) == 1  # no CUDA here
+    assert command.main([*args, "--backends", "torch-fp32,ort-cuda-fp32"]) == 1  # no CUDA here
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["passed"] is False and report["missing"][0].startswith("onnxruntime-cuda-fp32")
     assert "asked for but did not run: onnxruntime-cuda-fp32" in (tmp_path / "report.md").read_text()
@@ -203,15 +203,15 @@ def test_validator_bad_reference_and_sizes(random_ckpt, tmp_path):
     ref = tmp_path / "ref"
     ref.mkdir()
     base = ["--ckpt", str(random_ckpt), "--out", str(tmp_path / "r"), "--no-speed", "--backends", "torch-fp32"]
-    assert runner.main([*base, "--reference", str(tmp_path / "missing")]) == 2
-    assert runner.main([*base, "--reference", str(ref)]) == 2  # empty
+    assert command.main([*base, "--reference", str(tmp_path / "missing")]) == 2
+    assert command.main([*base, "--reference", str(ref)]) == 2  # empty
     cv2.imwrite(str(ref / "a_lr.png"), np.zeros((32, 32, 3), np.uint8))
     np.savez(ref / "a_sr_fp64.npz", other=np.zeros(3))
-    assert runner.main([*base, "--reference", str(ref)]) == 2  # no "sr"
+    assert command.main([*base, "--reference", str(ref)]) == 2  # no "sr"
     np.savez(ref / "a_sr_fp64.npz", sr=np.zeros((100, 128, 3)))
-    assert runner.main([*base, "--reference", str(ref)]) == 2  # wrong shape
+    assert command.main([*base, "--reference", str(ref)]) == 2  # wrong shape
     for sizes in ("abc", "10x10", "0x0", "64x64,"):
-        assert exit_code(runner.main, [*base, "--sizes", sizes]) == 2
+        assert exit_code(command.main, [*base, "--sizes", sizes]) == 2
     assert hw_sizes("64X48, 32x40") == [(64, 48), (32, 40)]
 
 
@@ -222,13 +222,13 @@ def test_an_artifact_that_cannot_run_is_never_a_pass(random_ckpt, tmp_path, capl
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00 not a graph")
     args = ["--ckpt", str(random_ckpt), "--onnx", str(garbage), "--no-speed", "--out", str(tmp_path / "r"), *backends]
-    assert exit_code(runner.main, args) == 2
+    assert exit_code(command.main, args) == 2
     assert "garbage.onnx" in caplog.text and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("flag", [["--atol", "-1"], ["--rtol", "nan"], ["--min-psnr", "-5"], ["--max-seconds", "0"]])
 def test_nonsense_tolerances_are_usage_errors(random_ckpt, tmp_path, flag, capsys):
-    assert exit_code(runner.main, ["--ckpt", str(random_ckpt), "--out", str(tmp_path), *flag]) == 2
+    assert exit_code(command.main, ["--ckpt", str(random_ckpt), "--out", str(tmp_path), *flag]) == 2
     assert "error:" in capsys.readouterr().err
 
 

@@ -1,23 +1,16 @@
 """Validate every MSN backend that runs here against eager PyTorch FP32 (training form):
-`validate.run(ValidationSettings(...))` returns the report; `python validate/run.py` is its command.
-
-    python validate/run.py --ckpt official --reference ../shared/reference --out reports/cpu
-    python validate/run.py --onnx msn_x4_fp16.onnx --engine msn.plan --sizes 360x640,540x960
+`validate.run(ValidationSettings(...))` returns the report (`msn-validate` is its command,
+validate/validator/command.py).
 
 Parity per backend x image, speed per backend x size, a JSON + Markdown report and plots.
-
-Exit status: 0 every backend passed; 1 a backend failed its tolerance or produced NaN/Inf, or a
-backend that was asked for (--backends, --engine) did not run; 2 bad usage or input (nothing run).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +21,7 @@ from msn_deploy.engines.runtime.targets import BACKENDS
 from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
 from msn_deploy.export.onnx_export import export_onnx
 from msn_deploy.export.onnx_graph import ExportOptions
-from msn_deploy.export.parity import FP16_MIN_PSNR_DB, Tolerance
 from msn_deploy.msn import MissingFileError, MSNError, UsageError, read_checkpoint
-from msn_deploy.msn.cli import EXIT_FAILED, hw_sizes, non_negative_float, positive_float, positive_int, run_cli
 from msn_deploy.msn.files import make_output_folder
 from msn_deploy.msn.formats.kinds import read_artifact_header
 from msn_deploy.msn.sample_images import smooth_test_image
@@ -43,7 +34,7 @@ from msn_deploy.validate.core.backends import (
     torch_candidates,
     wanted_names,
 )
-from msn_deploy.validate.core.machine import machine_info, machine_line
+from msn_deploy.validate.core.machine import machine_info
 from msn_deploy.validate.core.ntire import ntire_protocol
 from msn_deploy.validate.core.parity import ParityImage, compare, parity_images
 from msn_deploy.validate.core.reports import write_report
@@ -51,43 +42,16 @@ from msn_deploy.validate.core.speed import SpeedBudget, time_shape
 from msn_deploy.validate.core.variants import BASELINE
 from msn_deploy.validate.validator import layerwise
 from msn_deploy.validate.validator import report as reporting
+from msn_deploy.validate.validator.settings import ValidationSettings
 
 log = logging.getLogger("msn.validate")
 
-DEFAULT_SIZES = ((128, 128), (256, 256), (360, 640))
 
 
 class NothingToCompare(MSNError):
     """No backend besides the eager baseline could run here (exit 1: the validation failed)."""
 
 
-@dataclass
-class ValidationSettings:
-    """What `run` compares and how. Tolerances: fp32 |out - eager| <= atol + rtol*|eager|,
-    fp16 PSNR vs eager >= min_psnr (dB)."""
-
-    ckpt: str | Path = "official"  # the eager reference (and the source of exported graphs)
-    onnx: list[Path] = field(default_factory=list)  # empty: export FP32 and FP16 graphs here
-    engine: list[Path] = field(default_factory=list)  # TensorRT plans with sidecars
-    ncnn: list[Path] = field(default_factory=list)  # ncnn .param files (.bin beside); empty: export one here
-    reference: Path | None = None  # folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases
-    sizes: list[tuple[int, int]] = field(default_factory=lambda: list(DEFAULT_SIZES))  # LR HxW to time
-    batch: int = 1
-    runs: int = 10
-    warmup: float = 1.0  # seconds per backend and size
-    max_seconds: float = 12.0
-    ntire_runs: int = 3
-    threads: int | None = None
-    atol: float = 1e-4
-    rtol: float = 0.0
-    min_psnr: float = FP16_MIN_PSNR_DB
-    backends: str | None = None  # comma-separated names; None: every backend that runs here
-    no_speed: bool = False
-    out: Path | None = None  # report folder; None: nothing written
-
-    @property
-    def tolerance(self) -> Tolerance:
-        return Tolerance(self.atol, self.rtol, self.min_psnr)
 
 
 @dataclass(frozen=True)
@@ -349,47 +313,3 @@ def run(settings: ValidationSettings) -> ValidationReport:
     return report
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="msn-validate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default="official", help="checkpoint path or known name (the eager reference)")
-    p.add_argument("--onnx", type=Path, action="append", default=[], help="ONNX graph(s); default: export FP32+FP16")
-    p.add_argument("--engine", type=Path, action="append", default=[], help="TensorRT engine(s) with sidecar")
-    p.add_argument("--ncnn", type=Path, action="append", default=[],
-                   help="ncnn graph(s), NAME.param with NAME.bin beside; default: export one")
-    p.add_argument("--reference", type=Path, help="folder of *_lr.png / *_sr_fp64.npz / *_hr.png cases")
-    p.add_argument("--sizes", type=hw_sizes, default=list(DEFAULT_SIZES),
-                   help="LR sizes to time, comma-separated HxW (default 128x128,256x256,360x640)")
-    p.add_argument("--batch", type=positive_int, default=1, help="batch size for timing")
-    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per backend and size (at most)")
-    p.add_argument("--warmup", type=non_negative_float, default=1.0, help="warm-up seconds per backend and size")
-    p.add_argument("--max-seconds", type=positive_float, default=12.0,
-                   help="timed seconds per backend and size, at most")
-    p.add_argument("--ntire-runs", type=positive_int, default=3, help="cold runs for the NTIRE protocol figure")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and ONNX Runtime (default: torch's)")
-    p.add_argument("--atol", type=non_negative_float, default=1e-4, help="fp32 absolute tolerance vs eager")
-    p.add_argument("--rtol", type=non_negative_float, default=0.0, help="fp32 relative tolerance vs eager")
-    p.add_argument("--min-psnr", type=non_negative_float, default=FP16_MIN_PSNR_DB,
-                   help="fp16 minimum PSNR vs eager (dB)")
-    p.add_argument("--backends", help="only these backends (comma-separated names)")
-    p.add_argument("--no-speed", action="store_true", help="parity only")
-    p.add_argument("--out", type=Path, default=Path("reports/latest"), help="report folder")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = ValidationSettings(**{k: v for k, v in vars(args).items() if k != "verbose"})
-
-    def work() -> int:
-        report = run(settings)
-        print(report.markdown())
-        print(f"Report in {settings.out}/ (report.json, report.md, plots). {machine_line(report.data['machine'])}")
-        return 0 if report.passed else EXIT_FAILED
-
-    return run_cli(work, verbose=args.verbose)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

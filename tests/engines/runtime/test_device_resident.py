@@ -65,6 +65,15 @@ def test_host_runtimes_take_and_give_tensors(random_graph, torch_engine, backend
     np.testing.assert_allclose(out.numpy(), torch_engine(x, tile=32, overlap=4).numpy(), rtol=0, atol=2e-4)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_a_flipped_numpy_view_runs_like_its_copy(random_ckpt, random_graph, backend):
+    """Hardening round 4, L: a view with negative strides (x[..., ::-1]) crashed with torch's
+    ValueError, though any numpy array is documented to run."""
+    engine = engines.load(random_ckpt if backend == "torch" else random_graph, backend=backend)
+    flipped = smooth_test_image(1, 40, 48).numpy()[..., ::-1]
+    np.testing.assert_array_equal(engine(flipped), engine(np.ascontiguousarray(flipped)))
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
 def test_dtype_comes_back_as_given(torch_engine, dtype):
     x = smooth_test_image(1, 32, 32).to(dtype)

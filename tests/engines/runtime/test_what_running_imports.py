@@ -35,10 +35,6 @@ print({LOADED})
 """
 
 
-# These load torch before they read their arguments (validate's rooms compute in torch at import).
-HELP_LOADS_TORCH = {"msn-validate", "msn-busy-bench", "msn-layerwise"}
-
-
 def loaded_by(code: str, *args: str) -> dict:
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -65,8 +61,7 @@ def test_a_checkpoint_whose_graph_is_cached_runs_without_torch(random_ckpt, phot
 
 def commands() -> list:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    return [pytest.param(target, id=name, marks=[pytest.mark.xfail(strict=True, reason="loads torch at import")]
-                         if name in HELP_LOADS_TORCH else []) for name, target in scripts.items()]
+    return [pytest.param(target, id=name) for name, target in scripts.items()]
 
 
 @pytest.mark.parametrize("entry", commands())
