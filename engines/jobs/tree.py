@@ -30,7 +30,9 @@ class Task:
 
 
 def output_name(src: Path, suffix: str | None, scale: int) -> str:
-    return f"{src.stem}_x{scale}{suffix or src.suffix}"
+    """NAME_xS with the input's suffix (or `suffix`); PNG for an input whose suffix no encoder
+    writes (read by content: `photo`, `x.jfif`)."""
+    return f"{src.stem}_x{scale}{suffix or (src.suffix if _is_image(src.name) else '.png')}"
 
 
 def _is_image(name: str) -> bool:
@@ -120,6 +122,9 @@ def find_tasks(paths: list[Path], output: Path, *, recursive: bool = False, suff
             tasks.append(Task(path, dst, dst.name))
         else:
             raise MissingFileError(f"input {path} does not exist")
+    as_png = [t.src.name for t in tasks if not suffix and not to_file and not _is_image(t.src.name)]
+    if as_png:
+        log.info("written as PNG (no encoder writes their suffix): %s", ", ".join(as_png))
     if not tasks:
         where = ", ".join(map(str, paths))
         hint = "" if recursive else " (add --recursive for the folders inside)"

@@ -306,11 +306,14 @@ def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, graysca
         log.warning("the ICC profile cannot be kept in a 16-bit or alpha TIFF here; write PNG (--format png) "
                     "to keep it")
         icc_profile = None
-    if icc_profile:
-        encoded_ok, buffer = cv2.imencodeWithMetadata(suffix, pixels, [cv2.IMAGE_METADATA_ICCP],
-                                                      [np.frombuffer(icc_profile, np.uint8)])
-    else:
-        encoded_ok, buffer = cv2.imencode(suffix, pixels)
+    try:
+        if icc_profile:
+            encoded_ok, buffer = cv2.imencodeWithMetadata(suffix, pixels, [cv2.IMAGE_METADATA_ICCP],
+                                                          [np.frombuffer(icc_profile, np.uint8)])
+        else:
+            encoded_ok, buffer = cv2.imencode(suffix, pixels)
+    except cv2.error:  # no encoder for the suffix: one image's failure, never the job's
+        encoded_ok = False
     if not encoded_ok:
         raise ImageError(f"cannot encode {suffix} images")
     return buffer.tobytes()

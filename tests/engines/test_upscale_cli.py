@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -242,3 +243,25 @@ def test_a_broken_or_huge_file_fails_alone(tmp_path, photo, random_ckpt, caplog)
     assert upscale.main([str(folder), "-o", str(tmp_path / "out"), "--model", str(random_ckpt)]) == 1
     assert "100000x100000" in caplog.text and "Traceback" not in caplog.text
     assert visible_names(tmp_path / "out") == ["b_x4.png"]
+
+
+def test_inputs_named_without_an_image_suffix_are_written_as_png(random_ckpt, photo, tmp_path, caplog):
+    """Hardening round 4, O: `photo` and `x.jfif` were read by content, then the encoder raised on
+    the suffix: a traceback, and beside other inputs an abort (exit 134) that wrote none of them."""
+    caplog.set_level(logging.INFO)
+    named = [tmp_path / "photo", tmp_path / "x.jfif"]
+    for path in named:
+        path.write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    assert upscale.main([str(photo), *map(str, named), "-o", f"{out}/", "--model", str(random_ckpt)]) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["in_x4.png", "photo_x4.png",
+                                                                                   "x_x4.png"]
+    assert all(cv2.imread(str(p)).shape == (160, 192, 3) for p in out.glob("*_x4.png"))
+    assert "written as PNG (no encoder writes their suffix): photo, x.jfif" in caplog.text
+
+
+def test_a_suffix_without_an_encoder_is_an_image_error_not_a_crash():
+    from msn_deploy.engines.media.images import ImageError, encode_image
+
+    with pytest.raises(ImageError, match="cannot encode .jfif images"):
+        encode_image(".jfif", np.zeros((4, 4, 3), np.float32), None, False, 255)
