@@ -17,6 +17,7 @@ from msn_deploy.msn import UsageError, read_checkpoint
 from msn_deploy.msn.cli import hw_sizes
 from msn_deploy.msn.formats.ncnn_net import vulkan_devices
 from msn_deploy.msn.sample_images import smooth_test_image
+from msn_deploy.validate.core.backends import ncnn_candidates
 from msn_deploy.validate.validator import command, runner
 from tests.conftest import REFERENCE_DIR
 from tests.util import exit_code
@@ -235,3 +236,24 @@ def test_nonsense_tolerances_are_usage_errors(random_ckpt, tmp_path, flag, capsy
 def test_the_api_refuses_what_the_command_line_refuses(random_ckpt):
     with pytest.raises(UsageError, match="--atol must be a finite number >= 0"):
         runner.run(runner.ValidationSettings(ckpt=random_ckpt, atol=-1.0, no_speed=True))
+
+
+def test_two_artifacts_with_one_file_name_are_both_compared(tmp_path, random_setup):
+    """Hardening round 4, B: candidates were keyed by file stem, so `--ncnn a/msn_x4.param --ncnn
+    b/msn_x4.param` (the exporter's default name) compared one of them and said PASS."""
+    ckpt, graph = random_setup
+    copies = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        copies.append(tmp_path / folder / "msn_x4.onnx")
+        copies[-1].write_bytes(graph.read_bytes())
+    names = [f"onnxruntime-cpu-fp32:{p}" for p in copies]
+    args = ["--ckpt", str(ckpt), "--onnx", str(copies[0]), "--onnx", str(copies[1]), "--no-speed",
+            "--backends", ",".join(["eager-fp32", *names]), "--out", str(tmp_path / "r")]
+    assert command.main(args) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert sorted({row["backend"] for row in data["parity"]} - {"eager-fp32"}) == sorted(names)
+    params = [tmp_path / f / "msn_x4.param" for f in ("a", "b")]
+    candidates = ncnn_candidates(params)
+    assert len({c.name for c in candidates}) == len(candidates) == 6
+    assert {c.artifact for c in candidates if c.target.device == "cpu"} == set(params)
