@@ -116,14 +116,17 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(f"{folder} exists and is not an empty folder; choose a new one")
-    parent = folder.parent if str(folder.parent) else Path(".")
+    # An empty folder that exists (the current one, a link to one) is filled where it is; a new
+    # one is staged beside it and renamed into place.
+    fill = folder.exists()
+    parent = folder if fill else folder.parent
     if not parent.is_dir():
         raise MissingFileError(f"folder {parent} does not exist")
     check_folder_writable(parent)
     dist = ort_web_dist()
     if graph is None:
         graph = MSNGraph.read(cached_graph(model, options.precision or "fp16"))
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=".msn-site.", dir=parent))
     give_usual_permissions(staging)  # a web server must read it
     try:
         shutil.copyfile(graph.path, staging / GRAPH_NAME)
@@ -137,9 +140,12 @@ def export_site(folder: str | os.PathLike, model: str | os.PathLike = "official"
         config = {"precision": metadata.precision, "graph": GRAPH_NAME, "ort_web": ORT_WEB_VERSION,
                   **page_settings(metadata.scale, metadata.min_input_size, options)}
         (staging / "config.json").write_text(json.dumps(config, indent=2))
-        if folder.exists():
-            folder.rmdir()  # empty, checked above
-        os.replace(staging, folder)
+        if fill:  # config.json last: a folder half filled has no config
+            for entry in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):
+                os.replace(entry, folder / entry.name)
+            staging.rmdir()
+        else:
+            os.replace(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -13,6 +13,7 @@ from PIL import Image
 from msn_deploy import engines
 from msn_deploy.engines.web import SiteOptions, export_site, serving
 from msn_deploy.engines.web.__main__ import main as web_main
+from msn_deploy.engines.web.site import GRAPH_NAME, PAGE_FILES
 from msn_deploy.msn import MissingFileError, UsageError
 from msn_deploy.msn.metrics import to_uint8
 from tests.util import exit_code
@@ -175,3 +176,17 @@ def test_bad_exports_are_refused_before_any_work(tmp_path, random_ckpt, random_g
     assert "npm install" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing half-written anywhere
     assert [p.name for p in taken.iterdir()] == ["index.html"]
+
+
+def test_an_empty_current_folder_and_a_link_to_an_empty_folder_get_the_site(tmp_path, random_graph, monkeypatch):
+    """Hardening round 4, G: `export .` in an empty folder, and a link to an empty folder, failed
+    after the export with a raw errno text."""
+    here, target = tmp_path / "here", tmp_path / "target"
+    here.mkdir()
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    monkeypatch.chdir(here)
+    assert web_main(["export", ".", "--model", str(random_graph)]) == 0
+    assert export_site(tmp_path / "link", random_graph).folder == tmp_path / "link"
+    for folder in (here, target):
+        assert {p.name for p in folder.iterdir()} == {*PAGE_FILES, GRAPH_NAME, "ort", "config.json"}
