@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from msn_deploy.validate.benches import command_bench, memory_bench, openvino_profile
+from msn_deploy.validate.benches import browser_bench, command_bench, memory_bench, openvino_profile
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install -e '.[cpu]')")
 
@@ -52,3 +52,15 @@ def test_the_command_bench_times_commands_and_stages(random_ckpt, photo, tmp_pat
     assert set(data["stages"]) == {"interpreter start and exit", "import", "decode", "load",
                                    "compile or cached shape", "infer", "encode"}
     assert all(row["median_s"] > 0 for row in data["whole"].values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp16", "fp16"], "names one precision twice"),
+    (["--out", "{tmp}"], "is a folder; give a report path without suffix"),
+])
+def test_the_browser_bench_refuses_its_arguments_before_the_work(args, message, tmp_path, capsys):
+    """Hardening round 4, M: both were found after the whole run (a temporary folder named)."""
+    argv = [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as exited:
+        browser_bench.main(argv if "--out" in argv else [*argv, "--out", str(tmp_path / "browser")])
+    assert exited.value.code == 2 and message in capsys.readouterr().err

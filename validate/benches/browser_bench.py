@@ -145,7 +145,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=positive_int, default=5, help="timed tiles per variant and round (default 5)")
     p.add_argument("--out", type=Path, required=True, help="report path without suffix (.json and .md are written)")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if len(set(args.precision)) != len(args.precision):
+        p.error(f"--precision names one precision twice: {' '.join(args.precision)}")
+    if args.out.is_dir():
+        p.error(f"--out {args.out} is a folder; give a report path without suffix (e.g. {args.out}/browser): "
+                ".json and .md are written there")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
