@@ -336,6 +336,8 @@ def test_the_page_upscales_a_photo_like_the_api(server, browser, tmp_path):
     assert browser.find_element(By.ID, "size").text == f"output {width}x{height}"
     assert "took" in browser.find_element(By.ID, "elapsed").text
     assert browser.find_element(By.ID, "download").get_attribute("href").startswith("blob:")
+    # Hardening round 4, N: NAME_sr.png here, NAME_x4.png from msn-upscale and the static page
+    assert browser.find_element(By.ID, "download").get_attribute("download") == f"{photo.stem}_x4.png"
 
 
 def test_the_page_shows_the_api_errors(server, browser, tmp_path):
