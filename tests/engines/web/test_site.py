@@ -190,3 +190,37 @@ def test_an_empty_current_folder_and_a_link_to_an_empty_folder_get_the_site(tmp_
     assert export_site(tmp_path / "link", random_graph).folder == tmp_path / "link"
     for folder in (here, target):
         assert {p.name for p in folder.iterdir()} == {*PAGE_FILES, GRAPH_NAME, "ort", "config.json"}
+
+
+@pytest.fixture(scope="module")
+def site_random(tmp_path_factory, random_graph):
+    return export_site(tmp_path_factory.mktemp("web") / "random", random_graph)
+
+
+def test_serve_py_sends_isolation_and_a_content_security_policy(site_random):
+    """Hardening round 4, J and Q: nothing failed when serve.py stopped sending COEP (the page
+    silently loses cross-origin isolation and runs wasm on one thread); the static page had no CSP."""
+    import requests
+
+    with serving(site_random) as url:
+        headers = requests.get(url, timeout=30).headers
+    assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self' 'wasm-unsafe-eval'" in policy
+
+
+@pytest.mark.parametrize("port", ["99999", "http", "-1", "taken"])
+def test_serve_py_refuses_a_bad_or_taken_port_in_one_line(site_random, port):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = str(taken.getsockname()[1]) if port == "taken" else port
+        done = subprocess.run([sys.executable, str(site_random.folder / "serve.py"), "--port", number],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert ("cannot listen on 127.0.0.1" if port == "taken" else "a port is a number from 0 to 65535") in done.stderr
