@@ -3,11 +3,13 @@ that calls ncnn, for the exporter's verification and the engines' ncnn backend."
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,24 +26,32 @@ class NoVulkanDevice(UsageError):
     """device="vulkan" on a machine where ncnn finds no Vulkan device."""
 
 
-@functools.cache
-def vulkan_devices() -> tuple[str, ...]:
-    """The Vulkan devices ncnn sees here (empty without a Vulkan loader or driver). ncnn writes
-    what it finds to stderr, line by line: that goes to the debug log instead."""
-    import ncnn
-
+@contextlib.contextmanager
+def stderr_to_debug_log(what: str) -> Iterator[None]:
+    """ncnn writes its own lines to the process's stderr (file descriptor 2): while it works, they
+    go to the debug log, so that a user sees this module's one-line error, not ncnn's words."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as said:
         os.dup2(said.fileno(), 2)
         try:
-            devices = tuple(ncnn.get_gpu_info(i).device_name() for i in range(ncnn.get_gpu_count()))
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        said.seek(0)
-        log.debug("ncnn's Vulkan probe: %s", said.read().decode(errors="replace").strip())
-    return devices
+            said.seek(0)
+            text = said.read().decode(errors="replace").strip()
+            if text:
+                log.debug("%s: %s", what, text)
+
+
+@functools.cache
+def vulkan_devices() -> tuple[str, ...]:
+    """The Vulkan devices ncnn sees here (empty without a Vulkan loader or driver)."""
+    import ncnn
+
+    with stderr_to_debug_log("ncnn's Vulkan probe"):
+        return tuple(ncnn.get_gpu_info(i).device_name() for i in range(ncnn.get_gpu_count()))
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,9 @@ class NcnnNet:
             opt.num_threads = settings.threads
         if settings.vulkan:
             self.net.set_vulkan_device(settings.gpu_index)
-        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights_path(param))) != 0:
+        with stderr_to_debug_log(f"ncnn loading {param}"):
+            loaded = self.net.load_param(str(param)) == 0 and self.net.load_model(str(weights_path(param))) == 0
+        if not loaded:
             raise UsageError(f"ncnn could not load {param} with {weights_path(param).name}; export them again with "
                              "msn-export-ncnn")
 
