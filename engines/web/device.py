@@ -11,7 +11,7 @@ from pathlib import Path
 
 from msn_deploy.engines.runtime.graph_cache import cached_graph
 from msn_deploy.engines.runtime.model_files import ModelFiles
-from msn_deploy.engines.web.site import ORT_FILES, SiteOptions, ort_web_dist, page_settings
+from msn_deploy.engines.web.site import ORT_FILES, SiteOptions, browser_refusal, ort_web_dist, page_settings
 from msn_deploy.msn import MSNError
 from msn_deploy.msn.formats.graph import MSNGraph
 from msn_deploy.msn.formats.kinds import GRAPH, artifact_kind
@@ -47,6 +47,9 @@ def browser_graph(model: ModelFiles, precision: str | None) -> BrowserGraph:
             graph = MSNGraph.read(path)
     except MSNError as exc:
         return BrowserGraph(None, reason=f"{model.name} cannot be given to browsers ({exc})")
+    refusal = browser_refusal(graph)
+    if refusal:
+        return BrowserGraph(None, reason=refusal)
     return BrowserGraph(data, graph.scale, graph.metadata.min_input_size)
 
 

@@ -85,6 +85,20 @@ def page_settings(scale: int, min_size: int, options: SiteOptions) -> dict[str, 
             "max_pixels": options.max_pixels}
 
 
+def browser_refusal(graph: MSNGraph) -> str | None:
+    """Why the page (the static site, or msn-serve's "on this device" mode) cannot run `graph`, or
+    None: it feeds one float32 image, or one tile, of any size from MSN's minimum up."""
+    if graph.io_dtype != "float32":
+        return (f"{graph.path.name} takes {graph.io_dtype} tensors; the page gives float32: export the graph with "
+                "float32 I/O (export/to_onnx.py's default)")
+    n, h, w = graph.input_dims
+    if h is not None or w is not None or n not in (None, 1):
+        fixed = "x".join("?" if v is None else str(v) for v in (n, 3, h, w))
+        return (f"{graph.path.name} takes only {fixed} inputs; the page feeds one image (or tile) of any size: "
+                "export a dynamic graph (export/to_onnx.py without --static or --batch)")
+    return None
+
+
 def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | None:
     """The ONNX graph `model` already is (checked against `precision`), or None for a checkpoint
     (its graph comes from the cache); UsageError for what browsers cannot run."""
@@ -95,9 +109,9 @@ def site_graph(model: str | os.PathLike, precision: str | None) -> MSNGraph | No
         raise UsageError(f"{model} is a compiled {kind.name}; the browser runs ONNX graphs: pass its checkpoint "
                          "or an .onnx graph")
     graph = MSNGraph.read(model)
-    if graph.io_dtype != "float32":
-        raise UsageError(f"{model} takes {graph.io_dtype} tensors; the page gives float32: export the graph with "
-                         "float32 I/O (export/to_onnx.py's default)")
+    refusal = browser_refusal(graph)
+    if refusal:
+        raise UsageError(refusal)
     if precision not in (None, graph.precision):
         raise UsageError(f"{model} is an {graph.precision} graph; leave out the precision or pass the checkpoint "
                          f"to get {precision}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -224,3 +225,25 @@ def test_serve_py_refuses_a_bad_or_taken_port_in_one_line(site_random, port):
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert ("cannot listen on 127.0.0.1" if port == "taken" else "a port is a number from 0 to 65535") in done.stderr
+
+
+@pytest.mark.slow
+def test_graphs_the_page_cannot_run_are_refused_by_the_site_and_not_offered_by_the_service(random_ckpt, tmp_path):
+    """Hardening round 4, C: the site took a fixed-size (or batch 2) graph and every upload then failed
+    with onnxruntime's raw words; msn-serve offered "on this device" for those and for FP16-I/O graphs."""
+    from msn_deploy.engines.runtime.model_files import ModelFiles
+    from msn_deploy.engines.web.device import browser_graph
+    from msn_deploy.export import ExportOptions, export_onnx
+
+    graphs = {
+        "64x64": (ExportOptions(static_hw=(64, 64), verify=False), "takes only ?x3x64x64 inputs"),
+        "batch2": (ExportOptions(batch=2, verify=False), "takes only 2x3x?x? inputs"),
+        "fp16io": (ExportOptions(fp16=True, io_dtype="float16", verify=False), "takes float16 tensors"),
+    }
+    for name, (options, message) in graphs.items():
+        graph = export_onnx(random_ckpt, tmp_path / f"{name}.onnx", options).path
+        with pytest.raises(UsageError, match=re.escape(message)):
+            export_site(tmp_path / f"site-{name}", graph)
+        offered = browser_graph(ModelFiles.read(str(graph)), None)
+        assert offered.data is None and message in offered.reason, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("site-")]
