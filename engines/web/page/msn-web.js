@@ -29,14 +29,43 @@ export async function startSession({ ortBase, graph, backend = "", threads = 0 }
   return { ort, session, backend: chosen, threads: ort.env.wasm.numThreads };
 }
 
+// A tile size and overlap (LR px) the tiling can use, as engines/runtime/tiling.py checks them;
+// else a UserError saying what would.
+export function checkTiling(tile, overlap, minSize) {
+  if (!Number.isInteger(tile) || tile < minSize) {
+    throw new UserError(`tile ${tile} is not a whole number of pixels from MSN's minimum input of ${minSize} up`);
+  }
+  if (!Number.isInteger(overlap) || overlap < 0 || overlap >= Math.floor(tile / 2)) {
+    throw new UserError(`overlap ${overlap} must be a whole number in [0, ${Math.floor(tile / 2) - 1}] for tile ` +
+                        `${tile} (less than half a tile)`);
+  }
+}
+
+// What an image file is, from its first bytes (its name and the browser's guess from it can lie).
+const SIGNATURES = [
+  ["image/png", 0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]],
+  ["image/jpeg", 0, [0xff, 0xd8, 0xff]],
+  ["image/gif", 0, [0x47, 0x49, 0x46, 0x38]],
+  ["image/bmp", 0, [0x42, 0x4d]],
+  ["image/webp", 8, [0x57, 0x45, 0x42, 0x50]], // after "RIFF" and the size
+  ["image/avif", 4, [0x66, 0x74, 0x79, 0x70, 0x61, 0x76, 0x69, 0x66]], // "ftypavif"
+];
+
+async function contentType(file) {
+  const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+  const found = SIGNATURES.find(([, at, bytes]) => bytes.every((b, i) => head[at + i] === b));
+  return found ? found[0] : null;
+}
+
 // The image's pixels, or a UserError naming what is wrong with it; `limits`: maxPixels, minSize.
 export async function decodeImage(file, limits) {
-  if (!file.type.startsWith("image/")) {
-    throw new UserError(`${file.name} is not an image (${file.type || "unknown type"}); choose a PNG, JPEG or WebP`);
+  const type = await contentType(file);
+  if (!type) {
+    throw new UserError(`${file.name} is not an image this page reads; choose a PNG, JPEG, WebP, AVIF, GIF or BMP`);
   }
   const data = await file.arrayBuffer();
-  if ("ImageDecoder" in self && await ImageDecoder.isTypeSupported(file.type)) {
-    const decoder = new ImageDecoder({ data, type: file.type });
+  if ("ImageDecoder" in self && await ImageDecoder.isTypeSupported(type)) {
+    const decoder = new ImageDecoder({ data, type });
     await decoder.tracks.ready;
     const frames = decoder.tracks.selectedTrack ? decoder.tracks.selectedTrack.frameCount : 1;
     decoder.close();
@@ -44,7 +73,7 @@ export async function decodeImage(file, limits) {
   }
   let bitmap;
   try {
-    bitmap = await createImageBitmap(new Blob([data], { type: file.type }),
+    bitmap = await createImageBitmap(new Blob([data], { type }),
                                      { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   } catch (_) {
     throw new UserError(`${file.name} could not be decoded by this browser; it is damaged or not an image`);

@@ -2,18 +2,51 @@
 // the time taken, the backend used and a download link. Query parameters for tests and
 // benchmarks: backend (wasm, webgpu), threads, tile, overlap.
 
-import { UserError, decodeImage, encodePng, startSession, upscaleImage } from "./msn-web.js";
+import { UserError, checkTiling, decodeImage, encodePng, startSession, upscaleImage } from "./msn-web.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const config = await (await fetch("config.json")).json();
-const tiling = { scale: config.scale, tile: Number(params.get("tile") || config.tile),
-                 overlap: Number(params.get("overlap") ?? config.overlap) };
-const limits = { maxPixels: config.max_pixels, minSize: config.min_size };
-$("limit").textContent = config.max_pixels.toLocaleString("en");
-
 const state = { status: "loading", result: null };
 window.msn = state; // what the page did last, for people and for tests
+
+// The exporter writes config.json; a site without it, or with a damaged one, says so.
+async function readConfig() {
+  let config;
+  try {
+    const reply = await fetch("config.json");
+    if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
+    config = await reply.json();
+  } catch (error) {
+    throw new UserError(`This site's config.json is missing or damaged (${error.message}); export the site again ` +
+                        "(python -m msn_deploy.engines.web export FOLDER)");
+  }
+  const missing = ["scale", "tile", "overlap", "max_pixels", "min_size"].filter((k) => !Number.isInteger(config[k]));
+  if (typeof config.graph !== "string") missing.push("graph");
+  if (missing.length) {
+    throw new UserError(`This site's config.json lacks ${missing.join(", ")}; export the site again ` +
+                        "(python -m msn_deploy.engines.web export FOLDER)");
+  }
+  return config;
+}
+
+// The tiling: the site's, or the query's tile and overlap, checked as the Python runtime checks them.
+function tilingOf(config) {
+  const asked = (name) => (params.has(name) ? Number(params.get(name)) : config[name]);
+  const tiling = { scale: config.scale, tile: asked("tile"), overlap: asked("overlap") };
+  checkTiling(tiling.tile, tiling.overlap, config.min_size);
+  return tiling;
+}
+
+let config, tiling;
+try {
+  config = await readConfig();
+  tiling = tilingOf(config);
+} catch (error) {
+  fail(error);
+  throw error;
+}
+const limits = { maxPixels: config.max_pixels, minSize: config.min_size };
+$("limit").textContent = config.max_pixels.toLocaleString("en");
 
 const ready = startSession({ ortBase: new URL("./ort/", location.href).href, graph: config.graph,
                              backend: params.get("backend") || "", threads: Number(params.get("threads") || 0) });

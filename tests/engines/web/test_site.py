@@ -247,3 +247,45 @@ def test_graphs_the_page_cannot_run_are_refused_by_the_site_and_not_offered_by_t
         offered = browser_graph(ModelFiles.read(str(graph)), None)
         assert offered.data is None and message in offered.reason, name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("site-")]
+
+
+def test_the_page_reads_an_image_by_its_content_not_its_name(browser, site_random, tmp_path):
+    """Hardening round 4, E: a JPEG named .png was refused with "Failed to retrieve track metadata.",
+    a PNG without extension was "not an image", a text file named .png got the cryptic line."""
+    jpeg_as_png, png_bare, text_as_png = tmp_path / "photo.png", tmp_path / "photo", tmp_path / "notes.png"
+    Image.new("RGB", (40, 48), "teal").save(jpeg_as_png, format="JPEG")
+    Image.new("RGB", (40, 48), "teal").save(png_bare, format="PNG")
+    text_as_png.write_text("not an image")
+    with serving(site_random) as url:
+        for path in (jpeg_as_png, png_bare):
+            page = in_page(browser, url, path, "?backend=wasm")
+            assert page["status"] == "done" and page["pixels"].shape == (192, 160, 4), (path.name, page)
+        page = in_page(browser, url, text_as_png, "?backend=wasm")
+    assert page["status"] == "error" and page["error"].startswith("notes.png is not an image this page reads"), page
+
+
+def page_error(browser, url: str) -> str:
+    """The error the page shows on opening `url` (it fails before any image is chosen)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return window.msn && window.msn.status") in ("ready", "error"))
+    return browser.find_element(By.ID, "error").text
+
+
+def test_the_page_checks_its_tiling_query_and_its_config(browser, random_graph, tmp_path):
+    """Hardening round 4, I and H: `?tile=20` gave onnxruntime's raw error, `?tile=64&overlap=64`
+    "Invalid array length"; a missing or broken config.json left a dead page with no message."""
+    site = export_site(tmp_path / "site", random_graph)
+    with serving(site) as url:
+        assert page_error(browser, url + "?tile=20").startswith("tile 20 is not a whole number of pixels from MSN's")
+        assert page_error(browser, url + "?tile=64&overlap=64").startswith("overlap 64 must be a whole number in [0, 31]")
+        assert page_error(browser, url + "?tile=big").startswith("tile NaN is not a whole number")
+        assert page_error(browser, url + "?tile=64&overlap=16") == ""
+        config = site.folder / "config.json"
+        config.write_text("{not json")
+        assert "config.json is missing or damaged" in page_error(browser, url)
+        config.unlink()
+        assert "config.json is missing or damaged (HTTP 404)" in page_error(browser, url)
