@@ -57,7 +57,50 @@ async function contentType(file) {
   return found ? found[0] : null;
 }
 
-// The image's pixels, or a UserError naming what is wrong with it; `limits`: maxPixels, minSize.
+async function inflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+// The ICC profile a PNG (iCCP), JPEG (APP2 ICC_PROFILE segments) or WebP (ICCP) carries, or null.
+// The pixels are decoded without colour conversion, so the output keeps the profile to mean what
+// the photo meant (a Display-P3 photo stays Display-P3).
+async function iccProfile(data, type) {
+  const bytes = new Uint8Array(data), view = new DataView(data);
+  const text = (at, n) => String.fromCharCode(...bytes.subarray(at, at + n));
+  if (type === "image/png") {
+    for (let at = 8; at + 8 <= bytes.length;) {
+      const length = view.getUint32(at), name = text(at + 4, 4);
+      if (name === "iCCP") {
+        const chunk = bytes.subarray(at + 8, at + 8 + length);
+        return inflate(chunk.subarray(chunk.indexOf(0) + 2)); // after the name, its 0 and the method byte
+      }
+      if (name === "IDAT" || name === "IEND") return null;
+      at += 12 + length;
+    }
+  } else if (type === "image/jpeg") {
+    const parts = [];
+    for (let at = 2; at + 4 <= bytes.length && bytes[at] === 0xff;) {
+      const marker = bytes[at + 1], length = view.getUint16(at + 2);
+      if (marker === 0xda) break; // start of scan: no more metadata
+      if (marker === 0xe2 && text(at + 4, 12) === "ICC_PROFILE\0") { // then its part number, count, bytes
+        parts[bytes[at + 16]] = bytes.subarray(at + 18, at + 2 + length);
+      }
+      at += 2 + length;
+    }
+    if (parts.length) return new Uint8Array(await new Blob(parts.filter(Boolean)).arrayBuffer());
+  } else if (type === "image/webp") {
+    for (let at = 12; at + 8 <= bytes.length;) {
+      const length = view.getUint32(at + 4, true);
+      if (text(at, 4) === "ICCP") return bytes.slice(at + 8, at + 8 + length);
+      at += 8 + length + (length & 1);
+    }
+  }
+  return null;
+}
+
+// The image's pixels (and its ICC profile, or null), or a UserError naming what is wrong with it;
+// `limits`: maxPixels, minSize.
 export async function decodeImage(file, limits) {
   const type = await contentType(file);
   if (!type) {
@@ -90,7 +133,7 @@ export async function decodeImage(file, limits) {
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext("2d", { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
-  return { bitmap, pixels: context.getImageData(0, 0, width, height) };
+  return { bitmap, pixels: context.getImageData(0, 0, width, height), icc: await iccProfile(data, type) };
 }
 
 function axisStarts(length, tile, overlap) {
@@ -210,7 +253,13 @@ function pngChunk(type, data) {
   return out;
 }
 
-export async function encodePng(image) {
+async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate")); // zlib, as PNG wants
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+// `icc`: the source's ICC profile (decodeImage's), written as the PNG's iCCP chunk.
+export async function encodePng(image, icc = null) {
   const { width, height, data } = image;
   let opaque = true;
   for (let i = 3; i < data.length && opaque; i += 4) opaque = data[i] === 255;
@@ -225,7 +274,6 @@ export async function encodePng(image) {
       }
     }
   }
-  const zlib = new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate")); // zlib, as PNG wants
   const header = new Uint8Array(13);
   const view = new DataView(header.buffer);
   view.setUint32(0, width);
@@ -233,7 +281,11 @@ export async function encodePng(image) {
   header[8] = 8; // bits per channel
   header[9] = opaque ? 2 : 6; // colour type: RGB or RGBA
   const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
-  const idat = new Uint8Array(await new Response(zlib).arrayBuffer());
-  return new Blob([signature, pngChunk("IHDR", header), pngChunk("IDAT", idat), pngChunk("IEND", new Uint8Array())],
-                  { type: "image/png" });
+  const chunks = [signature, pngChunk("IHDR", header)];
+  if (icc) {
+    const named = new TextEncoder().encode("ICC profile\0\0"); // the profile's name, its end, method 0 (zlib)
+    chunks.push(pngChunk("iCCP", new Uint8Array(await new Blob([named, await deflate(icc)]).arrayBuffer())));
+  }
+  chunks.push(pngChunk("IDAT", await deflate(rows)), pngChunk("IEND", new Uint8Array()));
+  return new Blob(chunks, { type: "image/png" });
 }

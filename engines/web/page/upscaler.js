@@ -77,7 +77,7 @@ function show(file, decoded, result) {
   const clip = () => { before.style.clipPath = `inset(0 ${100 - $("slider").value}% 0 0)`; };
   $("slider").oninput = clip;
   clip();
-  encodePng(result).then((blob) => {
+  encodePng(result, decoded.icc).then((blob) => {
     const link = $("download");
     if (link.href) URL.revokeObjectURL(link.href);
     link.href = URL.createObjectURL(blob);

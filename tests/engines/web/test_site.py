@@ -65,17 +65,7 @@ def in_page(browser, url, image, query="") -> dict:
 
 def downloaded(browser) -> np.ndarray:
     """The image behind the page's download link (the page's own PNG encoder), decoded here."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    link = WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
-        lambda d: d.find_element(By.ID, "download").get_attribute("href"))
-    script = """
-        const done = arguments[arguments.length - 1];
-        fetch(arguments[0]).then(r => r.arrayBuffer()).then(buffer => {
-            let text = ""; new Uint8Array(buffer).forEach(b => text += String.fromCharCode(b)); done(btoa(text));
-        });"""
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(browser.execute_async_script(script, link)))))
+    return np.asarray(Image.open(io.BytesIO(downloaded_bytes(browser))))
 
 
 def python_result(site, case, **tiling) -> np.ndarray:
@@ -289,3 +279,34 @@ def test_the_page_checks_its_tiling_query_and_its_config(browser, random_graph, 
         assert "config.json is missing or damaged" in page_error(browser, url)
         config.unlink()
         assert "config.json is missing or damaged (HTTP 404)" in page_error(browser, url)
+
+
+def downloaded_bytes(browser) -> bytes:
+    """The file behind the page's download link, as it would be saved."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    link = WebDriverWait(browser, PAGE_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.find_element(By.ID, "download").get_attribute("href"))
+    script = """
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => r.arrayBuffer()).then(buffer => {
+            let text = ""; new Uint8Array(buffer).forEach(b => text += String.fromCharCode(b)); done(btoa(text));
+        });"""
+    return base64.b64decode(browser.execute_async_script(script, link))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_the_pages_download_keeps_the_photos_icc_profile(browser, site_random, tmp_path, fmt):
+    """Hardening round 4, D: the page's download dropped the ICC profile (msn-upscale keeps it), so a
+    Display-P3 photo silently changed colour."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile but none
+    photo = tmp_path / f"p3.{fmt.lower()}"
+    Image.new("RGB", (40, 48), "teal").save(photo, format=fmt, icc_profile=profile)
+    with serving(site_random) as url:
+        page = in_page(browser, url, photo, "?backend=wasm")
+        assert page["status"] == "done", page
+        saved = Image.open(io.BytesIO(downloaded_bytes(browser)))
+    assert saved.format == "PNG" and saved.info.get("icc_profile") == profile
