@@ -133,7 +133,48 @@ export async function decodeImage(file, limits) {
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext("2d", { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
-  return { bitmap, pixels: context.getImageData(0, 0, width, height), icc: await iccProfile(data, type) };
+  let pixels = context.getImageData(0, 0, width, height);
+  if (!opaque(pixels)) pixels = (await unpremultipliedPixels(data, type, width, height)) || pixels;
+  return { bitmap, pixels, icc: await iccProfile(data, type) };
+}
+
+function opaque({ data }) {
+  for (let i = 3; i < data.length; i += 4) if (data[i] !== 255) return false;
+  return true;
+}
+
+// A 2D canvas stores colour premultiplied by alpha, so what it gives back has lost the colour under
+// transparent pixels (and rounded it under translucent ones), and MSN's whole-image statistics
+// would carry that into opaque pixels. The decoder's own frame is not premultiplied: its RGBA, as
+// the file holds it (null where the browser cannot give it).
+async function unpremultipliedPixels(data, type, width, height) {
+  if (!("ImageDecoder" in self) || !(await ImageDecoder.isTypeSupported(type))) return null;
+  const decoder = new ImageDecoder({ data, type, premultiplyAlpha: "none", colorSpaceConversion: "none" });
+  try {
+    const { image } = await decoder.decode();
+    try {
+      const order = { RGBA: [0, 1, 2], RGBX: [0, 1, 2], BGRA: [2, 1, 0], BGRX: [2, 1, 0] }[image.format];
+      if (!order || image.displayWidth !== width || image.displayHeight !== height) return null;
+      // the frame's own layout: copyTo's conversion to another format premultiplies (Chromium 156)
+      const raw = new Uint8Array(image.allocationSize());
+      const [{ offset, stride }] = await image.copyTo(raw);
+      const rgba = new Uint8ClampedArray(4 * width * height);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const i = offset + y * stride + 4 * x, o = 4 * (y * width + x);
+          rgba[o] = raw[i + order[0]]; rgba[o + 1] = raw[i + order[1]]; rgba[o + 2] = raw[i + order[2]];
+          rgba[o + 3] = image.format.endsWith("A") ? raw[i + 3] : 255;
+        }
+      }
+      return new ImageData(rgba, width, height);
+    } finally {
+      image.close();
+    }
+  } catch (_) {
+    return null;
+  } finally {
+    decoder.close();
+  }
 }
 
 function axisStarts(length, tile, overlap) {
@@ -202,20 +243,63 @@ async function runTiles(image, session, { scale: s, tile, overlap, onProgress })
   return { acc, weight, tiles: total, runSeconds };
 }
 
-function toImageData(image, acc, weight, bitmap, s) {
+// The cubic weights of OpenCV's INTER_CUBIC (A = -0.75) at fraction t, as Float32Array(4).
+function cubicWeights(t) {
+  const A = -0.75, w = new Float32Array(4);
+  w[0] = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A;
+  w[1] = ((A + 2) * t - (A + 3)) * t * t + 1;
+  w[2] = ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1;
+  w[3] = 1 - w[0] - w[1] - w[2];
+  return w;
+}
+
+// One axis of a bicubic resize by `s`: for each output index, its 4 source indices (edges
+// repeated) and weights, on the pixel centres as OpenCV places them.
+function cubicTaps(length, s) {
+  return Array.from({ length: length * s }, (_, d) => {
+    const f = (d + 0.5) / s - 0.5, i = Math.floor(f);
+    const at = [-1, 0, 1, 2].map((k) => Math.min(length - 1, Math.max(0, i + k)));
+    return { at, w: cubicWeights(f - i) };
+  });
+}
+
+// Alpha upscaled as the Python runtime does it (engines/media/images.py, upscale_alpha): bicubic,
+// OpenCV's rule, in [0, 1]; MSN upscales only the colour.
+function upscaleAlpha(image, s) {
+  const { width: W, height: H, data } = image, OW = W * s, OH = H * s;
+  const xs = cubicTaps(W, s), ys = cubicTaps(H, s);
+  const rows = new Float32Array(H * OW); // horizontal pass
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < OW; x++) {
+      const { at, w } = xs[x];
+      let v = 0;
+      for (let k = 0; k < 4; k++) v += w[k] * (data[4 * (y * W + at[k]) + 3] / 255);
+      rows[y * OW + x] = v;
+    }
+  }
+  const alpha = new Float32Array(OH * OW);
+  for (let y = 0; y < OH; y++) {
+    const { at, w } = ys[y];
+    for (let x = 0; x < OW; x++) {
+      let v = 0;
+      for (let k = 0; k < 4; k++) v += w[k] * rows[at[k] * OW + x];
+      alpha[y * OW + x] = Math.min(1, Math.max(0, v));
+    }
+  }
+  return alpha;
+}
+
+function toImageData(image, acc, weight, s) {
   const OH = image.height * s, OW = image.width * s, n = OH * OW;
   const out = new ImageData(OW, OH);
-  const alpha = new OffscreenCanvas(OW, OH).getContext("2d");
-  alpha.imageSmoothingQuality = "high";
-  alpha.drawImage(bitmap, 0, 0, OW, OH); // alpha resized by the browser; colours come from MSN
-  const a = alpha.getImageData(0, 0, OW, OH).data;
+  const alpha = opaque(image) ? null : upscaleAlpha(image, s);
   for (let i = 0; i < n; i++) {
     const w = weight ? weight[i] : 1;
     for (let c = 0; c < 3; c++) {
       const v = Math.min(1, Math.max(0, acc[c * n + i] / w));
       out.data[4 * i + c] = Math.round(v * 255);
     }
-    out.data[4 * i + 3] = a[4 * i + 3];
+    out.data[4 * i + 3] = alpha ? Math.round(alpha[i] * 255) : 255;
   }
   return out;
 }
@@ -225,7 +309,7 @@ function toImageData(image, acc, weight, bitmap, s) {
 export async function upscaleImage(decoded, session, options) {
   const started = performance.now();
   const { acc, weight, tiles, runSeconds } = await runTiles(decoded.pixels, session, options);
-  const image = toImageData(decoded.pixels, acc, weight, decoded.bitmap, options.scale);
+  const image = toImageData(decoded.pixels, acc, weight, options.scale);
   return { image, tiles, seconds: (performance.now() - started) / 1000, runSeconds };
 }
 

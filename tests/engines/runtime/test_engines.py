@@ -279,3 +279,19 @@ def test_a_load_error_names_the_users_file_not_the_temporary_copy(random_graph):
         ModelFiles.read(str(random_graph)).load(Target("onnxruntime", "cpu", "fp16"))
     assert str(random_graph) in str(info.value) and "msn-model-" not in str(info.value)
     assert "export an FP16 graph with python export/to_onnx.py --fp16" in str(info.value)  # the hint fits the ask
+
+
+@pytest.mark.parametrize("cores, workers, expected", [(2, 1, 2), (2, 2, 1), (2, 3, 1), (16, 3, 5), (16, 16, 1)])
+def test_side_by_side_engines_share_this_process_cores(monkeypatch, cores, workers, expected):
+    """Hardening round 4, Q: nothing tested the thread budget of folder workers and video segments."""
+    from msn_deploy.engines.runtime import loading
+
+    monkeypatch.setattr(loading.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert loading.share_of_cores(workers) == expected
+
+
+def test_a_thread_budget_goes_only_to_the_backends_that_take_one():
+    assert Target("openvino", "cpu").thread_options(2) == {"threads": 2}
+    assert Target("onnxruntime", "cpu").thread_options(1) == {"threads": 1}
+    assert Target("tensorrt", "cuda").thread_options(2) == {}
+    assert Target("openvino", "cpu").thread_options(None) == {}

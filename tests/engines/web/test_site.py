@@ -310,3 +310,29 @@ def test_the_pages_download_keeps_the_photos_icc_profile(browser, site_random, t
         assert page["status"] == "done", page
         saved = Image.open(io.BytesIO(downloaded_bytes(browser)))
     assert saved.format == "PNG" and saved.info.get("icc_profile") == profile
+
+
+def test_a_transparent_icon_upscales_on_the_page_as_msn_upscale_does(browser, site_random, tmp_path):
+    """Hardening round 4, A: the page read pixels back through a premultiplying 2D canvas, so the
+    colour stored under alpha 0 became 0 and MSN's whole-image statistics carried it into opaque
+    pixels (up to 182 levels off); alpha was resized by the browser's filter (20 levels off)."""
+    from msn_deploy.engines import upscale
+
+    rng = np.random.default_rng(3)
+    h, w = 48, 56
+    rgba = np.concatenate([rng.integers(0, 256, (h, w, 3)), np.zeros((h, w, 1))], axis=2).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    radius = np.hypot(yy - h / 2, xx - w / 2)
+    rgba[..., 3] = np.where(radius < 14, 255, np.where(radius < 20, 96, 0))  # opaque disc, translucent ring
+    icon = tmp_path / "icon.png"
+    Image.fromarray(rgba, "RGBA").save(icon)
+    expected = tmp_path / "icon_x4.png"
+    assert upscale.main([str(icon), "-o", str(expected), "--model", str(site_random.graph),
+                         "--backend", "onnxruntime"]) == 0
+    runtime = np.asarray(Image.open(expected).convert("RGBA")).astype(np.int16)
+    with serving(site_random) as url:
+        page = in_page(browser, url, icon, "?backend=wasm")
+    assert page["status"] == "done", page
+    pixels = page["pixels"].astype(np.int16)
+    assert np.abs(pixels[..., 3] - runtime[..., 3]).max() <= 1
+    assert np.abs(pixels[..., :3] - runtime[..., :3]).max() <= 1
