@@ -90,6 +90,13 @@ def _stop_fetching(arriving: Iterator, threads: set[threading.Thread], timeout_s
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def fail_the_missing(todo: list[Task], seen: set[int], finish) -> None:
+    """Never a silent loss: each row whose result did not come back (its actor gone for good) fails."""
+    for index in sorted(set(range(len(todo))) - seen):
+        finish(todo[index], None, f"{todo[index].src}: no result came back from the Ray workers (one was lost); "
+               "run the same command again to retry it", 0.0, None)
+
+
 def run_on_ray(todo: list[Task], model: ModelFiles, target: Target, job, finish) -> None:
     """Run `todo` through an actor pool; `finish` is called on the driver as each image arrives."""
     import ray
@@ -122,9 +129,6 @@ def run_on_ray(todo: list[Task], model: ModelFiles, target: Target, job, finish)
         except BaseException:
             _stop_fetching(arriving, set(threading.enumerate()) - threads_before)
             raise
-        # Never a silent loss: a row whose result did not come back (its actor gone for good) fails.
-        for index in sorted(set(range(len(todo))) - seen):
-            finish(todo[index], None, f"{todo[index].src}: no result came back from the Ray workers (one was lost); "
-                   "run the same command again to retry it", 0.0, None)
+        fail_the_missing(todo, seen, finish)
     finally:
         ray.shutdown()
