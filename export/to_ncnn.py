@@ -3,7 +3,8 @@
     python export/to_ncnn.py --ckpt best.pth            # msn_x4.param + msn_x4.bin, FP32 weights
     python export/to_ncnn.py --ckpt official --fp16     # half-precision weights (half the size)
 
-Drop both files into the app's models folder (upscayl, Video2X, chaiNNer) and pick "msn_x4".
+It then prints which apps can load the files (chaiNNer, upscayl, Video2X, current ncnn) and, for
+those that cannot, which layers stop them (export.ncnn_apps, derived from the written graph).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 from msn_deploy import export
+from msn_deploy.export.ncnn_apps import app_table
 from msn_deploy.msn.cli import add_precision_option, run_cli
+from msn_deploy.msn.formats.ncnn_param import NcnnParam
 from msn_deploy.msn.formats.precision import ARTIFACT_PRECISIONS
 
 
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         options = export.NcnnExportOptions(fp16=args.precision == "fp16", verify=args.verify, ema=not args.params)
-        print(export.export_ncnn(args.ckpt, args.output, options).summary())
+        result = export.export_ncnn(args.ckpt, args.output, options)
+        print(result.summary())
+        print("\n".join(app_table(NcnnParam.read(result.param))))
 
     return run_cli(work, verbose=args.verbose)
 
