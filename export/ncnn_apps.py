@@ -46,7 +46,7 @@ def what_stops(app: NcnnApp, graph: NcnnParam) -> list[str]:
     stops = [f"{t} ({n})" for t, n in sorted(types.items())
              if t in app.refused or (known is not None and t not in known)]
     if app.params is not None:
-        unknown = Counter(f"{layer.type} param {p.split('=', 1)[0].lstrip('-')}" for layer in graph.layers
+        unknown = Counter(f"{layer.type} param {_param_id(p)}" for layer in graph.layers
                           if layer.type in app.params and layer.type not in app.refused for p in layer.params
                           if _param_id(p) not in app.params[layer.type])
         stops += [f"{what} ({n})" for what, n in sorted(unknown.items())]

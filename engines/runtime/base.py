@@ -236,19 +236,23 @@ class Engine(ABC):
             )
         return plan
 
+    def _budget(self) -> tuple[int, str] | None:
+        """The memory budget (engines.runtime.memory) and its source; None when nothing bounds this
+        engine (a GPU engine) or no budget is known."""
+        return memory_budget() if self.peak_bytes_per_pixel else None
+
     def _images_within_budget(self, h: int, w: int) -> int | None:
-        """How many h x w images one run may take within the memory budget (engines.runtime.memory):
-        0 when not even one fits; None when nothing bounds it (a GPU engine, or no budget known)."""
-        if not self.peak_bytes_per_pixel:
-            return None
-        budget = memory_budget()
+        """How many h x w images one run may take within the memory budget: 0 when not even one
+        fits; None when nothing bounds it."""
+        budget = self._budget()
         return None if budget is None else budget[0] // (h * w * self.peak_bytes_per_pixel)
 
     def _tile_for_memory(self, h: int, w: int) -> int | None:
         """The tile size that keeps one h x w image within the memory budget, or None when it fits whole."""
-        if self._images_within_budget(h, w) != 0:
+        known = self._budget()
+        if known is None or h * w * self.peak_bytes_per_pixel <= known[0]:
             return None
-        budget, source = memory_budget()
+        budget, source = known
         tile = tile_within(budget, self.peak_bytes_per_pixel, h, w)
         if h * w * TILED_IMAGE_BYTES_PER_PIXEL > budget:
             log.warning("%s: even tiled, a %dx%d image holds about %.1f GB whole (its output and buffers), over the "

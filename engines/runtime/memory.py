@@ -41,17 +41,26 @@ def available_bytes() -> int | None:
     return None
 
 
+def configured_budget() -> tuple[int, str] | None:
+    """The budget `$MSN_MEMORY_BUDGET_MB` sets (bytes, and that source), or None when it is unset;
+    UsageError for a value that is not a size."""
+    text = os.environ.get(BUDGET_ENV)
+    if not text:
+        return None
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = math.nan
+    if not (math.isfinite(megabytes) and megabytes > 0):
+        raise UsageError(f"{BUDGET_ENV} must be a number of megabytes above 0, got {text!r}")
+    return int(megabytes * 2**20), f"{BUDGET_ENV}={text}"
+
+
 def memory_budget() -> tuple[int, str] | None:
     """The bytes a whole-image run may take and where that figure comes from, or None (unknown)."""
-    text = os.environ.get(BUDGET_ENV)
-    if text:
-        try:
-            megabytes = float(text)
-        except ValueError:
-            megabytes = math.nan
-        if not (math.isfinite(megabytes) and megabytes > 0):
-            raise UsageError(f"{BUDGET_ENV} must be a number of megabytes above 0, got {text!r}")
-        return int(megabytes * 2**20), f"{BUDGET_ENV}={text}"
+    configured = configured_budget()
+    if configured is not None:
+        return configured
     available = available_bytes()
     if available is None:
         return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from msn_deploy.engines.runtime.base import Engine
-from msn_deploy.engines.runtime.memory import memory_budget
+from msn_deploy.engines.runtime.memory import configured_budget
 from msn_deploy.msn.errors import MissingFileError, UsageError
 from msn_deploy.msn.formats.kinds import CHECKPOINT, ENGINE, GRAPH, NCNN, SAFETENSORS, ArtifactKind, artifact_kind
 from msn_deploy.msn.formats.precision import (
@@ -154,7 +154,7 @@ class Target:
         """This target with its backend's canonical name, checked by name alone (before any file is
         read): the backend exists, runs on the device, computes in the precision; and the memory
         budget that the environment may set (engines.runtime.memory) is a size."""
-        memory_budget()
+        configured_budget()
         if self.precision is not None:
             check_precision(self.precision)
         if self.backend == AUTO:

@@ -40,6 +40,8 @@ def test_array_parameters_are_read_by_their_id():
     chainner = next(app for app in known_apps() if app.name == "chaiNNer")
     crop = plain_graph(Layer("Crop", "c", [], ["output"], ["-23309=1,1", "-23310=1,2147483647", "-23311=1,0"]))
     assert what_stops(chainner, crop) == []
+    unknown = plain_graph(Layer("Crop", "c", [], ["output"], ["-23320=1,5"]))
+    assert what_stops(chainner, unknown) == ["Crop param 20 (1)"]
 
 
 def test_the_export_prints_the_table_of_its_graph(random_ckpt, tmp_path, capsys):

@@ -13,6 +13,7 @@ writing ("the rest").
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import subprocess
 import sys
@@ -62,9 +63,9 @@ marks.append(time.perf_counter())
 encode_upscaled(".png", result)
 marks.append(time.perf_counter())
 steps = [b - a for a, b in zip(marks, marks[1:])]
-print(json.dumps({"import": steps[0], "decode": steps[1], "load": steps[2],
-                  "compile or cached shape": steps[3] - steps[4], "infer": steps[4], "encode": steps[5],
-                  "second infer": steps[4]}))
+print(json.dumps({"timed": marks[-1] - marks[0], "stages": {
+    "import": steps[0], "decode": steps[1], "load": steps[2], "compile or cached shape": steps[3] - steps[4],
+    "infer": steps[4], "encode": steps[5]}}))
 """
 
 
@@ -74,17 +75,11 @@ def seconds_of(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def interpreter_start() -> float:
-    return seconds_of([sys.executable, "-c", "pass"])
-
-
 def stage_seconds(image: Path, model: str) -> dict[str, float]:
     start = time.perf_counter()
-    stages = json_from_fresh_process(_STAGES, str(image), model)
-    measured = sum(stages.values())
-    del stages["second infer"]  # timed to tell the shape's compile from the run, not a stage of the command
+    run = json_from_fresh_process(_STAGES, str(image), model)
     # Python's own start-up (before the first mark) and the exit, which the whole command pays too
-    return {"interpreter start and exit": time.perf_counter() - start - measured, **stages}
+    return {"interpreter start and exit": time.perf_counter() - start - run["timed"], **run["stages"]}
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
@@ -103,7 +98,7 @@ def measure(model: str, image: Path, runs: int, work: Path) -> dict:
     """Whole commands and stages, round-robin `runs` times after one warm-up of each."""
     folder = work / "photos"
     make_folder(folder, cv2.imread(str(image)))
-    outputs = iter(range(10**6))
+    outputs = itertools.count()
     commands: dict[str, Callable[[], float]] = {
         "one photo": lambda: seconds_of([sys.executable, "-c", UPSCALE, str(image), "-o",
                                          str(work / f"out{next(outputs)}.png"), "--model", model]),
