@@ -39,6 +39,10 @@ python -m pip download -q --no-deps -d .whl "configobj==5.0.9"
 python -m pip install -q --no-deps --upgrade --target .triton "nvidia-pytriton==0.7.0"
 py=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 cp ".triton/pytriton/tritonserver/python_backend_stubs/$py/triton_python_backend_stub" .triton/pytriton/tritonserver/backends/python/
+# chaiNNer's own ncnn build (the tests run the ncnn export in it, as chaiNNer does), in a folder of its
+# own: the wheel also ships a top-level `ncnn` that would shadow the current one.
+python -m pip install -q --no-deps --upgrade --target .chainner-ncnn \
+  "$(python -c 'from msn_deploy.validate.core.chainner_ncnn import CHAINNER_NCNN; print(CHAINNER_NCNN)')"
 # onnxruntime-web, pinned (msn_deploy.engines.web.ORT_WEB_VERSION), under .web/ (git-ignored)
 npm install --silent --no-audit --no-fund --prefix .web "onnxruntime-web@$(python -c 'from msn_deploy.engines.web import ORT_WEB_VERSION; print(ORT_WEB_VERSION)')"
 echo "setup: done; activate with: . .venv/bin/activate"

@@ -26,6 +26,7 @@ class NcnnApp:
     params: dict[str, frozenset[int]] | None  # the parameter ids its own .param reader knows, per layer type
     refused: frozenset[str]  # layer types its reader refuses outright
     custom_models: bool  # False: it loads only its own models
+    reads_scale: bool  # True: it reads the model's scale and input channels from the layers (chaiNNer)
 
 
 @functools.cache
@@ -34,7 +35,8 @@ def known_apps() -> tuple[NcnnApp, ...]:
     return tuple(NcnnApp(
         name, app["source"], frozenset(app["layers"]) if "layers" in app else None,
         {t: frozenset(ids) for t, ids in app["params"].items()} if "params" in app else None,
-        frozenset(app.get("refused", ())), app.get("custom_models", True)) for name, app in data.items())
+        frozenset(app.get("refused", ())), app.get("custom_models", True), app.get("reads_scale", False))
+        for name, app in data.items())
 
 
 def what_stops(app: NcnnApp, graph: NcnnParam) -> list[str]:
@@ -50,6 +52,36 @@ def what_stops(app: NcnnApp, graph: NcnnParam) -> list[str]:
                           if layer.type in app.params and layer.type not in app.refused for p in layer.params
                           if _param_id(p) not in app.params[layer.type])
         stops += [f"{what} ({n})" for what, n in sorted(unknown.items())]
+    if app.reads_scale:
+        stops += _scale_and_channels(graph)
+    return stops
+
+
+def _scale_and_channels(graph: NcnnParam) -> list[str]:
+    """chaiNNer's reading of a model from its layers: the scale is the product of the upsampling
+    factors (PixelShuffle; an Interp's height scale unless a BinaryOp follows it) over every
+    convolution's stride, and must be a whole number >= 1; the input channels come from the
+    first convolution's weight count, as if it were not grouped. What it would refuse or misread."""
+    scale, first_conv = 1.0, None
+    for at, layer in enumerate(graph.layers):
+        if layer.type == "PixelShuffle":
+            scale *= int(layer.param("0") or 1)
+        elif layer.type == "Interp":
+            after = graph.layers[at + 1] if at + 1 < len(graph.layers) else None
+            if after is None or (after.type != "BinaryOp" and (after.param("0") or "0") != "0"):
+                scale *= float(layer.param("1") or 1)
+        elif layer.type in ("Convolution", "ConvolutionDepthWise"):
+            first_conv = first_conv or layer
+            scale /= int(layer.param("3") or 1)
+    stops = []
+    if scale < 1 or scale != int(scale):
+        stops.append(f"scale read as {scale:.3g} (strided convolutions)")
+    if first_conv is not None:
+        kernel = int(first_conv.param("1") or 1) * int(first_conv.param("11") or first_conv.param("1") or 1)
+        read = int(first_conv.param("6") or 0) // max(int(first_conv.param("0") or 1), 1) // kernel
+        groups = int(first_conv.param("7") or 1) if first_conv.type == "ConvolutionDepthWise" else 1
+        if read * groups != read:  # a grouped first convolution takes `groups` times what chaiNNer reads
+            stops.append(f"input channels read as {read}, not {read * groups} (first convolution)")
     return stops
 
 

@@ -1,12 +1,13 @@
-"""`export_ncnn`: a checkpoint in, a verified ncnn graph out (`NAME.param` + `NAME.bin`), the form
-that ncnn-on-Vulkan apps (upscayl, Video2X, chaiNNer, Real-ESRGAN-ncnn-vulkan) load.
+"""`export_ncnn`: a checkpoint in, a verified ncnn graph out (`NAME.param` + `NAME.bin`) that chaiNNer
+and upscayl-ncnn's current build load (export.ncnn_apps says which apps do), with a model card.
 
 pnnx converts the traced inference form; it is traced at two input sizes so that no size is baked
 into the graph (ESA's resize back to the input's size stays tied to the input). The converted
 graph is then fitted to the apps' convention (input blob `data`, output blob `output`, RGB in
-[0, 1] in and out), its GELUs are rewritten exactly and its statistics are kept in FP32 when ncnn
-runs the rest in FP16 (msn.formats.ncnn_param). The files are run on
-ncnn's CPU path against the PyTorch training form and renamed into place only when they pass.
+[0, 1] in and out) and rewritten, exactly, with the layers older ncnn builds know
+(export.ncnn_portable). The files are run on ncnn's CPU path, as this project's runtime loads them,
+against the PyTorch training form and renamed into place only when they pass; the model card
+(export.model_card) is written beside them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from msn_deploy.export.model_card import model_card_path, write_model_card
+from msn_deploy.export.ncnn_portable import PortableGraph
 from msn_deploy.export.onnx_graph import ExportError
 from msn_deploy.export.parity import ParityResult, Tolerance
 from msn_deploy.export.verify import VerificationError
@@ -29,6 +32,7 @@ from msn_deploy.msn import MIN_INPUT_SIZE, MSN, UsageError, build_model, read_ch
 from msn_deploy.msn.files import atomic_output, check_writable, refuse_overwriting_inputs
 from msn_deploy.msn.formats.ncnn_net import NcnnNet, weights_path
 from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
+from msn_deploy.msn.formats.ncnn_weights import read_weights
 from msn_deploy.msn.sample_images import smooth_test_image
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class NcnnExportOptions:
 class NcnnExportResult:
     param: Path
     weights: Path
+    card: Path  # the OpenModelDB-style model card (export.model_card)
     size_bytes: int  # both files
     layers: int
     options: NcnnExportOptions
@@ -58,11 +63,11 @@ class NcnnExportResult:
     seconds: float
 
     def summary(self) -> str:
-        checks = "; ".join(f"{h}x{w}: {result}" for (h, w), result in self.verification) or "skipped"
         weights = "FP16" if self.options.fp16 else "FP32"
         return (f"Wrote {self.param} and {self.weights} ({self.size_bytes / 1024:.0f} KiB, {weights} weights): "
-                f"{self.layers} layers, input blob '{INPUT_BLOB}', output blob '{OUTPUT_BLOB}', RGB in [0, 1]. "
-                f"Verification on ncnn's CPU path vs PyTorch: {checks}. Took {self.seconds:.1f} s.")
+                f"{self.layers} layers, input blob '{INPUT_BLOB}', output blob '{OUTPUT_BLOB}', RGB in [0, 1]; "
+                f"its model card {self.card.name}. Verification on ncnn's CPU path vs PyTorch: "
+                f"{_checks(self.verification)}. Took {self.seconds:.1f} s.")
 
 
 def default_ncnn_name(scale: int) -> Path:
@@ -87,15 +92,14 @@ def export_ncnn(checkpoint: str | os.PathLike, path: str | os.PathLike | None = 
     with tempfile.TemporaryDirectory(prefix="msn-ncnn-") as tmp:
         log.info("[2/4] converting the inference form with pnnx (%s weights)", "FP16" if options.fp16 else "FP32")
         param = _convert(to_inference_form(eager), Path(tmp), options.fp16)
-        exact = param.exact_gelu()
         param.rename_blob(param.inputs()[0], INPUT_BLOB)
         param.rename_blob(param.outputs()[0], OUTPUT_BLOB)
         param.mark_upsampler()
-        islands = param.keep_statistics_fp32()
-        log.debug("rewrote %d GELU layers as erf; %d statistics layers kept in FP32", exact, islands)
+        portable = PortableGraph(param, read_weights(param, Path(tmp) / "msn.ncnn.bin"))
+        portable.make_portable()
         staged = Path(tmp) / "msn.param"
         staged.write_text(param.text())
-        shutil.move(Path(tmp) / "msn.ncnn.bin", weights_path(staged))
+        weights_path(staged).write_bytes(portable.weights_bytes())
         verification = []
         if options.verify:
             log.info("[3/4] verifying on ncnn's CPU path")
@@ -109,15 +113,20 @@ def export_ncnn(checkpoint: str | os.PathLike, path: str | os.PathLike | None = 
             shutil.copyfile(weights_path(staged), tmp_bin)
         with atomic_output(param_path) as tmp_param:
             shutil.copyfile(staged, tmp_param)
+    card = write_model_card(param_path, weights_path(param_path), ckpt, _checks(verification))
     size = param_path.stat().st_size + weights_path(param_path).stat().st_size
-    return NcnnExportResult(param_path, weights_path(param_path), size, len(param.layers), options, verification,
-                            time.perf_counter() - started)
+    return NcnnExportResult(param_path, weights_path(param_path), card, size, len(param.layers), options,
+                            verification, time.perf_counter() - started)
+
+
+def _checks(verification: list[tuple[tuple[int, int], ParityResult]]) -> str:
+    return "; ".join(f"{h}x{w}: {result}" for (h, w), result in verification) or "skipped"
 
 
 def _check_outputs(param: Path, inputs: list) -> None:
     if param.suffix != ".param":
         raise UsageError(f"an ncnn graph is written as NAME.param (with NAME.bin beside it), not {param.name}")
-    for output in (param, weights_path(param)):
+    for output in (param, weights_path(param), model_card_path(param)):
         check_writable(output)
         refuse_overwriting_inputs([output], inputs)
 

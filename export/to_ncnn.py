@@ -1,10 +1,13 @@
-"""Export MSN to ncnn for Vulkan apps (a thin command over export.export_ncnn).
+"""Export MSN to ncnn for chaiNNer, upscayl and ncnn apps (a thin command over export.export_ncnn).
 
     python export/to_ncnn.py --ckpt best.pth            # msn_x4.param + msn_x4.bin, FP32 weights
     python export/to_ncnn.py --ckpt official --fp16     # half-precision weights (half the size)
 
-It then prints which apps can load the files (chaiNNer, upscayl, Video2X, current ncnn) and, for
-those that cannot, which layers stop them (export.ncnn_apps, derived from the written graph).
+Beside them, msn_x4.openmodeldb.json: a model card in OpenModelDB's fields. It then prints which
+apps can load the files and, for those that cannot, what stops them (export.ncnn_apps, derived from
+the written graph and each app's layer list): chaiNNer (NCNN > Load Model, then Upscale Image; its
+own ncnn runs them in the tests) and an upscayl-bin built from current upscayl-ncnn (by its build's
+layer list) load them; upscayl's shipped binary and Video2X do not.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ INPUT_BLOB, OUTPUT_BLOB = "data", "output"  # Real-ESRGAN-ncnn-vulkan's names, w
 UPSAMPLER = "msn_upsampler"  # the name msn-export-ncnn gives MSN's PixelShuffle: what marks an MSN graph
 SQRT_HALF = 0.7071067811865476
 # BinaryOp's op_type values (ncnn/src/layer/binaryop.h)
-ADD, MUL = 0, 2
+ADD, SUB, MUL, POW = 0, 1, 2, 6
 # A layer's param 31 ("featmask", ncnn/src/net.cpp): 1 no fp16 arithmetic, 2 no fp16 storage, 16 not on
 # Vulkan. Statistics get all three: with only 1|2 a Vulkan FP16 net gave NaN on lavapipe (per-layer
 # FP32 storage inside a Vulkan FP16 net was not honoured), so they run in FP32 on ncnn's CPU path.
@@ -141,13 +141,39 @@ class NcnnParam:
         self.layers = rewritten
         return count
 
+    def fold_subsampling(self) -> int:
+        """Give a stride-1 convolution followed only by a 1x1 max pooling of stride s (the apps'
+        form of a strided convolution, export.ncnn_portable) stride s itself; returns how many.
+        Exact: the pooling keeps every s-th output, which is what the strided convolution computes."""
+        consumers: dict[str, list[Layer]] = {}
+        for layer in self.layers:
+            for bottom in layer.bottoms:
+                consumers.setdefault(bottom, []).append(layer)
+        dropped = set()
+        for conv in self.layers:
+            users = consumers.get(conv.tops[0], []) if len(conv.tops) == 1 else []
+            pool = users[0] if len(users) == 1 else None
+            if conv.type not in ("Convolution", "ConvolutionDepthWise") or pool is None or pool.type != "Pooling" \
+                    or (conv.param("3") or "1") != "1" or (conv.param("13") or "1") != "1":
+                continue
+            p = {key: pool.param(key) for key in ("0", "1", "11", "3", "5")}
+            if p != {"0": "0", "1": "1", "11": "1", "3": "0", "5": "1"} or pool.param("4") not in (None, "0"):
+                continue
+            stride_w = pool.param("2") or "1"
+            conv.params = [q for q in conv.params if q.split("=", 1)[0] not in ("3", "13")]
+            conv.params += [f"3={stride_w}", f"13={pool.param('12') or stride_w}"]
+            conv.tops = pool.tops
+            dropped.add(id(pool))
+        self.layers = [layer for layer in self.layers if id(layer) not in dropped]
+        return len(dropped)
+
     def keep_statistics_fp32(self) -> int:
         """Mark MSN's statistics to run in FP32 when ncnn runs the rest in FP16; returns how many
         layers. They are the float32 islands of the FP16 ONNX graph: means over the whole image,
         squares, their averages and roots, which float16 loses on large photos (Vulkan FP16 on
         lavapipe, a bright 270x480 photo vs float64: 29.8 dB unmarked, 59.7 dB marked).
 
-        Seeds are the reductions, roots, average pools and squares (a MUL of a Split's two
+        Seeds are the reductions, roots (UnaryOp or BinaryOp powers), average pools and squares (a MUL of a Split's two
         copies); the island grows to every layer whose inputs all come from it and every layer
         whose outputs all go into it, until nothing changes."""
         producer = {top: layer for layer in self.layers for top in layer.tops}
@@ -162,8 +188,10 @@ class NcnnParam:
             a, b = (producer.get(bottom) for bottom in layer.bottoms)
             return a is not None and a is b and a.type == "Split"
 
-        seeds = {"Reduction", "UnaryOp"}
-        island = {id(layer) for layer in self.layers if layer.type in seeds or square(layer)
+        def root(layer: Layer) -> bool:
+            return layer.type == "UnaryOp" or (layer.type == "BinaryOp" and layer.param("0") == str(POW))
+
+        island = {id(layer) for layer in self.layers if layer.type == "Reduction" or root(layer) or square(layer)
                   or (layer.type == "Pooling" and layer.param("0") == "1")}
         grew = True
         while grew:

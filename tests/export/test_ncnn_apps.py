@@ -36,6 +36,20 @@ def test_a_planted_layer_changes_the_table():
     assert sized_interp["chaiNNer"] == ("no", "Interp param 9 (1)")
 
 
+def test_chainners_reading_of_scale_and_channels():
+    chainner = next(app for app in known_apps() if app.name == "chaiNNer")
+    strided = plain_graph(Layer("Convolution", "down", [], ["output"], ["0=3", "1=3", "3=2", "6=1296"]))
+    assert what_stops(chainner, strided) == []  # x4 / 2 = x2: a scale it takes
+    for _ in range(2):
+        strided.layers.insert(2, Layer("Convolution", "s", ["c"], ["c"], ["0=48", "1=1", "3=2", "6=2304"]))
+    assert what_stops(chainner, strided) == ["scale read as 0.5 (strided convolutions)"]
+    depthwise_first = plain_graph(Layer("Sigmoid", "s", [], ["output"]))
+    depthwise_first.layers.insert(1, Layer("ConvolutionDepthWise", "dw", ["data"], ["data"], ["0=3", "1=1", "6=3", "7=3"]))
+    assert what_stops(chainner, depthwise_first) == ["input channels read as 1, not 3 (first convolution)"]
+    upscayl = next(app for app in known_apps() if app.name.startswith("upscayl-ncnn"))
+    assert what_stops(upscayl, strided) == []  # upscayl takes the scale from its command line
+
+
 def test_array_parameters_are_read_by_their_id():
     chainner = next(app for app in known_apps() if app.name == "chaiNNer")
     crop = plain_graph(Layer("Crop", "c", [], ["output"], ["-23309=1,1", "-23310=1,2147483647", "-23311=1,0"]))
@@ -49,4 +63,5 @@ def test_the_export_prints_the_table_of_its_graph(random_ckpt, tmp_path, capsys)
     printed = rows(NcnnParam.read(tmp_path / "m.param"))
     out = capsys.readouterr().out
     assert "| app | loads this graph | what stops it |" in out and printed["ncnn (current, PyPI)"] == ("yes", "-")
-    assert printed["chaiNNer"][0] == "no" and "Erf (89)" in printed["chaiNNer"][1] and "MemoryData" in out
+    assert printed["chaiNNer"] == ("yes", "-") and printed["upscayl-ncnn (current source)"] == ("yes", "-")
+    assert printed["upscayl (shipped upscayl-bin)"][0] == "no" and "Reduction (24)" in out

@@ -3,15 +3,19 @@ path and on a real Vulkan device (lavapipe here), refused before any work when t
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from msn_deploy.export import to_ncnn
+from msn_deploy.export.ncnn_apps import known_apps, what_stops
 from msn_deploy.export.ncnn_export import NcnnExportOptions, export_ncnn
 from msn_deploy.export.parity import FP32_MAX_ABS
 from msn_deploy.export.verify import VerificationError
-from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, vulkan_devices
+from msn_deploy.msn.formats.ncnn_net import NcnnNet, NcnnSettings, runtime_form, vulkan_devices
 from msn_deploy.msn.formats.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParam
 from msn_deploy.msn.metrics import max_abs, psnr
 from msn_deploy.msn.sample_images import smooth_test_image
@@ -32,15 +36,35 @@ def run(net: NcnnNet, x: torch.Tensor) -> np.ndarray:
 
 def test_the_export_writes_a_pair_in_the_apps_convention(random_ncnn):
     folder = random_ncnn.param.parent
-    assert visible_names(folder) == ["msn_x4.bin", "msn_x4.param"] and visible_names(folder) == sorted(
+    assert visible_names(folder) == ["msn_x4.bin", "msn_x4.openmodeldb.json", "msn_x4.param"] and visible_names(folder) == sorted(
         p.name for p in folder.iterdir())  # no temporary file left beside them
     param = NcnnParam.read(random_ncnn.param)
     assert param.inputs() == [INPUT_BLOB] and param.outputs() == [OUTPUT_BLOB]
     types = {layer.type for layer in param.layers}
-    assert "GELU" not in types and "Erf" in types  # ncnn's Vulkan GELU is approximate: rewritten exactly
     assert not [t for t in types if "." in t] and param.upscale() == 4
+    # the apps' form (export.ncnn_portable): only layers and parameters that chaiNNer's ncnn knows
+    assert not types & {"Erf", "UnaryOp", "Tile", "MemoryData"} and "GELU" in types
+    assert not [layer.name for layer in param.layers if layer.param("31") or (layer.type == "Convolution" and layer.param(
+        "7")) or (layer.type == "Interp" and layer.param("9"))]
+    assert all(what_stops(app, param) == [] for app in known_apps() if app.name.startswith(("chaiNNer", "upscayl-ncnn")))
+    # and what this project's runtime loads: exact GELUs, strided convolutions again
+    loaded = runtime_form(NcnnParam.read(random_ncnn.param))
+    assert {layer.type for layer in loaded.layers} >= {"Erf"} and "GELU" not in {layer.type for layer in loaded.layers}
+    assert not [layer for layer in loaded.layers if layer.name.endswith("_subsample")]
     assert all(result.passed for _, result in random_ncnn.verification)
     assert "input blob 'data', output blob 'output'" in random_ncnn.summary()
+
+
+def test_the_model_card_describes_the_files_beside_it(random_ncnn):
+    card = json.loads(random_ncnn.card.read_text())
+    assert card["scale"] == 4 and card["inputChannels"] == card["outputChannels"] == 3 and card["size"] == ["28nf", "8nb"]
+    (resource,) = card["resources"]
+    assert resource["platform"] == "ncnn" and resource["size"] == random_ncnn.size_bytes
+    assert resource["sha256"] == hashlib.sha256(random_ncnn.weights.read_bytes()).hexdigest()
+    assert card["author"] == "unknown" and card["license"] is None  # random weights: nobody's to claim
+    verified = random_ncnn.verification[0][1]
+    assert f"max abs {verified.max_abs:.2e}" in card["description"]
+    assert "Loads in: chaiNNer, upscayl-ncnn (current source), ncnn (current, PyPI)" in card["description"]
 
 
 @pytest.mark.parametrize("hw", [(29, 29), (30, 41), (37, 53), (64, 97)])
@@ -119,8 +143,8 @@ def test_fp16_on_vulkan_holds_at_1080p_where_unmarked_statistics_do_not(official
     bright = np.clip(np.asarray(photo, np.float32) / 255 * 1.4 + 0.1, 0, 1)  # where float16 statistics fail
     x = torch.from_numpy(bright).permute(2, 0, 1)[None].contiguous()
     expected = run(NcnnNet(official_ncnn.param), x)
-    param = NcnnParam.read(official_ncnn.param)
-    assert {layer.type for layer in param.layers if layer.param("31")} >= {"Reduction", "UnaryOp", "Pooling"}
+    param = runtime_form(NcnnParam.read(official_ncnn.param))  # the file has no per-layer flags; the runtime adds them
+    assert {layer.type for layer in param.layers if layer.param("31")} >= {"Reduction", "BinaryOp", "Pooling"}
     half = run(NcnnNet(official_ncnn.param, NcnnSettings(vulkan=True, fp16=True)), x)
     assert half.shape == (1080, 1920, 3) and np.isfinite(half).all()
     assert psnr(half, expected) >= 50  # measured 59.7 dB vs float64 (29.8 dB with the statistics in FP16)
