@@ -10,7 +10,8 @@ SUDO=""
 if command -v apt-get >/dev/null; then
   # chromium and its driver: the tests drive the service's web page in a real headless browser.
   # mesa-vulkan-drivers (lavapipe, a Vulkan device on the CPU) and the loader: ncnn's Vulkan path.
-  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1"
+  # libgs-common: Ghostscript's ICC profiles, a real CMYK press profile for the image tests.
+  packages="g++ libpng-dev nlohmann-json3-dev libgtest-dev chromium chromium-driver mesa-vulkan-drivers libvulkan1 libgs-common"
   # npm fetches onnxruntime-web for the in-browser upscaler (engines/web); a Node.js that bundles
   # npm (NodeSource's) conflicts with Debian's npm package, so it is asked for only when missing.
   command -v npm >/dev/null || packages="$packages npm"

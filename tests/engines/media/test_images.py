@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -170,6 +171,23 @@ def test_a_cmyk_image_comes_out_rgb_without_its_cmyk_profile(fmt):
     assert image.alpha is None and image.icc_profile is None and not image.grayscale
     red, green, blue = image.rgb[16, 16]
     assert red > 0.9 and green < 0.1 and blue < 0.1
+
+
+SWOP_CMYK = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")  # Debian's libgs-common (.ci/setup.sh)
+
+
+@pytest.mark.skipif(not SWOP_CMYK.is_file(), reason=f"no CMYK ICC profile at {SWOP_CMYK} (Debian: libgs-common)")
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_a_cmyk_image_goes_through_its_own_cmyk_profile(fmt):
+    """Hardening round 4, Q: printed inks through a real press profile (Artifex's SWOP), not Pillow's
+    formula, which makes full cyan ink (0, 255, 255) and full black ink (0, 0, 0)."""
+    inks = Image.new("CMYK", (16, 8), (255, 0, 0, 0))
+    inks.paste((0, 0, 0, 255), (8, 0, 16, 8))
+    image = decode_image(pil_bytes(inks, fmt, icc_profile=SWOP_CMYK.read_bytes()), "swop")
+    assert image.icc_profile is None and image.alpha is None
+    cyan, black = np.round(image.rgb[4, 3] * 255), np.round(image.rgb[4, 12] * 255)
+    assert np.abs(cyan - (0, 174, 239)).max() <= 3  # SWOP cyan as prepress tools show it in sRGB
+    assert 30 <= black.min() and black.max() <= 50  # ink on paper is not pure black
 
 
 @pytest.mark.parametrize("grayscale", [False, True])
