@@ -21,7 +21,7 @@ import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ MAX_PIXELS = 1 << 28
 EXIF_ORIENTATION = 0x0112
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GRAY_ALPHA = 4  # IHDR colour type
+QUANTISE_ROWS = 64  # rows quantised at a time when encoding (a band of a 2560-px-wide output is 2 MB in float32)
 
 
 class ImageError(UsageError):
@@ -285,20 +286,23 @@ def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, graysca
         raise ImageError("JPEG cannot hold 16-bit or alpha; write PNG instead")
     dtype = np.uint16 if max_value > 255 else np.uint8
 
-    def quantise(a: np.ndarray) -> np.ndarray:
-        scaled = a * max_value
-        np.round(scaled, out=scaled)  # in place: a 4000x3000 photo's output is 2.3 GB in float32
-        return scaled.astype(dtype)
+    def colour(rows: slice) -> np.ndarray:
+        band = np.clip(rgb[rows], 0.0, 1.0)  # before gray averaging
+        return band.mean(axis=2) if grayscale else band[..., ::-1]
 
-    rgb, alpha = np.clip(rgb, 0.0, 1.0), None if alpha is None else np.clip(alpha, 0.0, 1.0)  # before gray averaging
+    def opacity(rows: slice) -> np.ndarray:
+        return np.clip(alpha[rows], 0.0, 1.0)
+
     if grayscale and alpha is not None:
         if suffix.lower() != ".png":
             raise ImageError(f"gray+alpha images are written as PNG, not {suffix}")
-        return _gray_alpha_png(quantise(rgb.mean(axis=2)), quantise(alpha), icc_profile)
-    img = rgb.mean(axis=2) if grayscale else rgb[..., ::-1]
-    if alpha is not None:
-        img = np.concatenate([img, alpha[..., None]], axis=2)
-    pixels = quantise(img)
+        return _gray_alpha_png(_quantised(colour, rgb.shape[0], max_value, dtype),
+                               _quantised(opacity, rgb.shape[0], max_value, dtype), icc_profile)
+    if alpha is None:
+        pixels = _quantised(colour, rgb.shape[0], max_value, dtype)
+    else:
+        pixels = _quantised(lambda rows: np.concatenate([colour(rows), opacity(rows)[..., None]], axis=2),
+                            rgb.shape[0], max_value, dtype)
     if icc_profile and suffix.lower() in (".tif", ".tiff"):  # OpenCV writes no ICC profile into TIFF
         if dtype == np.uint8 and alpha is None:
             return _tiff_with_profile(pixels, icc_profile)
@@ -317,6 +321,20 @@ def encode_image(suffix: str, rgb: np.ndarray, alpha: np.ndarray | None, graysca
     if not encoded_ok:
         raise ImageError(f"cannot encode {suffix} images")
     return buffer.tobytes()
+
+
+def _quantised(band_of: Callable[[slice], np.ndarray], height: int, max_value: int, dtype: type) -> np.ndarray:
+    """round(band * max_value) as `dtype`, for the float bands `band_of(rows)` QUANTISE_ROWS rows at a
+    time: the float temporaries stay a band's size (a 4000x3000 photo's output is 2.3 GB in float32,
+    and a fresh process pays for every new page it touches)."""
+    out = None
+    for top in range(0, height, QUANTISE_ROWS):
+        band = band_of(slice(top, top + QUANTISE_ROWS)) * max_value
+        np.round(band, out=band)
+        if out is None:
+            out = np.empty((height, *band.shape[1:]), dtype)
+        out[top : top + len(band)] = band
+    return out
 
 
 def _tiff_with_profile(pixels: np.ndarray, icc_profile: bytes) -> bytes:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from msn_deploy.engines.media.images import (
+    QUANTISE_ROWS,
     ImageError,
     ImageTooLarge,
     decode_image,
@@ -188,6 +189,22 @@ def test_a_cmyk_image_goes_through_its_own_cmyk_profile(fmt):
     cyan, black = np.round(image.rgb[4, 3] * 255), np.round(image.rgb[4, 12] * 255)
     assert np.abs(cyan - (0, 174, 239)).max() <= 3  # SWOP cyan as prepress tools show it in sRGB
     assert 30 <= black.min() and black.max() <= 50  # ink on paper is not pure black
+
+
+@pytest.mark.parametrize("max_value", [255, 65535])
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_what_is_written_is_the_clamped_rounded_output_over_many_row_bands(grayscale, max_value):
+    """encode_image quantises a band of rows at a time (QUANTISE_ROWS): every band, the last one
+    short, gives exactly round(clip(x, 0, 1) * max) with gray averaged after clamping."""
+    rng = np.random.default_rng(3)
+    height = 2 * QUANTISE_ROWS + 7
+    rgb = rng.uniform(-0.2, 1.2, (height, 24, 3)).astype(np.float32)
+    alpha = rng.uniform(-0.2, 1.2, (height, 24)).astype(np.float32)
+    back = decode_image(encode_image(".png", rgb, alpha, grayscale, max_value))
+    clamped = np.clip(rgb, 0, 1)
+    colour = clamped.mean(axis=2, keepdims=True) if grayscale else clamped
+    assert np.array_equal(back.rgb * max_value, np.broadcast_to(np.round(colour * max_value), back.rgb.shape))
+    assert np.array_equal(back.alpha * max_value, np.round(np.clip(alpha, 0, 1) * max_value))
 
 
 @pytest.mark.parametrize("grayscale", [False, True])
