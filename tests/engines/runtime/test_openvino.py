@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from msn_deploy import engines
 from msn_deploy.engines import upscale
 from msn_deploy.engines.runtime import openvino_engine
-from msn_deploy.engines.runtime.openvino_engine import OpenVINOEngine, cpu_has_bf16
+from msn_deploy.engines.runtime.openvino_engine import BLOB_SUFFIX, OpenVINOEngine, cpu_has_bf16
 from msn_deploy.engines.runtime.targets import auto_backend
 from msn_deploy.export import to_onnx
 from msn_deploy.msn import InputError, UsageError
@@ -173,6 +173,18 @@ def test_a_compiled_shape_is_loaded_by_the_next_process_and_a_changed_graph_is_n
     assert not np.array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "changed.npy"))
     if cpu_has_bf16():  # OpenVINO's own key would hand a bf16 compile the f32 blob (measured)
         assert compile_in_a_process(graph, tmp_path / "bf16.npy", "bf16") == "compiled"
+
+
+@pytest.mark.parametrize("damage", ["cut", "foreign"])
+def test_a_damaged_blob_is_compiled_again_and_replaced(random_graph, tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path / "cache"))
+    assert compile_in_a_process(random_graph, tmp_path / "first.npy") == "compiled"
+    (blob,) = (tmp_path / "cache").rglob(f"1x3x36x44{BLOB_SUFFIX}")
+    kept = blob.read_bytes()
+    blob.write_bytes(kept[: len(kept) // 2] if damage == "cut" else b"not a compiled model" * 100)
+    assert compile_in_a_process(random_graph, tmp_path / "again.npy") == "compiled"
+    assert np.array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "again.npy"))
+    assert compile_in_a_process(random_graph, tmp_path / "third.npy") == "loaded from the disk cache"
 
 
 def test_two_threads_compiling_at_once_leave_the_locale_alone(random_graph, tmp_path, monkeypatch):
