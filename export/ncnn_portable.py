@@ -81,7 +81,10 @@ class PortableGraph:
             params = [f"0={n}", "1=1", "11=1", f"5={int(bias is not None)}"]
             if x in inputs:  # a full convolution: chaiNNer takes the input channels from the first one
                 conv = Layer("Convolution", op.name, [x], op.tops, [*params, f"6={n * n}"])
-                self.weights[op.name] = conv_weights(np.diag(weight), bias, fp16)  # 1 and 0 are exact in float16
+                kernel = np.diag(weight)
+                # in float16 like the graph's other kernels (chaiNNer picks FP16 from this one) when exact: 1 and 0 are
+                half = fp16 and np.array_equal(kernel.astype(np.float16).astype(np.float64), kernel)
+                self.weights[op.name] = conv_weights(kernel, bias, half)
             else:
                 conv = Layer("ConvolutionDepthWise", op.name, [x], op.tops, [*params, f"6={n}", f"7={n}"])
                 self.weights[op.name] = conv_weights(weight, bias)
