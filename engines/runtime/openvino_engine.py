@@ -49,14 +49,14 @@ def cpu_has_bf16(core: object | None = None) -> bool:
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def compile_cache_dir(graph: Path, version: str, device: str, config: dict[str, object]) -> Path:
+def compile_cache_dir(graph: bytes, version: str, device: str, config: dict[str, object]) -> Path:
     """Where the compiled shapes of `graph` under this configuration are kept, one blob per shape.
 
     The folder is named by all that decides a blob's contents: the graph's bytes, OpenVINO's
     version, the device and the whole configuration (OpenVINO's own cache keys leave settings out:
     a model compiled with INFERENCE_PRECISION_HINT f32 was loaded for a bf16 compile, measured
     with OpenVINO 2026.4)."""
-    key = hashlib.sha256(graph.read_bytes())
+    key = hashlib.sha256(graph)
     key.update(repr((version, device, sorted(config.items()))).encode())
     return cache_root() / "openvino" / key.hexdigest()[:32]
 
@@ -97,7 +97,10 @@ class OpenVINOEngine(Engine):
         self.ov_device = device.upper()
         if self.ov_device not in self.core.available_devices:
             raise DeviceError(f"OpenVINO has no device {device!r} here (has {self.core.available_devices})")
-        self._model = None  # read when a shape has to be compiled: a cached shape needs only its blob
+        # The graph is parsed only when a shape has to be compiled (a cached shape needs only its blob),
+        # from these bytes: a Serve replica's copy of the file is gone by then.
+        self._graph_bytes = path.read_bytes()
+        self._model = None
         self.config: dict[str, object] = {"PERFORMANCE_HINT": hint.upper()}
         precision = graph.precision
         if bf16:
@@ -112,7 +115,8 @@ class OpenVINOEngine(Engine):
                 # two processes ran on one core at half speed each (measured); leave placement to the OS.
                 self.config["ENABLE_CPU_PINNING"] = False
         self.cache_size = cache_size
-        self.disk_cache = compile_cache_dir(path, ov.get_version(), self.ov_device, self.config) if disk_cache else None
+        self.disk_cache = (compile_cache_dir(self._graph_bytes, ov.get_version(), self.ov_device, self.config)
+                           if disk_cache else None)
         super().__init__(graph.scale, np.dtype(graph.io_dtype), ShapeProfile.of_graph(graph), precision)
         self.peak_bytes_per_pixel = cpu_peak_bytes_per_pixel(self.backend, device.lower())
         self.path, self.device, self.metadata = path, device, graph.metadata
@@ -143,7 +147,7 @@ class OpenVINOEngine(Engine):
             how = "loaded from the disk cache"
             if compiled is None:
                 if self._model is None:
-                    self._model = self.core.read_model(str(self.path))
+                    self._model = self.core.read_model(self._graph_bytes)
                 model = self._model.clone()
                 model.reshape({model.input(0).get_any_name(): list(shape)})
                 compiled, how = self.core.compile_model(model, self.ov_device, self.config), "compiled"

@@ -175,6 +175,18 @@ def test_a_compiled_shape_is_loaded_by_the_next_process_and_a_changed_graph_is_n
         assert compile_in_a_process(graph, tmp_path / "bf16.npy", "bf16") == "compiled"
 
 
+def test_a_shape_compiled_after_the_file_is_gone(random_graph, tmp_path, monkeypatch):
+    """A Serve replica opens its engine on a temporary copy of the graph that is deleted at once;
+    the first shape is compiled later, from the bytes read at the start (it read the path: HTTP 500)."""
+    monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path / "cache"))
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(random_graph, copy)
+    engine = OpenVINOEngine(copy)
+    copy.unlink()
+    x = smooth_test_image(1, 36, 44).numpy()
+    assert np.array_equal(engine(x), OpenVINOEngine(random_graph, disk_cache=False)(x))
+
+
 @pytest.mark.parametrize("damage", ["cut", "foreign"])
 def test_a_damaged_blob_is_compiled_again_and_replaced(random_graph, tmp_path, monkeypatch, damage):
     monkeypatch.setenv("MSN_CACHE_DIR", str(tmp_path / "cache"))
