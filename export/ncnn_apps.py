@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 
-from msn_deploy.msn.formats.ncnn_param import NcnnParam
+from msn_deploy.msn.formats.ncnn_param import CONVOLUTIONS, NcnnParam
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _scale_and_channels(graph: NcnnParam) -> list[str]:
             after = graph.layers[at + 1] if at + 1 < len(graph.layers) else None
             if after is None or (after.type != "BinaryOp" and (after.param("0") or "0") != "0"):
                 scale *= float(layer.param("1") or 1)
-        elif layer.type in ("Convolution", "ConvolutionDepthWise"):
+        elif layer.type in CONVOLUTIONS:
             first_conv = first_conv or layer
             scale /= int(layer.param("3") or 1)
     stops = []

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from msn_deploy.export.onnx_graph import ExportError
-from msn_deploy.msn.formats.ncnn_param import ADD, MUL, POW, SUB, Layer, NcnnParam
-from msn_deploy.msn.formats.ncnn_weights import CONVOLUTIONS, conv_weights, is_fp16, memory_data
+from msn_deploy.msn.formats.ncnn_param import ADD, CONVOLUTIONS, MUL, POW, SUB, Layer, NcnnParam
+from msn_deploy.msn.formats.ncnn_weights import conv_weights, is_fp16, memory_data
 
 ROOT_POWERS = {"5": 0.5, "6": -0.5}  # UnaryOp's sqrt and rsqrt
 
@@ -50,15 +50,8 @@ class PortableGraph:
         self.strides_as_subsampling()
         self.drop_ignored_params()
 
-    def _consumers(self) -> dict[str, list[Layer]]:
-        consumers: dict[str, list[Layer]] = {}
-        for layer in self.graph.layers:
-            for bottom in layer.bottoms:
-                consumers.setdefault(bottom, []).append(layer)
-        return consumers
-
     def constants_as_convolutions(self) -> None:
-        consumers = self._consumers()
+        consumers = self.graph.consumers()
         inputs = set(self.graph.inputs())
         first_conv = next(layer for layer in self.graph.layers if layer.type in CONVOLUTIONS)
         fp16 = is_fp16(self.weights[first_conv.name])
@@ -104,7 +97,7 @@ class PortableGraph:
             layer.params = [f"0={POW}", "1=1", f"2={power}", *kept]
 
     def tiles_as_broadcasts(self) -> None:
-        consumers = self._consumers()
+        consumers = self.graph.consumers()
         kept = []
         for layer in self.graph.layers:
             if layer.type != "Tile":

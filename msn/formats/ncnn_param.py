@@ -22,6 +22,7 @@ ADD, SUB, MUL, POW = 0, 1, 2, 6
 # Vulkan. Statistics get all three: with only 1|2 a Vulkan FP16 net gave NaN on lavapipe (per-layer
 # FP32 storage inside a Vulkan FP16 net was not honoured), so they run in FP32 on ncnn's CPU path.
 FEATMASK, FP32_ONLY = "31", 1 | 2 | 16
+CONVOLUTIONS = ("Convolution", "ConvolutionDepthWise")
 
 
 class NcnnParamError(UsageError):
@@ -96,6 +97,14 @@ class NcnnParam:
         consumed = {blob for layer in self.layers for blob in layer.bottoms}
         return [blob for blob in self.blobs() if blob not in consumed]
 
+    def consumers(self) -> dict[str, list[Layer]]:
+        """The layers that read each blob."""
+        readers: dict[str, list[Layer]] = {}
+        for layer in self.layers:
+            for bottom in layer.bottoms:
+                readers.setdefault(bottom, []).append(layer)
+        return readers
+
     def rename_blob(self, old: str, new: str) -> None:
         if new in self.blobs():
             raise NcnnParamError(f"blob {new!r} exists already")
@@ -145,15 +154,12 @@ class NcnnParam:
         """Give a stride-1 convolution followed only by a 1x1 max pooling of stride s (the apps'
         form of a strided convolution, export.ncnn_portable) stride s itself; returns how many.
         Exact: the pooling keeps every s-th output, which is what the strided convolution computes."""
-        consumers: dict[str, list[Layer]] = {}
-        for layer in self.layers:
-            for bottom in layer.bottoms:
-                consumers.setdefault(bottom, []).append(layer)
+        consumers = self.consumers()
         dropped = set()
         for conv in self.layers:
             users = consumers.get(conv.tops[0], []) if len(conv.tops) == 1 else []
             pool = users[0] if len(users) == 1 else None
-            if conv.type not in ("Convolution", "ConvolutionDepthWise") or pool is None or pool.type != "Pooling" \
+            if conv.type not in CONVOLUTIONS or pool is None or pool.type != "Pooling" \
                     or (conv.param("3") or "1") != "1" or (conv.param("13") or "1") != "1":
                 continue
             p = {key: pool.param(key) for key in ("0", "1", "11", "3", "5")}
@@ -177,10 +183,7 @@ class NcnnParam:
         copies); the island grows to every layer whose inputs all come from it and every layer
         whose outputs all go into it, until nothing changes."""
         producer = {top: layer for layer in self.layers for top in layer.tops}
-        consumers: dict[str, list[Layer]] = {}
-        for layer in self.layers:
-            for bottom in layer.bottoms:
-                consumers.setdefault(bottom, []).append(layer)
+        consumers = self.consumers()
 
         def square(layer: Layer) -> bool:
             if layer.type != "BinaryOp" or (layer.param("0") or "0") != str(MUL) or len(layer.bottoms) != 2:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from msn_deploy.msn.formats.ncnn_param import Layer, NcnnParam, NcnnParamError
+from msn_deploy.msn.formats.ncnn_param import CONVOLUTIONS, Layer, NcnnParam, NcnnParamError
 
 FP32_TAG = bytes(4)
 FP16_TAG = (0x01306B47).to_bytes(4, "little")
-CONVOLUTIONS = ("Convolution", "ConvolutionDepthWise")
 # Layers that read nothing from the .bin (their parameters are all in the .param).
 WEIGHTLESS = frozenset({"Input", "BinaryOp", "Split", "Concat", "Slice", "Eltwise", "Pooling", "Reduction", "UnaryOp",
                         "Interp", "Tile", "PixelShuffle", "Erf", "GELU", "Sigmoid", "ReLU", "Crop", "Reshape"})

@@ -23,8 +23,8 @@ import numpy as np
 
 from msn_deploy.msn.errors import MSNError, UsageError
 from msn_deploy.msn.formats.kinds import ncnn_weights_path
-from msn_deploy.msn.formats.ncnn_param import NcnnParam
-from msn_deploy.msn.formats.ncnn_weights import CONVOLUTIONS, is_fp16, read_weights
+from msn_deploy.msn.formats.ncnn_param import CONVOLUTIONS, NcnnParam
+from msn_deploy.msn.formats.ncnn_weights import is_fp16, read_weights
 
 CHAINNER_NCNN = "ncnn-vulkan==2023.6.18"  # chaiNNer's pin (its requirements); .ci/setup.sh installs it
 CHAINNER_NCNN_ENV = "MSN_CHAINNER_NCNN_DIR"  # another folder that wheel was installed into (pip --target)
