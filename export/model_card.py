@@ -5,7 +5,7 @@ export measured (its verification) and which apps load the graph (export.ncnn_ap
 description; nothing is claimed that the export did not check.
 
     from msn_deploy.export.model_card import write_model_card
-    write_model_card(result, checkpoint)  # msn_x4.openmodeldb.json beside msn_x4.param
+    write_model_card(param, weights, graph, checkpoint, verification)  # msn_x4.openmodeldb.json beside param
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ def model_card_path(param: Path) -> Path:
     return param.with_name(param.stem + CARD_SUFFIX)
 
 
-def model_card(param: Path, weights: Path, checkpoint: Checkpoint, verification: str) -> dict:
-    """The card of the exported pair (`param`, `weights`) made from `checkpoint`; `verification` is
-    the export's own check, in words."""
+def model_card(param: Path, weights: Path, graph: NcnnParam, checkpoint: Checkpoint, verification: str) -> dict:
+    """The card of the exported pair (`param`, `weights`; `graph` is what `param` holds) made from
+    `checkpoint`; `verification` is the export's own check, in words."""
     config = checkpoint.config
     official = checkpoint.sha256 == KNOWN_CHECKPOINTS["official"].sha256
-    graph = NcnnParam.read(param)
     loads = [app.name for app in known_apps() if not what_stops(app, graph)]
     origin = ("the NTIRE 2024 Efficient Super-Resolution weights of team DASE-IDEALab (team28_MSN.pth)" if official
               else f"the checkpoint {checkpoint.path.name} (sha256 {checkpoint.sha256[:12]})")
@@ -60,8 +59,8 @@ def model_card(param: Path, weights: Path, checkpoint: Checkpoint, verification:
     }
 
 
-def write_model_card(param: Path, weights: Path, checkpoint: Checkpoint, verification: str) -> Path:
+def write_model_card(param: Path, weights: Path, graph: NcnnParam, checkpoint: Checkpoint, verification: str) -> Path:
     path = model_card_path(param)
     with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(model_card(param, weights, checkpoint, verification), indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(model_card(param, weights, graph, checkpoint, verification), indent=2) + "\n")
     return path

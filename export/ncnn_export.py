@@ -113,7 +113,7 @@ def export_ncnn(checkpoint: str | os.PathLike, path: str | os.PathLike | None = 
             shutil.copyfile(weights_path(staged), tmp_bin)
         with atomic_output(param_path) as tmp_param:
             shutil.copyfile(staged, tmp_param)
-    card = write_model_card(param_path, weights_path(param_path), ckpt, _checks(verification))
+    card = write_model_card(param_path, weights_path(param_path), param, ckpt, _checks(verification))
     size = param_path.stat().st_size + weights_path(param_path).stat().st_size
     return NcnnExportResult(param_path, weights_path(param_path), card, size, len(param.layers), options,
                             verification, time.perf_counter() - started)
