@@ -51,6 +51,7 @@ from msn_deploy import engines
 from msn_deploy.engines.jobs.work import ImageOptions, upscale_image
 from msn_deploy.engines.media.images import read_image
 from msn_deploy.engines.media.upscaled import encode_upscaled
+from msn_deploy.msn.cli import exit_process
 marks.append(time.perf_counter())
 image = read_image(Path(sys.argv[1]))
 marks.append(time.perf_counter())
@@ -66,6 +67,7 @@ steps = [b - a for a, b in zip(marks, marks[1:])]
 print(json.dumps({"timed": marks[-1] - marks[0], "stages": {
     "import": steps[0], "decode": steps[1], "load": steps[2], "compile or cached shape": steps[3] - steps[4],
     "infer": steps[4], "encode": steps[5]}}))
+exit_process(0)  # as the command ends, so that "interpreter start and exit" is what the command pays
 """
 
 
