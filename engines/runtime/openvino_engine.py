@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 BLOB_SUFFIX = ".blob"  # a compiled shape on disk: `compile_cache_dir(...) / "1x3x360x640.blob"`
-# One compile at a time in a process. OpenVINO switches the process's C locale while it writes a
-# cached blob, so two threads compiling at once could leave LC_CTYPE at "C" for good (measured:
-# Python then read UTF-8 files as ASCII). In turn, the second of two folder workers loads the
-# first one's blob from the disk cache instead of compiling the same shape again.
+# One compile at a time in a process. OpenVINO's own compile cache switched the process's C locale
+# while it wrote a blob, so two threads compiling at once left LC_CTYPE at "C" for good (measured:
+# Python then read UTF-8 files as ASCII; a test still guards it). In turn, of two threads that ask
+# for one shape, the second imports the first one's blob instead of compiling the shape again.
 _COMPILING = threading.Lock()
 
 
