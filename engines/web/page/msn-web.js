@@ -134,8 +134,9 @@ export async function decodeImage(file, limits) {
   const context = canvas.getContext("2d", { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
   let pixels = context.getImageData(0, 0, width, height);
-  if (!opaque(pixels)) pixels = (await unpremultipliedPixels(data, type, width, height)) || pixels;
-  return { bitmap, pixels, icc: await iccProfile(data, type) };
+  const solid = opaque(pixels);
+  if (!solid) pixels = (await unpremultipliedPixels(data, type, width, height)) || pixels;
+  return { bitmap, pixels, opaque: solid, icc: await iccProfile(data, type) };
 }
 
 function opaque({ data }) {
@@ -289,10 +290,10 @@ function upscaleAlpha(image, s) {
   return alpha;
 }
 
-function toImageData(image, acc, weight, s) {
+function toImageData(image, solid, acc, weight, s) {
   const OH = image.height * s, OW = image.width * s, n = OH * OW;
   const out = new ImageData(OW, OH);
-  const alpha = opaque(image) ? null : upscaleAlpha(image, s);
+  const alpha = solid ? null : upscaleAlpha(image, s);
   for (let i = 0; i < n; i++) {
     const w = weight ? weight[i] : 1;
     for (let c = 0; c < 3; c++) {
@@ -309,7 +310,7 @@ function toImageData(image, acc, weight, s) {
 export async function upscaleImage(decoded, session, options) {
   const started = performance.now();
   const { acc, weight, tiles, runSeconds } = await runTiles(decoded.pixels, session, options);
-  const image = toImageData(decoded.pixels, acc, weight, options.scale);
+  const image = toImageData(decoded.pixels, decoded.opaque, acc, weight, options.scale);
   return { image, tiles, seconds: (performance.now() - started) / 1000, runSeconds };
 }
 
@@ -345,9 +346,8 @@ async function deflate(bytes) {
 // `icc`: the source's ICC profile (decodeImage's), written as the PNG's iCCP chunk.
 export async function encodePng(image, icc = null) {
   const { width, height, data } = image;
-  let opaque = true;
-  for (let i = 3; i < data.length && opaque; i += 4) opaque = data[i] === 255;
-  const channels = opaque ? 3 : 4, stride = 1 + width * channels;
+  const solid = opaque(image);
+  const channels = solid ? 3 : 4, stride = 1 + width * channels;
   const rows = new Uint8Array(height * stride);
   for (let y = 0; y < height; y++) {
     rows[y * stride] = 1; // Sub: each byte minus the same channel of the pixel to its left
@@ -363,7 +363,7 @@ export async function encodePng(image, icc = null) {
   view.setUint32(0, width);
   view.setUint32(4, height);
   header[8] = 8; // bits per channel
-  header[9] = opaque ? 2 : 6; // colour type: RGB or RGBA
+  header[9] = solid ? 2 : 6; // colour type: RGB or RGBA
   const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
   const chunks = [signature, pngChunk("IHDR", header)];
   if (icc) {
